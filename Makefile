@@ -1,0 +1,40 @@
+# Every target sets up .venv itself, so each one works on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint stress bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## make demo: start the issuer and an example API, then play the OAuth clients against them.
+demo: setup
+	$(BIN)/python examples/demo.py
+
+## make test: the whole suite (unit, integration against real servers, conformance).
+test: setup
+	$(BIN)/python -m pytest tests --ignore=tests/stress -p no:cacheprovider
+
+## make lint: ruff and mypy --strict.
+lint: setup
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy
+
+## make stress: fault injection, load and soak (bounded; CI runs it).
+stress: setup
+	$(BIN)/python -m pytest tests/stress -p no:cacheprovider
+
+## make bench: benchmarks; writes benchmarks/RESULTS.md.
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

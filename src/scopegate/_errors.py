@@ -1,0 +1,243 @@
+"""Errors that know their RFC 6750 response.
+
+Every error a request can end in is a :class:`BearerError`; it carries its HTTP status,
+its RFC 6750 ``error`` code and renders itself to a framework-neutral
+:class:`ErrorResponse` that every adapter (ASGI, WSGI, Starlette, Flask, Django, ...) sends
+as is. The hierarchy::
+
+    ScopegateError
+    ├── BearerError                          renders an RFC 6750 §3 response
+    │   ├── MissingTokenError                401, challenge without ``error`` (§3.1)
+    │   ├── InvalidRequestError              400 ``invalid_request``
+    │   ├── InvalidTokenError                401 ``invalid_token``
+    │   ├── InsufficientScopeError           403 ``insufficient_scope`` with ``scope``
+    │   └── ServiceUnavailableError          503 with ``Retry-After``; never ``invalid_token``
+    │       ├── KeySetUnavailableError       JWKS or discovery unreachable / malformed
+    │       └── IntrospectionUnavailableError  RFC 7662 endpoint unreachable / malformed
+    └── ConfigurationError (also ValueError) raised at start-up, never per request
+
+``error_description`` is always a fixed text chosen by the library (RFC 6750 §3 limits it
+to ``%x20-21 / %x23-5B / %x5D-7E``); it never contains token or exception text. The
+``reason`` attribute is a short fixed code (``"expired"``, ``"bad_signature"``...) for
+logs and diagnostics, equally free of attacker input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = [
+    "BearerError",
+    "ConfigurationError",
+    "ErrorResponse",
+    "InsufficientScopeError",
+    "IntrospectionUnavailableError",
+    "InvalidRequestError",
+    "InvalidTokenError",
+    "KeySetUnavailableError",
+    "MissingTokenError",
+    "ScopegateError",
+    "ServiceUnavailableError",
+]
+
+# RFC 6750 §3: error_description and scope values are limited to these characters.
+_SAFE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+# RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """A rendered error: what every adapter sends, whatever the framework.
+
+    Attributes:
+        status: The HTTP status code.
+        headers: Header pairs, names lower-case, values ``str`` (latin-1 safe).
+        body: The JSON body ``{"error": ..., "error_description": ...}`` as bytes.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class ScopegateError(Exception):
+    """Base class of every exception scopegate raises."""
+
+
+class ConfigurationError(ScopegateError, ValueError):
+    """A setting is missing or unsafe; raised when the object is built, not per request."""
+
+
+def quote_challenge_value(value: str) -> str:
+    """Return *value* as an RFC 9110 quoted-string for a challenge parameter."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_realm(realm: str) -> str:
+    """Validate a configured realm: it is echoed in every challenge."""
+    if not realm or not _SAFE_TEXT.fullmatch(realm):
+        raise ConfigurationError("realm must be non-empty printable ASCII without '\"' or '\\'")
+    return realm
+
+
+class BearerError(ScopegateError):
+    """An error that ends the request with an RFC 6750 response.
+
+    Args:
+        description: Fixed ``error_description`` text; defaults to the class's own. It
+            must be a constant of the library, never request data.
+        reason: A short fixed code for logs and ``scopegate token inspect``.
+    """
+
+    status: ClassVar[int] = 401
+    error: ClassVar[str | None] = None
+    default_description: ClassVar[str] = "Bearer token required"
+
+    def __init__(self, description: str | None = None, *, reason: str | None = None) -> None:
+        text = description if description is not None else self.default_description
+        if not _SAFE_TEXT.fullmatch(text):
+            # Defence in depth: a description that could carry request data is dropped.
+            text = self.default_description
+        self.description = text
+        self.reason = reason or self.error or "missing_token"
+        super().__init__(text)
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        """Extra challenge parameters after ``realm`` (RFC 6750 §3)."""
+        if self.error is None:
+            return []
+        return [("error", self.error), ("error_description", self.description)]
+
+    def challenge(self, realm: str) -> str:
+        """The ``WWW-Authenticate`` value for *realm*."""
+        params = [("realm", realm), *self.challenge_params()]
+        return "Bearer " + ", ".join(f"{k}={quote_challenge_value(v)}" for k, v in params)
+
+    def body(self) -> dict[str, str]:
+        """The JSON error object."""
+        return {
+            "error": self.error or "unauthorized",
+            "error_description": self.description,
+        }
+
+    def extra_headers(self) -> list[tuple[str, str]]:
+        """Headers besides the challenge (``Retry-After`` on 503)."""
+        return []
+
+    def to_response(self, realm: str = "api") -> ErrorResponse:
+        """Render the framework-neutral response for this error."""
+        body = json.dumps(self.body(), separators=(",", ":")).encode()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("www-authenticate", self.challenge(realm)),
+            ("cache-control", "no-store"),
+            *self.extra_headers(),
+        ]
+        return ErrorResponse(self.status, tuple(headers), body)
+
+
+class MissingTokenError(BearerError):
+    """No bearer credentials (none sent, or another scheme): 401 without ``error``."""
+
+    status = 401
+    error = None
+    default_description = "Bearer token required"
+
+
+class InvalidRequestError(BearerError):
+    """Malformed request, e.g. a token sent by two methods (RFC 6750 §3.1): 400."""
+
+    status = 400
+    error = "invalid_request"
+    default_description = "The request is malformed"
+
+
+class InvalidTokenError(BearerError):
+    """The token is malformed, forged, expired, revoked or not for us: 401."""
+
+    status = 401
+    error = "invalid_token"
+    default_description = "The access token is invalid"
+
+
+class InsufficientScopeError(BearerError):
+    """A valid token lacks the scope the resource needs: 403 (RFC 6750 §3.1).
+
+    Args:
+        required: The scopes to advertise in the challenge's ``scope`` attribute.
+    """
+
+    status = 403
+    error = "insufficient_scope"
+    default_description = "The access token lacks the required scope"
+
+    def __init__(
+        self,
+        required: tuple[str, ...] | list[str] = (),
+        description: str | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        # Scope names come from the application, not the request, but stay in grammar.
+        self.required = tuple(s for s in required if _SCOPE_TOKEN.fullmatch(s))
+        super().__init__(description, reason=reason)
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        params = super().challenge_params()
+        if self.required:
+            params.append(("scope", " ".join(self.required)))
+        return params
+
+    def body(self) -> dict[str, str]:
+        data = super().body()
+        if self.required:
+            data["scope"] = " ".join(self.required)
+        return data
+
+
+class ServiceUnavailableError(BearerError):
+    """The authorization server (keys, metadata, introspection) cannot be used: 503.
+
+    Never ``invalid_token``: a client must not throw away a good token because our
+    dependency failed.
+
+    Args:
+        retry_after: Seconds for the ``Retry-After`` header.
+    """
+
+    status = 503
+    error = "temporarily_unavailable"
+    default_description = "The authorization server is unavailable"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        reason: str | None = None,
+        retry_after: int = 5,
+    ) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(description, reason=reason)
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        return []
+
+    def extra_headers(self) -> list[tuple[str, str]]:
+        return [("retry-after", str(self.retry_after))]
+
+
+class KeySetUnavailableError(ServiceUnavailableError):
+    """The JWKS or the discovery document could not be fetched or was malformed."""
+
+    default_description = "The signing keys are unavailable"
+
+
+class IntrospectionUnavailableError(ServiceUnavailableError):
+    """The RFC 7662 introspection endpoint failed or answered malformed data."""
+
+    default_description = "The token introspection service is unavailable"
