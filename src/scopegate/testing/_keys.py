@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -48,7 +49,10 @@ class SigningKey:
     __slots__ = ("_algorithm", "_private_key", "algorithm", "kid")
 
     def __init__(
-        self, private_key: _PrivateKey, algorithm: SigningAlgorithm = "RS256", kid: str | None = None
+        self,
+        private_key: _PrivateKey,
+        algorithm: SigningAlgorithm = "RS256",
+        kid: str | None = None,
     ) -> None:
         expected: dict[str, type[Any]] = {
             "RS256": rsa.RSAPrivateKey,
@@ -124,17 +128,19 @@ class SigningKey:
 
     def private_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (for development files only)."""
-        return self._private_key.private_bytes(
+        pem: bytes = self._private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        return pem
 
     def public_pem(self) -> bytes:
         """The public key as SubjectPublicKeyInfo PEM."""
-        return self._private_key.public_key().public_bytes(
+        pem: bytes = self._private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return pem
 
     def _raw_public_jwk(self) -> dict[str, Any]:
         public = self._private_key.public_key()
@@ -149,10 +155,12 @@ class SigningKey:
 
     def thumbprint(self) -> str:
         """The RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key."""
-        import hashlib
-
         jwk = self._raw_public_jwk()
-        required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+        required = {
+            "RSA": ("e", "kty", "n"),
+            "EC": ("crv", "kty", "x", "y"),
+            "OKP": ("crv", "kty", "x"),
+        }
         members = {name: jwk[name] for name in required[jwk["kty"]]}
         return b64url(hashlib.sha256(_compact_json(members)).digest())
 
@@ -174,7 +182,7 @@ class SigningKey:
         tokens (duplicate members, odd encodings) that are still validly signed.
         """
         message = f"{header_segment}.{payload_segment}".encode("ascii")
-        signature = self._algorithm.sign(message, self._private_key)  # type: ignore[arg-type]
+        signature = self._algorithm.sign(message, self._private_key)
         return f"{header_segment}.{payload_segment}.{b64url(signature)}"
 
     def sign_bytes(self, header: bytes, payload: bytes) -> str:

@@ -1,0 +1,250 @@
+"""Where the time goes on scopegate's hot paths: cProfile tables and component timings.
+
+Three scenarios, each run N times under :mod:`cProfile`:
+
+* ``verify uncached``: ``JWTVerifier(cache_verified=False).verify`` on an RS256 token;
+* ``ASGI cache hit``: one request through Starlette + scopegate's ASGI middleware with a
+  repeated token;
+* ``Flask cache hit``: one request through Flask + the ``ScopeGate`` extension.
+
+For each, the functions with the most own time are listed with calls per operation and
+their share of the profiled total. cProfile inflates pure-Python calls relative to C
+calls, so read the shares as "where to look", and the component timings (plain
+``timeit``, best of 7, no profiler) as the costs.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_profile.py [--json OUT] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import itertools
+import pstats
+import sys
+import timeit
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _apps
+import _fixtures
+import _harness
+import bench_inproc
+
+TITLE = "Where the time goes (profiles of the hot paths)"
+TOP = 10
+
+
+def _label(func: tuple[str, int, str]) -> str:
+    filename, line, name = func
+    if filename == "~":
+        return "C: " + name.strip("<>")  # a C function, e.g. "method 'verify' of ..."
+    path = Path(filename)
+    parts = path.parts
+    if "scopegate" in parts:
+        short = "/".join(parts[parts.index("scopegate") :])
+    elif "site-packages" in parts:
+        short = "/".join(parts[parts.index("site-packages") + 1 :])
+    else:
+        short = path.name
+    return f"{short}:{line} {name}"
+
+
+def _package(filename: str) -> str:
+    if filename == "~":
+        return "C builtins"
+    for name in ("scopegate", "starlette", "flask", "werkzeug", "cryptography", "asyncio"):
+        if f"/{name}/" in filename:
+            return name
+    return "other"
+
+
+def by_package(entries: dict[Any, Any], total: float) -> str:
+    """Own time grouped by package, as shares of the profiled total."""
+    groups: dict[str, float] = {}
+    for (filename, _line, _name), value in entries.items():
+        key = _package(filename)
+        groups[key] = groups.get(key, 0.0) + value[2]
+    ranked = sorted(groups.items(), key=lambda kv: kv[1], reverse=True)
+    return "Own time by package: " + ", ".join(f"{k} {v / total * 100:.0f}%" for k, v in ranked)
+
+
+def profile(run: Callable[[int], object], n: int) -> tuple[list[list[str]], float]:
+    """Profile ``run(n)`` (which performs *n* operations); rows of the top functions.
+
+    The benchmark's own driver frames are left out of the table (not of the total).
+    """
+    run(min(n, 200))
+    prof = cProfile.Profile()
+    prof.enable()
+    run(n)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in entries.values()) or 1e-9
+    here = str(Path(__file__).resolve().parent)
+    ranked = sorted(
+        ((f, v) for f, v in entries.items() if not f[0].startswith(here)),
+        key=lambda kv: kv[1][2],
+        reverse=True,
+    )[:TOP]
+    rows = [
+        [
+            _label(func),
+            f"{ncalls / n:.1f}",
+            f"{tottime / n * 1e6:.2f}",
+            f"{tottime / total * 100:.0f}%",
+        ]
+        for func, (_cc, ncalls, tottime, _ct, _callers) in ranked
+    ]
+    rows.append([f"_{by_package(entries, total)}_", "", "", ""])
+    return rows, total / n * 1e6
+
+
+def repeat(fn: Callable[[], object]) -> Callable[[int], None]:
+    """A runner calling *fn* n times."""
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            fn()
+
+    return run
+
+
+def best_of(fn: Callable[[], object], n: int) -> float:
+    """Best-of-7 µs per call, no profiler."""
+    timer = timeit.Timer("fn()", globals={"fn": fn})
+    return min(timer.repeat(7, n)) / n * 1e6
+
+
+def components(material: _fixtures.Material, n: int) -> list[list[str]]:
+    """Costs of the verifier's pipeline steps, where the internals are recognisable.
+
+    These use private helpers of ``scopegate._jwt``; a step whose helper changed name is
+    simply left out rather than failing the run.
+    """
+    from scopegate import _jwt
+
+    token = material.tokens["RS256"]
+    verifier = _apps.scopegate_verifier(material, cached=False)
+    cached = _apps.scopegate_verifier(material, cached=True)
+    cached.verify(token)
+    steps: list[tuple[str, Callable[[], Callable[[], object]]]] = [
+        ("verify, uncached (all steps)", lambda: lambda: verifier.verify(token)),
+        (
+            "verify, cache hit (fresh str, as from a request)",
+            lambda: lambda: cached.verify(token[:].encode().decode()),
+        ),
+        ("parse: split + header + header checks", lambda: lambda: verifier._parse(token)),
+    ]
+
+    def _sig() -> Callable[[], object]:
+        parsed = verifier._parse(token)
+        key = verifier._key(parsed)
+        return lambda: key.verify(parsed.alg, parsed.signing_input, parsed.signature)
+
+    def _payload() -> Callable[[], object]:
+        payload = token.split(".")[1].encode()
+        return lambda: _jwt._json(payload)
+
+    def _claims() -> Callable[[], object]:
+        claims = _jwt._json(token.split(".")[1].encode())
+        now = verifier._clock()
+        checks = [c for _n, c in verifier._claim_checks]
+        return lambda: [c(claims, now) for c in checks]
+
+    def _build() -> Callable[[], object]:
+        claims = _jwt._json(token.split(".")[1].encode())
+        return lambda: verifier._build(claims, token)
+
+    steps += [
+        ("signature (key.verify, RSA)", _sig),
+        ("payload: base64url + strict JSON", _payload),
+        ("claim checks", _claims),
+        ("build AccessToken (scopes, client_id)", _build),
+    ]
+    rows = []
+    for name, make in steps:
+        try:
+            fn = make()
+            fn()
+        except Exception:  # a renamed internal: skip the row
+            continue
+        rows.append([name, f"{best_of(fn, n):.2f}"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write results here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    material = _fixtures.load(unique=0)
+    token = material.tokens["RS256"]
+    scale = 0.01 if args.quick else 1.0
+    sections: list[str] = []
+
+    verifier = _apps.scopegate_verifier(material, cached=False)
+    rows, per_op = profile(repeat(lambda: verifier.verify(token)), max(10, int(3000 * scale)))
+    header = ["function (own time)", "calls/op", "profiled µs/op", "share"]
+    sections.append(
+        f"### verify, uncached, RS256 (profiled total {per_op:.1f} µs/op)\n\n"
+        + _harness.markdown_table(header, rows)
+    )
+
+    loop = bench_inproc._loop()
+    app = _apps.starlette_scopegate(material, cached=True)
+    scope = bench_inproc.asgi_scope("/protected", token)
+
+    async def batch(n: int) -> None:
+        for _ in range(n):
+            await app(dict(scope), bench_inproc._receive, bench_inproc._send)
+
+    rows, per_op = profile(lambda n: loop.run_until_complete(batch(n)), max(10, int(5000 * scale)))
+    sections.append(
+        f"### ASGI: Starlette + scopegate middleware, repeated token "
+        f"(profiled total {per_op:.1f} µs/request)\n\n" + _harness.markdown_table(header, rows)
+    )
+    loop.close()
+
+    try:
+        flask_app = _apps.flask_scopegate(material, cached=True, style="integration")
+    except ImportError:
+        flask_app = None
+    if flask_app is not None:
+        env = itertools.repeat(bench_inproc.wsgi_environ("/protected", token))
+        rows, per_op = profile(
+            repeat(lambda: bench_inproc.wsgi_call(flask_app, next(env))), max(10, int(5000 * scale))
+        )
+        sections.append(
+            f"### Flask + ScopeGate extension, repeated token (profiled total {per_op:.1f} "
+            f"µs/request)\n\n" + _harness.markdown_table(header, rows)
+        )
+
+    comp = components(material, max(10, int(3000 * scale)))
+    if comp:
+        sections.insert(
+            0,
+            "### Components of one RS256 verification (timeit best of 7, no profiler)\n\n"
+            + _harness.markdown_table(["step", "µs"], comp),
+        )
+    out: dict[str, Any] = {
+        "title": TITLE,
+        "markdown": "\n\n".join(sections),
+        "notes": "cProfile inflates Python-level calls; shares point where to look.",
+        "targets": [],
+        "rows": [],
+    }
+    print(f"## {TITLE}\n\n{out['markdown']}")
+    if args.json:
+        _harness.write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

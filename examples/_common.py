@@ -1,0 +1,64 @@
+"""Pieces shared by the framework-free examples (asgi_app.py, wsgi_app.py).
+
+Only data and JSON helpers live here; each example shows its own middleware set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from scopegate._config import from_env, settings_from_env
+from scopegate._token import AccessToken
+from scopegate._verifier import TokenVerifier
+
+#: The items served by GET /items.
+ITEMS: list[dict[str, Any]] = [
+    {"id": 1, "name": "hammer"},
+    {"id": 2, "name": "screwdriver"},
+]
+
+#: Largest request body the examples read (POST /items).
+MAX_BODY = 1 << 20
+
+#: Paths that never need a token; the middleware ignores any Authorization header there.
+PUBLIC_PATHS = ["/public"]
+
+
+def configured_verifier() -> tuple[TokenVerifier, str]:
+    """The verifier and realm described by the ``SCOPEGATE_*`` environment variables."""
+    return from_env(os.environ), settings_from_env(os.environ).realm
+
+
+def dumps(data: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def me(token: AccessToken | None) -> dict[str, Any]:
+    """The body of GET /me."""
+    assert token is not None  # the middleware lets no anonymous request reach /me
+    return {"sub": token.subject, "client_id": token.client_id, "scopes": sorted(token.scopes)}
+
+
+def error(code: str, description: str) -> dict[str, str]:
+    """A JSON error body shaped like the library's."""
+    return {"error": code, "error_description": description}
+
+
+NOT_FOUND = error("not_found", "No such resource")
+METHOD_NOT_ALLOWED = error("method_not_allowed", "Method not allowed")
+BAD_JSON = error("invalid_request", "The body must be a JSON object")
+TOO_LARGE = error("invalid_request", "The body is too large")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | None:
+    """The JSON object in *body*, or ``None`` when it is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    except RecursionError:
+        return None
+    return data if isinstance(data, dict) else None

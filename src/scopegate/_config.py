@@ -1,0 +1,208 @@
+"""Build a token verifier from ``SCOPEGATE_*`` environment variables.
+
+Variables (empty values count as unset):
+
+``SCOPEGATE_ISSUER`` (required)
+    The trusted issuer identifier (``iss``). Keys come from its RFC 8414 or OpenID
+    Connect discovery document unless ``SCOPEGATE_JWKS_URI`` is set.
+``SCOPEGATE_AUDIENCE`` (required)
+    The audience this API accepts (``aud``); several may be given, comma-separated.
+``SCOPEGATE_JWKS_URI``
+    The JWKS location; skips discovery.
+``SCOPEGATE_ALGORITHMS``
+    Accepted JWS algorithms, comma-separated (default ``RS256,PS256,ES256,EdDSA``).
+``SCOPEGATE_LEEWAY``
+    Clock-skew allowance in seconds for ``exp``/``nbf``/``iat`` (default 60).
+``SCOPEGATE_TYP``
+    ``strict`` (default; RFC 9068 ``at+jwt`` required) or ``lenient`` (also plain JWTs
+    from authorization servers that do not set ``typ``).
+``SCOPEGATE_REALM``
+    The ``realm`` of ``WWW-Authenticate`` challenges (default ``api``); read by
+    :func:`settings_from_env` for the middleware, not by the verifier.
+``SCOPEGATE_INTROSPECTION_URI``
+    When set, tokens that are not JWTs are checked by RFC 7662 introspection, and
+    :func:`from_env` returns a :class:`~scopegate.HybridVerifier`.
+``SCOPEGATE_INTROSPECTION_CLIENT_ID``, ``SCOPEGATE_INTROSPECTION_CLIENT_SECRET``
+    The resource server's credentials at the introspection endpoint
+    (``client_secret_basic``); required with ``SCOPEGATE_INTROSPECTION_URI``.
+``SCOPEGATE_REDIS_URL``
+    Share the introspection cache through Redis (``redis://...``).
+
+Example::
+
+    import os
+    from scopegate import from_env
+    from scopegate.asgi import BearerAuthMiddleware
+
+    app = BearerAuthMiddleware(app, verifier=from_env(os.environ))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from scopegate._errors import ConfigurationError
+from scopegate._verifier import HybridVerifier, TokenVerifier
+
+__all__ = ["EnvSettings", "from_env", "settings_from_env"]
+
+PREFIX = "SCOPEGATE_"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSettings:
+    """Settings read from the environment; see the module docstring for each variable."""
+
+    issuer: str
+    audience: str | tuple[str, ...]
+    jwks_uri: str | None = None
+    algorithms: tuple[str, ...] | None = None
+    leeway: float | None = None
+    typ: Literal["strict", "lenient"] | None = None
+    realm: str = "api"
+    introspection_uri: str | None = None
+    introspection_client_id: str | None = None
+    introspection_client_secret: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+
+    def jwt_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`~scopegate.JWTVerifier`."""
+        options: dict[str, Any] = {
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "jwks_uri": self.jwks_uri,
+        }
+        if self.algorithms is not None:
+            options["algorithms"] = self.algorithms
+        if self.leeway is not None:
+            options["leeway"] = self.leeway
+        if self.typ is not None:
+            options["typ"] = self.typ
+        return options
+
+
+def _get(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(PREFIX + name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _require(environ: Mapping[str, str], name: str) -> str:
+    value = _get(environ, name)
+    if value is None:
+        raise ConfigurationError(f"{PREFIX}{name} is required")
+    return value
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
+    """Read and check the ``SCOPEGATE_*`` variables.
+
+    Args:
+        environ: The variables; ``os.environ`` when omitted.
+
+    Returns:
+        The parsed :class:`EnvSettings`.
+
+    Raises:
+        ConfigurationError: A required variable is missing or a value is malformed; the
+            message names the variable (never its value, which may be a secret).
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    issuer = _require(env, "ISSUER")
+    audiences = _split(_require(env, "AUDIENCE"))
+    if not audiences:
+        raise ConfigurationError(f"{PREFIX}AUDIENCE is required")
+    audience: str | tuple[str, ...] = audiences[0] if len(audiences) == 1 else audiences
+
+    algorithms: tuple[str, ...] | None = None
+    raw_algorithms = _get(env, "ALGORITHMS")
+    if raw_algorithms is not None:
+        algorithms = _split(raw_algorithms)
+        if not algorithms:
+            raise ConfigurationError(f"{PREFIX}ALGORITHMS lists no algorithm")
+
+    leeway: float | None = None
+    raw_leeway = _get(env, "LEEWAY")
+    if raw_leeway is not None:
+        try:
+            leeway = float(raw_leeway)
+        except ValueError:
+            raise ConfigurationError(f"{PREFIX}LEEWAY must be a number of seconds") from None
+        if not math.isfinite(leeway) or leeway < 0:
+            raise ConfigurationError(f"{PREFIX}LEEWAY must be a non-negative number")
+
+    typ: Literal["strict", "lenient"] | None = None
+    raw_typ = _get(env, "TYP")
+    if raw_typ is not None:
+        if raw_typ.lower() == "strict":
+            typ = "strict"
+        elif raw_typ.lower() == "lenient":
+            typ = "lenient"
+        else:
+            raise ConfigurationError(f"{PREFIX}TYP must be 'strict' or 'lenient'")
+
+    introspection_uri = _get(env, "INTROSPECTION_URI")
+    client_id = _get(env, "INTROSPECTION_CLIENT_ID")
+    client_secret = _get(env, "INTROSPECTION_CLIENT_SECRET")
+    if introspection_uri is not None:
+        if client_id is None:
+            raise ConfigurationError(
+                f"{PREFIX}INTROSPECTION_CLIENT_ID is required with {PREFIX}INTROSPECTION_URI"
+            )
+        if client_secret is None:
+            raise ConfigurationError(
+                f"{PREFIX}INTROSPECTION_CLIENT_SECRET is required with {PREFIX}INTROSPECTION_URI"
+            )
+
+    return EnvSettings(
+        issuer=issuer,
+        audience=audience,
+        jwks_uri=_get(env, "JWKS_URI"),
+        algorithms=algorithms,
+        leeway=leeway,
+        typ=typ,
+        realm=_get(env, "REALM") or "api",
+        introspection_uri=introspection_uri,
+        introspection_client_id=client_id,
+        introspection_client_secret=client_secret,
+        redis_url=_get(env, "REDIS_URL"),
+    )
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> TokenVerifier:
+    """Build the verifier the ``SCOPEGATE_*`` variables describe.
+
+    Returns a :class:`~scopegate.JWTVerifier`; when ``SCOPEGATE_INTROSPECTION_URI`` is set,
+    a :class:`~scopegate.HybridVerifier` that sends non-JWT tokens to RFC 7662
+    introspection (with the Redis cache when ``SCOPEGATE_REDIS_URL`` is set).
+
+    Args:
+        environ: The variables; ``os.environ`` when omitted.
+
+    Raises:
+        ConfigurationError: A required variable is missing or a value is unusable.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    settings = settings_from_env(env)
+    from scopegate._jwt import JWTVerifier
+
+    jwt = JWTVerifier(**settings.jwt_options())
+    if settings.introspection_uri is None:
+        return jwt
+    # Imported lazily: introspection (and redis) are only needed when configured.
+    from scopegate._introspection import IntrospectionVerifier
+
+    introspection = IntrospectionVerifier.from_env(env)
+    if introspection is None:  # pragma: no cover - settings_from_env checked the variables
+        return jwt
+    return HybridVerifier(jwt=jwt, introspection=introspection)

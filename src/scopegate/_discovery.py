@@ -1,0 +1,290 @@
+"""Authorization server metadata discovery (RFC 8414, OpenID Connect Discovery 1.0).
+
+Usage, for any component that needs an endpoint of the configured issuer::
+
+    metadata = ServerMetadata("https://as.example", kind="auto", runner=runner,
+                              error=IntrospectionUnavailableError)
+    url = metadata.endpoint("introspection_endpoint")          # sync (threads, WSGI)
+    url = await metadata.aendpoint("introspection_endpoint")   # asyncio
+    # or inside a flow of your own:  url = yield from metadata.endpoint_flow(name)
+
+* :func:`metadata_flow` fetches the document once (a :data:`~scopegate._flow.Flow`).
+  ``kind="oauth"`` reads RFC 8414 ``/.well-known/oauth-authorization-server`` (inserted
+  before the issuer's path, §3.1), ``kind="oidc"`` reads
+  ``<issuer>/.well-known/openid-configuration``, ``kind="auto"`` tries RFC 8414 first
+  and falls back to OIDC only when the first answers 4xx (a 5xx or a transport failure
+  is an outage, not a missing document).
+* The document's ``issuer`` must equal the configured issuer exactly (RFC 8414 §3.3;
+  a mix-up would let one AS speak for another).
+* :class:`ServerMetadata` caches the document for ``ttl`` seconds, coalesces concurrent
+  fetches, keeps serving the last good document when a refresh fails, and validates
+  endpoint URLs with :func:`check_endpoint_url`.
+
+URL policy (:func:`check_endpoint_url`): endpoints, the issuer used for discovery and
+``jwks_uri`` must be ``https`` URLs without a fragment, except that plain ``http`` is
+accepted for loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``) so a local issuer
+works in development and tests. Every failure raises the ``error`` class given
+(``KeySetUnavailableError`` by default): a 503, never ``invalid_token``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from scopegate._errors import ConfigurationError, KeySetUnavailableError, ServiceUnavailableError
+from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, SingleFlight
+from scopegate._jsonstrict import StrictJSONError, loads_object
+
+__all__ = [
+    "DiscoveryKind",
+    "ServerMetadata",
+    "check_endpoint_url",
+    "discovery_urls",
+    "metadata_flow",
+]
+
+logger = logging.getLogger("scopegate.discovery")
+
+DiscoveryKind = Literal["auto", "oauth", "oidc"]
+_OAUTH = "/.well-known/oauth-authorization-server"
+_OIDC = "/.well-known/openid-configuration"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint_url(url: object) -> bool:
+    """True when *url* may be used to reach the authorization server.
+
+    ``https`` with a host and no fragment; ``http`` only for a loopback host.
+    """
+    if not isinstance(url, str) or not url.isascii() or any(c in url for c in " \r\n\t"):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    if not host or parts.fragment:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))
+
+
+def discovery_urls(issuer: str, kind: DiscoveryKind = "auto") -> list[str]:
+    """The metadata URLs tried for *issuer*, in order.
+
+    Raises:
+        ConfigurationError: *issuer* is not a usable URL (see :func:`check_endpoint_url`)
+            or has a query.
+    """
+    if not check_endpoint_url(issuer) or urlsplit(issuer).query:
+        raise ConfigurationError(
+            "issuer must be an https URL without query or fragment (http only for loopback) "
+            "to discover its metadata"
+        )
+    if kind not in ("auto", "oauth", "oidc"):
+        raise ConfigurationError("discovery must be 'auto', 'oauth' or 'oidc'")
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    # RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
+    oauth = urlunsplit((parts.scheme, parts.netloc, _OAUTH + path, "", ""))
+    oidc = issuer.rstrip("/") + _OIDC
+    return {"oauth": [oauth], "oidc": [oidc], "auto": [oauth, oidc]}[kind]
+
+
+def metadata_flow(
+    issuer: str,
+    kind: DiscoveryKind = "auto",
+    *,
+    error: type[ServiceUnavailableError] = KeySetUnavailableError,
+) -> Flow[dict[str, Any]]:
+    """Fetch and check the metadata document of *issuer* (RFC 8414 §3, OIDC Discovery §4).
+
+    Args:
+        issuer: The configured issuer identifier.
+        kind: ``"oauth"``, ``"oidc"`` or ``"auto"`` (RFC 8414, then OIDC on a 4xx).
+        error: The 503 error class raised on any failure.
+
+    Returns:
+        The metadata object, its ``issuer`` equal to *issuer*.
+
+    Raises:
+        ConfigurationError: *issuer* is not a usable URL.
+        ServiceUnavailableError: (the *error* class) unreachable, non-200, non-JSON,
+            oversized, or ``issuer`` mismatch.
+    """
+    urls = discovery_urls(issuer, kind)
+    for index, url in enumerate(urls):
+        request = httpx.Request("GET", url, headers={"accept": "application/json"})
+        try:
+            response = yield request
+        except httpx.HTTPError as exc:
+            raise error(reason="discovery_unreachable") from exc
+        if 400 <= response.status_code < 500 and index + 1 < len(urls):
+            continue
+        if response.status_code != 200:
+            raise error(reason="discovery_http_status")
+        document = _json_document(response, error, "discovery_malformed")
+        if document.get("issuer") != issuer:
+            logger.error("discovery document at %s names another issuer", url)
+            raise error(reason="discovery_issuer_mismatch")
+        return document
+    raise error(reason="discovery_http_status")  # pragma: no cover - loop always returns
+
+
+def _json_document(
+    response: httpx.Response, error: type[ServiceUnavailableError], reason: str
+) -> dict[str, Any]:
+    ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise error(reason=reason)
+    try:
+        return loads_object(response.content)
+    except StrictJSONError as exc:
+        raise error(reason=reason) from exc
+
+
+class ServerMetadata:
+    """The cached metadata document of one issuer.
+
+    Args:
+        issuer: The issuer identifier (an https URL, or http on loopback).
+        kind: Which well-known document(s) to read (see :func:`metadata_flow`).
+        runner: The :class:`HTTPRunner` for :meth:`get` / :meth:`aget` (a private
+            5-second runner when omitted).
+        ttl: Seconds a fetched document is used before it is fetched again.
+        error: The 503 error class raised when no document is available.
+        clock: Monotonic seconds (tests).
+
+    A failed refresh keeps serving the previous document (retrying at most every
+    ``retry_interval`` seconds); without a previous document the error is raised.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        kind: DiscoveryKind = "auto",
+        runner: HTTPRunner | None = None,
+        ttl: float = 3600,
+        retry_interval: float = 5,
+        error: type[ServiceUnavailableError] = KeySetUnavailableError,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.urls = discovery_urls(issuer, kind)
+        self.issuer = issuer
+        self.kind: DiscoveryKind = kind
+        self.ttl = ttl
+        self.retry_interval = retry_interval
+        self.error = error
+        self._runner = runner
+        self._clock = clock
+        self._document: dict[str, Any] | None = None
+        self._fetched_at = 0.0
+        self._failed_at: float | None = None
+        self._flight: SingleFlight[dict[str, Any]] = SingleFlight()
+        self._aflight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
+
+    def __repr__(self) -> str:
+        return f"ServerMetadata({self.issuer!r}, kind={self.kind!r})"
+
+    @property
+    def runner(self) -> HTTPRunner:
+        """The runner used by :meth:`get` / :meth:`aget` (created on first use)."""
+        if self._runner is None:
+            self._runner = HTTPRunner()
+        return self._runner
+
+    def cached(self) -> dict[str, Any] | None:
+        """The fresh cached document, or ``None`` when it must be (re)fetched."""
+        if self._document is not None and self._clock() - self._fetched_at < self.ttl:
+            return self._document
+        return None
+
+    def invalidate(self) -> None:
+        """Forget the document; the next use fetches it again."""
+        self._fetched_at = float("-inf")
+
+    def flow(self) -> Flow[dict[str, Any]]:
+        """The document: cached when fresh, else fetched (stale served if that fails)."""
+        document = self.cached()
+        if document is not None:
+            return document
+        now = self._clock()
+        if self._failed_at is not None and now - self._failed_at < self.retry_interval:
+            return self._stale_or_raise(None)
+        try:
+            document = yield from metadata_flow(self.issuer, self.kind, error=self.error)
+        except ServiceUnavailableError as exc:
+            self._failed_at = self._clock()
+            return self._stale_or_raise(exc)
+        self._document, self._fetched_at, self._failed_at = document, self._clock(), None
+        return document
+
+    def _stale_or_raise(self, exc: ServiceUnavailableError | None) -> dict[str, Any]:
+        if self._document is not None:
+            logger.warning(
+                "metadata refresh for %s failed; using the previous document", self.issuer
+            )
+            return self._document
+        if exc is not None:
+            raise exc
+        raise self.error(reason="discovery_unavailable", retry_after=int(self.retry_interval))
+
+    def endpoint_flow(self, name: str) -> Flow[str]:
+        """The URL of endpoint *name* (e.g. ``"jwks_uri"``, ``"introspection_endpoint"``).
+
+        Raises:
+            ServiceUnavailableError: (the *error* class) no document, or the member is
+                missing or not an acceptable URL.
+        """
+        document = yield from self.flow()
+        return self.pick(document, name)
+
+    def pick(self, document: dict[str, Any], name: str) -> str:
+        """Endpoint *name* of *document*, checked with :func:`check_endpoint_url`."""
+        url = document.get(name)
+        if not isinstance(url, str) or not check_endpoint_url(url):
+            logger.error("metadata of %s has no usable %s", self.issuer, name)
+            raise self.error(reason="discovery_bad_endpoint")
+        return url
+
+    def get(self) -> dict[str, Any]:
+        """The document (sync; concurrent callers share one fetch)."""
+        document = self.cached()
+        if document is not None:
+            return document
+        return self._flight.do("doc", lambda: self.runner.run(self.flow()))
+
+    async def aget(self) -> dict[str, Any]:
+        """The document (asyncio; concurrent callers share one fetch)."""
+        document = self.cached()
+        if document is not None:
+            return document
+
+        async def fetch() -> dict[str, Any]:
+            return await self.runner.arun(self.flow())
+
+        return await self._aflight.do("doc", fetch)
+
+    def endpoint(self, name: str) -> str:
+        """Sync twin of :meth:`endpoint_flow`."""
+        return self.pick(self.get(), name)
+
+    async def aendpoint(self, name: str) -> str:
+        """Async twin of :meth:`endpoint_flow`."""
+        return self.pick(await self.aget(), name)

@@ -1,0 +1,101 @@
+"""A strict JSON reader for security-relevant documents (JOSE headers, claims, JWKS).
+
+Python's :mod:`json` is lenient where a parser differential becomes an attack:
+
+* duplicate member names are accepted, the last one winning (RFC 7515 §4 and RFC 7519 §4
+  require rejecting them or a defined rule; a first-wins gateway would disagree);
+* ``NaN``, ``Infinity`` and ``-Infinity`` literals are accepted (RFC 8259 §6 forbids them),
+  and ``1e400`` silently becomes ``inf``;
+* deep nesting raises :class:`RecursionError`, which is not a :class:`ValueError`.
+
+:func:`loads_object` closes all three and accepts only a top-level JSON object. Every
+failure is a :class:`StrictJSONError` (a ``ValueError``) with fixed text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "StrictJSONError", "loads_object"]
+
+#: Deepest nesting of arrays and objects accepted; real headers, claims and JWKS use < 5.
+MAX_DEPTH = 32
+
+# String literals are skipped when measuring depth: brackets inside them do not nest.
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class StrictJSONError(ValueError):
+    """The text is not a strict JSON object (fixed message, no input echoed)."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise StrictJSONError("duplicate member name")
+    return result
+
+
+def _constant(name: str) -> Any:
+    raise StrictJSONError("non-finite number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 overflows to inf: as unsafe as the Infinity literal.
+        raise StrictJSONError("non-finite number")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float, strict=True
+)
+
+
+def _depth(text: str) -> int:
+    deepest = depth = 0
+    for char in _STRINGS.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """Parse *data* as a strict JSON object.
+
+    Args:
+        data: UTF-8 bytes (any other encoding is refused) or text.
+        max_depth: Deepest nesting accepted.
+
+    Returns:
+        The object as a ``dict``.
+
+    Raises:
+        StrictJSONError: Invalid UTF-8 or JSON, a duplicate member, a non-finite
+            number, nesting deeper than *max_depth*, or a top level other than an object.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError("invalid UTF-8") from exc
+    # Counting brackets bounds the depth from above in one C-speed pass; the exact
+    # (slower) measurement only runs for the rare document that could be too deep.
+    if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
+        raise StrictJSONError("nesting too deep")
+    try:
+        value = _DECODER.decode(text)
+    except StrictJSONError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and CPython's int max-str-digits limit.
+        raise StrictJSONError("invalid JSON") from exc
+    if type(value) is not dict:
+        raise StrictJSONError("not a JSON object")
+    return value

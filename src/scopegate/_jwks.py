@@ -1,0 +1,332 @@
+"""The JWKS cache: fetched keys with TTL, bounded refreshes and stale-if-error.
+
+:class:`JWKSCache` serves :class:`~scopegate._keys.VerificationKey` objects for a token's
+``kid``/``alg``. The fetch is written once as a flow (:meth:`JWKSCache.fetch_flow`) and
+run by :class:`~scopegate._flow.HTTPRunner` for threads (:meth:`JWKSCache.get`) or
+asyncio (:meth:`JWKSCache.aget`). Behaviour:
+
+* **TTL**: a fetched set is used for ``ttl`` seconds, then fetched again on next use.
+* **Unknown kid**: the ``kid`` is attacker-controlled, so an unknown kid triggers a
+  refresh only when the last fetch attempt is at least ``cooldown`` seconds old; a kid
+  still unknown after that refresh is ``invalid_token`` (``unknown_key``) and is kept
+  in a bounded negative cache until the next successful fetch or ``cooldown`` seconds.
+  A flood of random kids therefore costs at most one fetch per cooldown.
+* **Single flight**: concurrent refreshes (threads or tasks) share one request.
+* **Failures**: down, timeout, 3xx, non-200, non-JSON, oversized, or a set without a
+  usable key is a failed fetch. With keys fetched less than ``ttl + stale_if_error``
+  seconds ago, those keys keep being used (a warning is logged); without them the
+  request gets :class:`~scopegate.KeySetUnavailableError` (503), never
+  ``invalid_token``. After a failure the next attempt waits ``retry_interval`` seconds
+  (``min(cooldown, 5)``), so an outage does not become a request storm.
+* **Key identity**: unchanged keys keep their object across refreshes, so a verified-
+  token cache can drop entries whose key left the set (:meth:`JWKSCache.current`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from scopegate._discovery import ServerMetadata, check_endpoint_url
+from scopegate._errors import (
+    ConfigurationError,
+    InvalidTokenError,
+    KeySetUnavailableError,
+    ServiceUnavailableError,
+)
+from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, SingleFlight
+from scopegate._jsonstrict import StrictJSONError, loads_object
+from scopegate._keys import KeySet, UnusableKeyError, VerificationKey, parse_jwks
+
+__all__ = ["JWKSCache"]
+
+logger = logging.getLogger("scopegate.jwks")
+
+_NEGATIVE_MAX = 1024
+_JWKS_TYPES = ("application/json", "application/jwk-set+json")
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    keys: KeySet | None = None
+    fetched_at: float = float("-inf")  # last success
+    attempted_at: float = float("-inf")  # last attempt, success or not
+    failed: bool = False  # whether the last attempt failed
+    generation: int = 0
+    reason: str = "jwks_unavailable"  # reason code of the last failure
+
+
+class JWKSCache:
+    """Keys of one issuer fetched from its JWKS (RFC 7517 §5), cached and refreshed.
+
+    Args:
+        algorithms: The verifier's algorithm allow-list (already validated).
+        jwks_uri: The JWKS URL; or ``None`` to take ``jwks_uri`` from *metadata*.
+        metadata: The issuer's :class:`~scopegate._discovery.ServerMetadata` when
+            *jwks_uri* is ``None``.
+        ttl: Seconds fetched keys are used before a refresh.
+        cooldown: Minimum seconds between refreshes caused by an unknown kid.
+        stale_if_error: Seconds past ``ttl`` that old keys serve while fetches fail.
+        runner: The :class:`HTTPRunner` (timeouts, size cap, no redirects).
+        clock: Monotonic seconds (tests).
+
+    Raises:
+        ConfigurationError: Neither or both of *jwks_uri* / *metadata*, a bad URL, or a
+            negative duration.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: frozenset[str],
+        jwks_uri: str | None = None,
+        metadata: ServerMetadata | None = None,
+        ttl: float = 600,
+        cooldown: float = 30,
+        stale_if_error: float = 86400,
+        runner: HTTPRunner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (jwks_uri is None) == (metadata is None):
+            raise ConfigurationError("JWKSCache needs exactly one of jwks_uri or metadata")
+        if jwks_uri is not None and not check_endpoint_url(jwks_uri):
+            raise ConfigurationError("jwks_uri must be an https URL (http only for loopback hosts)")
+        for name, value in (
+            ("jwks_ttl", ttl),
+            ("jwks_cooldown", cooldown),
+            ("stale_if_error", stale_if_error),
+        ):
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds")
+        self.algorithms = algorithms
+        self.jwks_uri = jwks_uri
+        self.metadata = metadata
+        self.ttl = ttl
+        self.cooldown = cooldown
+        self.stale_if_error = stale_if_error
+        self.retry_interval = min(cooldown, 5.0)
+        self._own_runner = runner is None
+        self.runner = runner if runner is not None else HTTPRunner()
+        self._clock = clock
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._negative: dict[str, float] = {}
+        self._flight: SingleFlight[None] = SingleFlight()
+        self._aflight: AsyncSingleFlight[None] = AsyncSingleFlight()
+        #: Number of fetch attempts (diagnostics and tests).
+        self.fetch_count = 0
+
+    def __repr__(self) -> str:
+        source = self.jwks_uri if self.jwks_uri is not None else self.metadata
+        return f"JWKSCache({source!r}, ttl={self.ttl}, cooldown={self.cooldown})"
+
+    # -- the fetch, written once ------------------------------------------------------
+
+    def fetch_flow(self) -> Flow[KeySet]:
+        """Fetch and parse the key set once.
+
+        Raises:
+            KeySetUnavailableError: Any failure, including discovery.
+        """
+        uri = self.jwks_uri
+        if uri is None:
+            assert self.metadata is not None
+            uri = yield from self.metadata.endpoint_flow("jwks_uri")
+        request = httpx.Request(
+            "GET", uri, headers={"accept": "application/jwk-set+json, application/json"}
+        )
+        try:
+            response = yield request
+        except httpx.HTTPError as exc:
+            raise KeySetUnavailableError(reason="jwks_unreachable") from exc
+        if response.status_code != 200:
+            raise KeySetUnavailableError(reason="jwks_http_status")
+        ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype not in _JWKS_TYPES:
+            raise KeySetUnavailableError(reason="jwks_malformed")
+        try:
+            keys = parse_jwks(loads_object(response.content), self.algorithms)
+        except (StrictJSONError, UnusableKeyError) as exc:
+            raise KeySetUnavailableError(reason="jwks_malformed") from exc
+        return keys.reuse(self._state.keys)
+
+    # -- decisions shared by sync and async ---------------------------------------------
+
+    def current(self) -> KeySet | None:
+        """The keys in use now (possibly stale), or ``None`` before the first fetch."""
+        return self._state.keys
+
+    def _usable(self, state: _State, now: float) -> KeySet | None:
+        """Keys that may verify now: fresh, or stale within stale_if_error after a failure."""
+        if state.keys is None:
+            return None
+        age = now - state.fetched_at
+        if age < self.ttl or (state.failed and age < self.ttl + self.stale_if_error):
+            return state.keys
+        return None
+
+    def _plan(self, kid: str | None, alg: str) -> VerificationKey | int:
+        """The key, or the generation to refresh from; raises when no fetch may help."""
+        now = self._clock()
+        state = self._state
+        fresh = state.keys is not None and now - state.fetched_at < self.ttl
+        if fresh:
+            assert state.keys is not None
+            key = state.keys.find(kid, alg)
+            if key is not None:
+                return key
+            if kid is not None and self._negative.get(kid, float("-inf")) > now:
+                raise InvalidTokenError(reason="unknown_key")
+            if now - state.attempted_at < self.cooldown:
+                # kid is attacker-controlled: at most one refresh per cooldown.
+                self._remember_missing(kid, state.attempted_at + self.cooldown)
+                if state.failed:
+                    raise self._unavailable(now, state)
+                raise InvalidTokenError(reason="unknown_key")
+            return state.generation
+        if state.failed and now - state.attempted_at < self.retry_interval:
+            return self._from_stale(kid, alg, now, state)
+        return state.generation
+
+    def _after_refresh(self, kid: str | None, alg: str) -> VerificationKey:
+        now = self._clock()
+        state = self._state
+        if not state.failed and state.keys is not None:
+            key = state.keys.find(kid, alg)
+            if key is None:
+                self._remember_missing(kid, now + self.cooldown)
+                raise InvalidTokenError(reason="unknown_key")
+            return key
+        return self._from_stale(kid, alg, now, state)
+
+    def _from_stale(self, kid: str | None, alg: str, now: float, state: _State) -> VerificationKey:
+        keys = self._usable(state, now)
+        if keys is None:
+            raise self._unavailable(now, state)
+        key = keys.find(kid, alg)
+        if key is None:
+            # We could not check whether the AS added this key: that is an outage.
+            raise self._unavailable(now, state)
+        return key
+
+    def _unavailable(self, now: float, state: _State) -> ServiceUnavailableError:
+        wait = max(1.0, state.attempted_at + self.retry_interval - now)
+        return KeySetUnavailableError(reason=state.reason, retry_after=int(wait + 0.999))
+
+    def _remember_missing(self, kid: str | None, until: float) -> None:
+        if kid is None:
+            return
+        with self._lock:
+            if len(self._negative) >= _NEGATIVE_MAX:
+                self._negative.clear()
+            self._negative[kid] = until
+
+    def _store(self, generation: int, keys: KeySet | None, error: Exception | None) -> None:
+        now = self._clock()
+        with self._lock:
+            old = self._state
+            if keys is not None:
+                self._state = _State(keys, now, now, False, old.generation + 1)
+                self._negative.clear()
+            else:
+                reason = (
+                    error.reason
+                    if isinstance(error, ServiceUnavailableError)
+                    else "jwks_unavailable"
+                )
+                self._state = _State(
+                    old.keys, old.fetched_at, now, True, old.generation + 1, reason
+                )
+        if error is not None:
+            logger.warning(
+                "JWKS fetch failed (%s); %s",
+                getattr(error, "reason", type(error).__name__),
+                "serving the previous keys" if old.keys is not None else "no keys available",
+            )
+
+    def _needs_fetch(self, generation: int) -> bool:
+        # A refresh finished between our decision and our turn: reuse its result.
+        return self._state.generation == generation
+
+    # -- drivers ------------------------------------------------------------------------
+
+    def _refresh(self, generation: int) -> None:
+        if not self._needs_fetch(generation):
+            return
+        self.fetch_count += 1
+        try:
+            keys = self.runner.run(self.fetch_flow())
+        except Exception as exc:
+            # Any fault on the AS side (including a bug in its data we did not foresee)
+            # is an outage: fail closed with 503, never accept and never 401.
+            self._store(generation, None, exc)
+        else:
+            self._store(generation, keys, None)
+
+    async def _arefresh(self, generation: int) -> None:
+        if not self._needs_fetch(generation):
+            return
+        self.fetch_count += 1
+        try:
+            keys = await self.runner.arun(self.fetch_flow())
+        except Exception as exc:
+            # Any fault on the AS side (including a bug in its data we did not foresee)
+            # is an outage: fail closed with 503, never accept and never 401.
+            self._store(generation, None, exc)
+        else:
+            self._store(generation, keys, None)
+
+    def get(self, kid: str | None, alg: str) -> VerificationKey:
+        """The key for a token's *kid* and *alg*, fetching the JWKS if needed (sync).
+
+        Raises:
+            InvalidTokenError: The kid is unknown after a refresh (``unknown_key``), or
+                the key does not allow *alg*.
+            KeySetUnavailableError: No usable keys and the JWKS cannot be fetched.
+        """
+        planned = self._plan(kid, alg)
+        if isinstance(planned, VerificationKey):
+            return planned
+        self._flight.do("jwks", lambda: self._refresh(planned))
+        return self._after_refresh(kid, alg)
+
+    async def aget(self, kid: str | None, alg: str) -> VerificationKey:
+        """Async twin of :meth:`get`; never blocks the event loop on I/O."""
+        planned = self._plan(kid, alg)
+        if isinstance(planned, VerificationKey):
+            return planned
+
+        async def refresh() -> None:
+            await self._arefresh(planned)
+
+        await self._aflight.do("jwks", refresh)
+        return self._after_refresh(kid, alg)
+
+    def refresh(self) -> KeySet | None:
+        """Fetch now (e.g. at start-up to warm the cache); return the keys in use."""
+        self._flight.do("jwks", lambda: self._refresh(self._state.generation))
+        return self._state.keys
+
+    async def arefresh(self) -> KeySet | None:
+        """Async twin of :meth:`refresh`."""
+
+        async def refresh() -> None:
+            await self._arefresh(self._state.generation)
+
+        await self._aflight.do("jwks", refresh)
+        return self._state.keys
+
+    def close(self) -> None:
+        """Close the private runner's sync client (a runner passed in is left open)."""
+        if self._own_runner:
+            self.runner.close()
+
+    async def aclose(self) -> None:
+        """Close the private runner's clients (a runner passed in is left open)."""
+        if self._own_runner:
+            await self.runner.aclose()

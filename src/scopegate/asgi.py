@@ -1,0 +1,339 @@
+"""Pure ASGI bearer-token middleware (RFC 6750) for any ASGI application.
+
+Usage::
+
+    from scopegate.asgi import BearerAuthMiddleware
+    from scopegate import JWTVerifier
+
+    verifier = JWTVerifier(issuer="https://issuer.example", audience="api://items")
+    app = BearerAuthMiddleware(app, verifier=verifier, exclude_paths=["/health"])
+
+For ``http`` and ``websocket`` connections the middleware extracts the bearer token
+(:mod:`scopegate._bearer`), verifies it without blocking the event loop
+(``verifier.averify``) and hands the :class:`~scopegate.AccessToken` downstream as
+``scope["scopegate.token"]`` and through :func:`scopegate.current_token`. Failures become
+RFC 6750 §3 responses (401/400/403/503 with ``WWW-Authenticate``). A WebSocket handshake
+without a valid token is refused before it is accepted: with an HTTP 401/403 denial
+response when the server offers the ``websocket.http.response`` extension (uvicorn does),
+otherwise by ``websocket.close`` with code 1008 (policy violation). ``lifespan`` and
+unknown scope types pass through untouched.
+
+A :class:`~scopegate.BearerError` raised by the application, for instance by
+:func:`scopegate.require_scope` in a handler, is rendered the same way as long as the
+response has not started; every other exception propagates unchanged.
+
+Security caveat: the middleware protects what sits *behind* it. Put it outside every
+route that needs a token, and remember that ``exclude_paths`` match the raw path exactly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH, Credentials
+from scopegate._context import reset_current_token, set_current_token
+from scopegate._errors import BearerError
+from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard
+from scopegate._token import AccessToken
+from scopegate._verifier import TokenVerifier
+
+__all__ = ["BearerAuthMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Scope key holding the verified :class:`~scopegate.AccessToken` (or ``None``).
+SCOPE_KEY = "scopegate.token"
+
+_VARY = (b"vary", b"Authorization")
+_PRIVATE = (b"cache-control", b"private")
+
+
+class _RequestHeaders:
+    """The few request headers the guard needs, read in one pass over the raw list."""
+
+    __slots__ = ("authorization", "content_length", "content_type", "origin", "request_method")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.authorization: list[str] = []
+        self.content_type: str | None = None
+        self.content_length: str | None = None
+        self.origin = False
+        self.request_method = False
+        for name, value in raw:
+            name = name.lower()
+            if name == b"authorization":
+                # Keep every field: a repeated Authorization header is a 400 (RFC 9110 §5.3).
+                self.authorization.append(value.decode("latin-1"))
+            elif name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                self.content_length = value.decode("latin-1")
+            elif name == b"origin":
+                self.origin = True
+            elif name == b"access-control-request-method":
+                self.request_method = True
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes | bytearray):
+        # Some servers include the query string in raw_path; the guard wants the path only.
+        return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+    path = scope.get("path", "")
+    return path if isinstance(path, str) else ""
+
+
+def _query_string(scope: Scope) -> str:
+    query = scope.get("query_string", b"")
+    return query.decode("latin-1") if isinstance(query, bytes | bytearray) else ""
+
+
+async def _buffer_form(
+    receive: Receive, content_length: str | None, limit: int
+) -> tuple[bytes | None, Receive]:
+    """Read a form body of at most *limit* bytes; return it and a receive that replays it."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            declared = -1
+        if declared > limit:
+            # Too large to search: pass it on unread.
+            return None, receive
+    messages: deque[Message] = deque()
+    chunks: list[bytes] = []
+    size = 0
+    body: bytes | None = None
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message.get("type") != "http.request":
+            break  # client went away; the app sees the disconnect when it reads
+        chunk = message.get("body", b"") or b""
+        size += len(chunk)
+        if size > limit:
+            break
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            body = b"".join(chunks)
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.popleft()
+        return await receive()
+
+    return body, replay
+
+
+def _patch_headers(message: Message, private: bool) -> Message:
+    headers = list(message.get("headers", ()))
+    has_vary = has_private = False
+    for name, value in headers:
+        lname = bytes(name).lower()
+        if lname == b"vary":
+            fields = {f.strip().lower() for f in bytes(value).split(b",")}
+            has_vary = has_vary or b"authorization" in fields or b"*" in fields
+        elif lname == b"cache-control" and private:
+            lvalue = bytes(value).lower()
+            has_private = has_private or b"private" in lvalue or b"no-store" in lvalue
+    if not has_vary:
+        # The response depends on who asked: shared caches must key on Authorization.
+        headers.append(_VARY)
+    if private and not has_private:
+        # RFC 6750 §2.3: a response to a URI-query token must not be cached publicly.
+        headers.append(_PRIVATE)
+    return {**message, "headers": headers}
+
+
+class BearerAuthMiddleware:
+    """ASGI middleware that requires (or, if ``optional``, accepts) an OAuth 2.0 bearer token.
+
+    Args:
+        app: The ASGI application to protect.
+        verifier: A :class:`~scopegate.TokenVerifier`; its ``averify`` is used.
+        realm: ``realm`` of the ``WWW-Authenticate`` challenge.
+        exclude_paths: Raw paths served without authentication, matched exactly.
+        optional: Let requests without credentials through with token ``None``.
+        allow_query_token: Accept ``?access_token=`` on GET and WebSocket handshakes.
+        allow_form_token: Accept an ``access_token`` field in POST form bodies.
+        max_token_length: Longest token accepted (default 8192).
+        allow_preflight: Let CORS preflight requests through unauthenticated.
+        max_form_body: Largest form body buffered to look for ``access_token``.
+
+    Raises:
+        ConfigurationError: An unusable setting (see :class:`~scopegate.BearerGuard`).
+
+    Subclasses (framework integrations) may override :meth:`populate_scope` to publish the
+    token under more keys, e.g. Starlette's ``scope["auth"]`` and ``scope["user"]``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        realm: str = "api",
+        exclude_paths: Iterable[str] = (),
+        optional: bool = False,
+        allow_query_token: bool = False,
+        allow_form_token: bool = False,
+        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+        allow_preflight: bool = False,
+        max_form_body: int = DEFAULT_MAX_FORM_BODY,
+    ) -> None:
+        self.app = app
+        self.guard = BearerGuard(
+            verifier,
+            realm=realm,
+            exclude_paths=exclude_paths,
+            optional=optional,
+            allow_query_token=allow_query_token,
+            allow_form_token=allow_form_token,
+            max_token_length=max_token_length,
+            allow_preflight=allow_preflight,
+            max_form_body=max_form_body,
+        )
+
+    def populate_scope(self, scope: Scope, token: AccessToken | None) -> None:
+        """Publish the verified token in *scope* (``scope["scopegate.token"]``).
+
+        Override to add framework keys; call ``super().populate_scope(scope, token)``.
+        """
+        scope[SCOPE_KEY] = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "http":
+            await self._http(scope, receive, send)
+        elif scope_type == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        method: str = scope.get("method", "GET")
+        headers = _RequestHeaders(scope.get("headers", ()))
+        if guard.skips(
+            method,
+            _raw_path(scope),
+            origin=headers.origin,
+            request_method=headers.request_method,
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body: bytes | None = None
+            if guard.wants_form_body(
+                method, headers.content_type, has_header=bool(headers.authorization)
+            ):
+                body, receive = await _buffer_form(
+                    receive, headers.content_length, guard.max_form_body
+                )
+            credentials = guard.extract(
+                authorization=headers.authorization,
+                method=method,
+                query_string=_query_string(scope),
+                form_body=body,
+            )
+            token = await guard.averify(credentials)
+        except BearerError as error:
+            await self._send_error(send, error)
+            return
+        await self._call_http(scope, receive, send, token, credentials)
+
+    async def _call_http(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        token: AccessToken | None,
+        credentials: Credentials,
+    ) -> None:
+        private = credentials.source == "query"
+        started = False
+
+        async def send_patched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = _patch_headers(message, private)
+            await send(message)
+
+        self.populate_scope(scope, token)
+        marker = set_current_token(token)
+        try:
+            await self.app(scope, receive, send_patched)
+        except BearerError as error:
+            if started:
+                raise
+            await self._send_error(send, error)
+        finally:
+            reset_current_token(marker)
+
+    async def _send_error(self, send: Send, error: BearerError) -> None:
+        start, body = self.guard.asgi_error_messages(error)
+        await send(start)
+        await send(body)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        if guard.is_excluded(_raw_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        headers = _RequestHeaders(scope.get("headers", ()))
+        try:
+            credentials = guard.extract(
+                authorization=headers.authorization,
+                method="GET",  # a WebSocket handshake is a GET (RFC 6455 §4.1)
+                query_string=_query_string(scope),
+            )
+            token = await guard.averify(credentials)
+        except BearerError as error:
+            # Consume websocket.connect first so the server is ready for our answer.
+            message = await receive()
+            if message.get("type") == "websocket.connect":
+                await self._deny_websocket(scope, send, error)
+            return
+        state = "pending"
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal state
+            if state == "pending":
+                kind = message["type"]
+                if kind == "websocket.accept":
+                    state = "accepted"
+                elif kind in ("websocket.close", "websocket.http.response.start"):
+                    state = "closed"
+            await send(message)
+
+        self.populate_scope(scope, token)
+        marker = set_current_token(token)
+        try:
+            await self.app(scope, receive, send_tracked)
+        except BearerError as error:
+            if state == "pending":
+                await self._deny_websocket(scope, send, error)
+            elif state == "accepted":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                raise
+        finally:
+            reset_current_token(marker)
+
+    async def _deny_websocket(self, scope: Scope, send: Send, error: BearerError) -> None:
+        extensions = scope.get("extensions") or {}
+        if "websocket.http.response" in extensions:
+            start, body = self.guard.asgi_error_messages(error)
+            await send({**start, "type": "websocket.http.response.start"})
+            await send({**body, "type": "websocket.http.response.body"})
+        else:
+            # 1008 policy violation (RFC 6455 §7.4.1); before accept servers answer 403.
+            await send({"type": "websocket.close", "code": 1008})

@@ -1,0 +1,393 @@
+"""Django integration: middleware, view decorators and a class-based-view mixin.
+
+Install with ``pip install 'scopegate[django]'``. Django REST framework is not needed.
+
+* :class:`BearerTokenMiddleware` works for sync and async stacks (Django 5+): it verifies
+  the bearer token of every request that is not excluded (sync ``verify`` under WSGI,
+  ``averify`` under ASGI), sets ``request.access_token`` and
+  :func:`scopegate.current_token`, adds ``Vary: Authorization``, and renders failures,
+  and any :class:`~scopegate.BearerError` a view raises, as RFC 6750 §3 JSON responses.
+* :func:`require_scope` / :func:`require_any_scope` / :func:`require_token` decorate sync
+  or ``async def`` function views; :class:`ScopeRequiredMixin` does the same for
+  class-based views. They use the middleware's token, or verify the request themselves
+  when the middleware is not installed (or skipped the path).
+
+Settings (all optional; without a ``SCOPEGATE`` setting everything comes from the
+``SCOPEGATE_*`` environment variables, see :func:`scopegate.from_env`)::
+
+    SCOPEGATE = {
+        "VERIFIER": "myproject.auth.verifier",  # a TokenVerifier, a dotted path to one,
+                                                # or to a zero-argument factory
+        "ISSUER": "https://issuer.example",     # else: these keys, named like the
+        "AUDIENCE": "api://items",              # SCOPEGATE_* variables without the
+        "INTROSPECTION_URI": None,              # prefix, build the verifier
+        "REALM": "api",
+        "EXCLUDE_PATHS": ["/health"],           # raw paths, matched exactly
+        "OPTIONAL": False,                      # middleware lets anonymous requests in
+        "ALLOW_QUERY_TOKEN": False,
+        "ALLOW_FORM_TOKEN": False,
+        "ALLOW_PREFLIGHT": False,
+    }
+
+Example::
+
+    from scopegate.integrations.django import require_scope
+
+    @require_scope("items:read")
+    def items(request):
+        return JsonResponse({"owner": request.access_token.subject})
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, cast
+
+try:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    from django.conf import settings
+    from django.core.signals import setting_changed
+    from django.http import HttpRequest, HttpResponse
+    from django.utils.cache import patch_vary_headers
+    from django.utils.encoding import escape_uri_path
+    from django.utils.module_loading import import_string
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides django
+    raise ImportError(
+        "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
+    ) from exc
+
+from scopegate._config import from_env
+from scopegate._context import reset_current_token, set_current_token
+from scopegate._errors import BearerError
+from scopegate._guard import BearerGuard, raw_path_from_uri
+from scopegate._scopes import _validated, check_scopes
+from scopegate._token import AccessToken
+from scopegate._verifier import TokenVerifier
+
+__all__ = [
+    "BearerTokenMiddleware",
+    "ScopeRequiredMixin",
+    "get_guard",
+    "render_error",
+    "require_any_scope",
+    "require_scope",
+    "require_token",
+]
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+#: Request attribute holding the verified token (``None`` when anonymous or skipped).
+REQUEST_ATTR = "access_token"
+
+_OPTION_KEYS = {
+    "REALM": "realm",
+    "EXCLUDE_PATHS": "exclude_paths",
+    "OPTIONAL": "optional",
+    "ALLOW_QUERY_TOKEN": "allow_query_token",
+    "ALLOW_FORM_TOKEN": "allow_form_token",
+    "MAX_TOKEN_LENGTH": "max_token_length",
+    "ALLOW_PREFLIGHT": "allow_preflight",
+    "MAX_FORM_BODY": "max_form_body",
+}
+
+_lock = threading.Lock()
+_guard: BearerGuard | None = None
+
+
+def _build_verifier(config: Mapping[str, Any]) -> TokenVerifier:
+    verifier = config.get("VERIFIER")
+    if isinstance(verifier, str):
+        verifier = import_string(verifier)
+    if verifier is not None and not hasattr(verifier, "verify") and callable(verifier):
+        verifier = verifier()  # a factory
+    if verifier is not None:
+        return cast("TokenVerifier", verifier)
+    env = dict(os.environ)
+    for key, value in config.items():
+        if key not in _OPTION_KEYS and key != "VERIFIER" and value is not None:
+            env[f"SCOPEGATE_{key}"] = str(value)
+    return from_env(env)
+
+
+def get_guard() -> BearerGuard:
+    """The :class:`~scopegate.BearerGuard` built from the ``SCOPEGATE`` setting (cached).
+
+    Built on first use (so the verifier's caches are shared by every request) and rebuilt
+    when the setting changes (``override_settings`` in tests).
+
+    Raises:
+        ConfigurationError: The settings or environment are incomplete or unusable.
+    """
+    global _guard
+    guard = _guard
+    if guard is not None:
+        return guard
+    with _lock:
+        if _guard is None:
+            config: Mapping[str, Any] = getattr(settings, "SCOPEGATE", None) or {}
+            options = {_OPTION_KEYS[k]: v for k, v in config.items() if k in _OPTION_KEYS}
+            if "realm" not in options:
+                options["realm"] = os.environ.get("SCOPEGATE_REALM") or "api"
+            _guard = BearerGuard(_build_verifier(config), **options)
+        return _guard
+
+
+def _reset_guard(*, setting: str, **kwargs: Any) -> None:
+    global _guard
+    if setting == "SCOPEGATE":
+        with _lock:
+            _guard = None
+
+
+setting_changed.connect(_reset_guard, dispatch_uid="scopegate-reset-guard")
+
+
+def render_error(error: BearerError, guard: BearerGuard | None = None) -> HttpResponse:
+    """The RFC 6750 §3 JSON response for *error* (401/400/403/503 + ``WWW-Authenticate``)."""
+    rendered = (guard or get_guard()).error_response(error)
+    response = HttpResponse(rendered.body, status=rendered.status)
+    for name, value in rendered.headers:
+        if name != "content-length":
+            response.headers[name] = value
+    return response
+
+
+def _raw_path(request: HttpRequest) -> str:
+    meta = request.META
+    uri = meta.get("REQUEST_URI") or meta.get("RAW_URI")
+    if isinstance(uri, str) and uri:
+        return raw_path_from_uri(uri)
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get("raw_path"), bytes):
+        return cast("bytes", scope["raw_path"]).split(b"?", 1)[0].decode("latin-1")
+    # Test client and servers without a raw target: the decoded path, re-escaped.
+    return cast("str", escape_uri_path(request.path))
+
+
+def _request_parts(request: HttpRequest, guard: BearerGuard) -> dict[str, Any]:
+    header = request.headers.get("Authorization")
+    authorization = (header,) if header is not None else ()
+    body: bytes | None = None
+    method = request.method or "GET"
+    if guard.wants_form_body(method, request.content_type, has_header=bool(authorization)):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            length = -1
+        if 0 <= length <= guard.max_form_body:
+            body = request.body
+    return {
+        "authorization": authorization,
+        "method": method,
+        "query_string": request.META.get("QUERY_STRING", ""),
+        "form_body": body,
+    }
+
+
+def _skips(request: HttpRequest, guard: BearerGuard) -> bool:
+    return guard.skips(
+        request.method or "GET",
+        _raw_path(request),
+        origin="HTTP_ORIGIN" in request.META,
+        request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META,
+    )
+
+
+class BearerTokenMiddleware:
+    """Django middleware (sync and async) requiring an RFC 6750 bearer token.
+
+    Add ``"scopegate.integrations.django.BearerTokenMiddleware"`` to ``MIDDLEWARE``.
+    Requests to ``EXCLUDE_PATHS`` (and CORS preflights with ``ALLOW_PREFLIGHT``) pass
+    untouched; with ``OPTIONAL`` requests without credentials pass with
+    ``request.access_token = None``. Every other request needs a valid token.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        guard = get_guard()
+        setattr(request, REQUEST_ATTR, None)
+        if _skips(request, guard):
+            return self.get_response(request)
+        try:
+            token = guard.authenticate(**_request_parts(request, guard))
+        except BearerError as error:
+            return render_error(error, guard)
+        setattr(request, REQUEST_ATTR, token)
+        marker = set_current_token(token)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_current_token(marker)
+        patch_vary_headers(response, ("Authorization",))
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        guard = get_guard()
+        setattr(request, REQUEST_ATTR, None)
+        if _skips(request, guard):
+            return await self.get_response(request)
+        try:
+            token = await guard.aauthenticate(**_request_parts(request, guard))
+        except BearerError as error:
+            return render_error(error, guard)
+        setattr(request, REQUEST_ATTR, token)
+        marker = set_current_token(token)
+        try:
+            response = await self.get_response(request)
+        finally:
+            reset_current_token(marker)
+        patch_vary_headers(response, ("Authorization",))
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Render a :class:`~scopegate.BearerError` raised by a view (e.g. by
+        :func:`scopegate.require_scope`); leave every other exception to Django."""
+        if isinstance(exception, BearerError):
+            return render_error(exception)
+        return None
+
+
+def _token_or_verify(request: HttpRequest) -> AccessToken | None:
+    token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
+    if token is not None:
+        return token
+    guard = get_guard()
+    token = guard.authenticate(**_request_parts(request, guard))
+    setattr(request, REQUEST_ATTR, token)
+    return token
+
+
+async def _atoken_or_verify(request: HttpRequest) -> AccessToken | None:
+    token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
+    if token is not None:
+        return token
+    guard = get_guard()
+    token = await guard.aauthenticate(**_request_parts(request, guard))
+    setattr(request, REQUEST_ATTR, token)
+    return token
+
+
+def _authorize(token: AccessToken | None, required: tuple[str, ...], any_of: bool) -> AccessToken:
+    # An empty requirement still needs a token (require_token); any-of over nothing
+    # would refuse everyone, so it is checked as all-of.
+    return check_scopes(token, required, any_of=any_of and bool(required))
+
+
+def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
+    def decorate(view: V) -> V:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    token = _authorize(await _atoken_or_verify(request), required, any_of)
+                except BearerError as error:
+                    return render_error(error)
+                marker = set_current_token(token)
+                try:
+                    return await view(request, *args, **kwargs)
+                finally:
+                    reset_current_token(marker)
+
+            return cast("V", async_view)
+
+        @functools.wraps(view)
+        def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            try:
+                token = _authorize(_token_or_verify(request), required, any_of)
+            except BearerError as error:
+                return render_error(error)
+            marker = set_current_token(token)
+            try:
+                return view(request, *args, **kwargs)
+            finally:
+                reset_current_token(marker)
+
+        return cast("V", sync_view)
+
+    return decorate
+
+
+def require_scope(*scopes: str) -> Callable[[V], V]:
+    """Decorate a sync or async function view: it runs only if the token has ALL *scopes*.
+
+    Raises:
+        ConfigurationError: At decoration time, for no scopes or a malformed scope.
+
+    A request without a valid token gets 401, one lacking a scope 403
+    ``insufficient_scope`` with ``scope=`` in the challenge (RFC 6750 §3.1).
+    """
+    return _decorator(_validated(scopes, "require_scope"), any_of=False)
+
+
+def require_any_scope(*scopes: str) -> Callable[[V], V]:
+    """Like :func:`require_scope`, but ONE of *scopes* suffices."""
+    return _decorator(_validated(scopes, "require_any_scope"), any_of=True)
+
+
+def require_token(view: V) -> V:
+    """Decorate a function view: it runs only with a valid token, whatever its scopes."""
+    return _decorator((), any_of=False)(view)
+
+
+class ScopeRequiredMixin:
+    """Class-based-view mixin: every handler needs a token with ``required_scopes``.
+
+    Put it first in the bases: ``class ItemsView(ScopeRequiredMixin, View)``. Works with
+    sync and async views. An empty ``required_scopes`` only requires a valid token.
+
+    Attributes:
+        required_scopes: Scope names; all are needed unless ``any_scope`` is true.
+        any_scope: ``True``: one of ``required_scopes`` suffices.
+    """
+
+    required_scopes: ClassVar[Sequence[str]] = ()
+    any_scope: ClassVar[bool] = False
+    view_is_async: ClassVar[bool]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        """Check the token, then hand over to the view's own ``dispatch``."""
+        required = tuple(self.required_scopes)
+        parent = cast("Callable[..., Any]", super().dispatch)  # type: ignore[misc]
+        if self.view_is_async:
+            return self._adispatch(parent, request, required, args, kwargs)
+        try:
+            token = _authorize(_token_or_verify(request), required, self.any_scope)
+        except BearerError as error:
+            return render_error(error)
+        marker = set_current_token(token)
+        try:
+            return parent(request, *args, **kwargs)
+        finally:
+            reset_current_token(marker)
+
+    async def _adispatch(
+        self,
+        parent: Callable[..., Awaitable[Any]],
+        request: HttpRequest,
+        required: tuple[str, ...],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        try:
+            token = _authorize(await _atoken_or_verify(request), required, self.any_scope)
+        except BearerError as error:
+            return render_error(error)
+        marker = set_current_token(token)
+        try:
+            return await parent(request, *args, **kwargs)
+        finally:
+            reset_current_token(marker)

@@ -1,0 +1,257 @@
+"""Flask integration: the :class:`ScopeGate` extension and view decorators.
+
+Install with ``pip install 'scopegate[flask]'``.
+
+The extension holds one :class:`~scopegate.BearerGuard` per application and registers an
+error handler that renders every :class:`~scopegate.BearerError` as its RFC 6750 §3
+response (401/400/403/503 JSON with ``WWW-Authenticate``). The decorators verify the
+request's bearer token when a decorated view is called (sync verification: Flask is
+WSGI), check scopes exactly (RFC 6749 §3.3), and expose the token as the context-local
+:data:`current_token` (and to :func:`scopegate.current_token`). Views without a decorator
+never look at ``Authorization``.
+
+Configuration comes from the constructor or, for what is not given there, from
+``app.config`` keys named like the environment variables (``SCOPEGATE_ISSUER``,
+``SCOPEGATE_AUDIENCE``, ``SCOPEGATE_JWKS_URI``, ``SCOPEGATE_INTROSPECTION_URI``, ...,
+``SCOPEGATE_REALM``), falling back to ``os.environ``.
+
+Example::
+
+    from flask import Flask
+    from scopegate.integrations.flask import ScopeGate, current_token, require_scope
+
+    app = Flask(__name__)
+    app.config.update(SCOPEGATE_ISSUER="https://issuer.example", SCOPEGATE_AUDIENCE="api://items")
+    ScopeGate(app)
+
+    @app.get("/items")
+    @require_scope("items:read")
+    def items():
+        return [{"id": 1, "owner": current_token.subject}]
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, cast
+
+try:
+    from flask import Flask, Response, current_app, g, request
+    from werkzeug.local import LocalProxy
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides flask
+    raise ImportError(
+        "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
+    ) from exc
+
+from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
+from scopegate._config import from_env
+from scopegate._context import reset_current_token, set_current_token
+from scopegate._errors import BearerError, ConfigurationError
+from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard, add_vary
+from scopegate._scopes import _validated, check_scopes
+from scopegate._token import AccessToken
+from scopegate._verifier import TokenVerifier
+
+__all__ = [
+    "ScopeGate",
+    "current_token",
+    "get_current_token",
+    "require_any_scope",
+    "require_scope",
+    "require_token",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXTENSION_KEY = "scopegate"
+_G_KEY = "scopegate_token"
+
+
+class ScopeGate:
+    """Flask extension: bearer-token verification and RFC 6750 error rendering.
+
+    Args:
+        app: The application; or call :meth:`init_app` later (application factories).
+        verifier: The :class:`~scopegate.TokenVerifier`; when omitted, one is built by
+            :func:`scopegate.from_env` from ``SCOPEGATE_*`` keys of ``app.config``
+            (overriding ``os.environ``).
+        realm: Challenge realm; defaults to ``app.config["SCOPEGATE_REALM"]`` or ``"api"``.
+        allow_query_token: Accept ``?access_token=`` on GET (RFC 6750 §2.3; discouraged).
+        allow_form_token: Accept an ``access_token`` form field on POST (RFC 6750 §2.2).
+        max_token_length: Longest token accepted.
+        max_form_body: Largest form body read to look for ``access_token``.
+
+    Raises:
+        ConfigurationError: An unusable setting, at :meth:`init_app`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        verifier: TokenVerifier | None = None,
+        realm: str | None = None,
+        allow_query_token: bool = False,
+        allow_form_token: bool = False,
+        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+        max_form_body: int = DEFAULT_MAX_FORM_BODY,
+    ) -> None:
+        self.verifier = verifier
+        self.realm = realm
+        self.options: dict[str, Any] = {
+            "allow_query_token": allow_query_token,
+            "allow_form_token": allow_form_token,
+            "max_token_length": max_token_length,
+            "max_form_body": max_form_body,
+        }
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Attach to *app*: build its guard and register the error handler and ``Vary``.
+
+        Raises:
+            ConfigurationError: No verifier given and the configuration is incomplete.
+        """
+        environ = {**os.environ, **_prefixed(app.config.items())}
+        verifier = self.verifier if self.verifier is not None else from_env(environ)
+        realm = self.realm or environ.get("SCOPEGATE_REALM") or "api"
+        # Decorators always need a token, so the guard is never "optional" here.
+        guard = BearerGuard(verifier, realm=realm, **self.options)
+        app.extensions[EXTENSION_KEY] = guard
+        app.register_error_handler(BearerError, _render_error)
+        app.after_request(_add_vary)
+
+    @staticmethod
+    def guard(app: Flask | None = None) -> BearerGuard:
+        """The :class:`~scopegate.BearerGuard` of *app* (default: the current app)."""
+        target = app if app is not None else current_app
+        try:
+            return cast("BearerGuard", target.extensions[EXTENSION_KEY])
+        except KeyError:
+            raise ConfigurationError(
+                "ScopeGate is not initialised on this app: call ScopeGate(app) or init_app(app)"
+            ) from None
+
+
+def _prefixed(items: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    return {k: str(v) for k, v in items if k.startswith("SCOPEGATE_") and v is not None}
+
+
+def _render_error(error: BearerError) -> Response:
+    rendered = ScopeGate.guard().error_response(error)
+    response = Response(rendered.body, status=rendered.status)
+    for name, value in rendered.headers:
+        if name != "content-length":
+            response.headers[name] = value
+    return response
+
+
+def _add_vary(response: Response) -> Response:
+    # Only responses whose content depended on the token: shared caches must key on it.
+    if _G_KEY in g:
+        response.headers["Vary"] = add_vary(response.headers.get("Vary"))
+    return response
+
+
+def _authenticate() -> AccessToken:
+    """Verify the current request's token once per request (cached on ``g``)."""
+    cached: AccessToken | None = g.get(_G_KEY)
+    if cached is not None:
+        return cached
+    guard = ScopeGate.guard()
+    # Marks the response as token-dependent even when verification fails below.
+    g.setdefault(_G_KEY, None)
+    authorization = request.headers.getlist("Authorization")
+    body: bytes | None = None
+    if guard.wants_form_body(request.method, request.content_type, has_header=bool(authorization)):
+        length = request.content_length
+        if length is not None and length <= guard.max_form_body:
+            body = request.get_data(cache=True)
+    token = guard.authenticate(
+        authorization=authorization,
+        method=request.method,
+        query_string=request.query_string.decode("latin-1"),
+        form_body=body,
+    )
+    if token is None:  # pragma: no cover - the guard is never optional here
+        raise ConfigurationError("the Flask guard must not be optional")
+    g.setdefault(_G_KEY, None)
+    setattr(g, _G_KEY, token)
+    return token
+
+
+def _decorator(
+    required: tuple[str, ...], any_of: bool
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(view):
+            async_view = cast("Callable[P, Any]", view)
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                token = _authenticate()
+                if required:
+                    check_scopes(token, required, any_of=any_of)
+                marker = set_current_token(token)
+                try:
+                    return await async_view(*args, **kwargs)
+                finally:
+                    reset_current_token(marker)
+
+            return cast("Callable[P, R]", async_wrapper)
+
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = _authenticate()
+            if required:
+                check_scopes(token, required, any_of=any_of)
+            marker = set_current_token(token)
+            try:
+                return view(*args, **kwargs)
+            finally:
+                reset_current_token(marker)
+
+        return wrapper
+
+    return decorate
+
+
+def require_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a view so it runs only with a valid token granting ALL *scopes*.
+
+    Place it below ``@app.route``. Works on sync and ``async def`` views.
+
+    Raises:
+        ConfigurationError: At decoration time, for no scopes or a malformed scope.
+
+    At request time a :class:`~scopegate.BearerError` is raised and rendered by the
+    extension's handler: 401 without a valid token, 403 ``insufficient_scope`` with
+    ``scope=`` (RFC 6750 §3.1) when a scope is missing.
+    """
+    return _decorator(_validated(scopes, "require_scope"), any_of=False)
+
+
+def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Like :func:`require_scope`, but ONE of *scopes* suffices."""
+    return _decorator(_validated(scopes, "require_any_scope"), any_of=True)
+
+
+def require_token(view: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a view so it runs only with a valid token, whatever its scopes."""
+    return _decorator((), any_of=False)(view)
+
+
+def get_current_token() -> AccessToken | None:
+    """The token verified for the current request by a decorator, or ``None``."""
+    token: AccessToken | None = g.get(_G_KEY) if g else None
+    return token
+
+
+#: Context-local proxy to the current request's :class:`~scopegate.AccessToken`
+#: (like ``flask.g``); only use it inside a decorated view.
+current_token: AccessToken = cast("AccessToken", LocalProxy(get_current_token))

@@ -1,0 +1,117 @@
+"""scopegate's companion OAuth 2.0 issuer (authorization server token module).
+
+Grants: ``client_credentials`` (RFC 6749 §4.4), ``refresh_token`` with rotation and
+reuse detection (RFC 6749 §6, RFC 9700 §4.14.2) and, opt-in and discouraged, ``password``
+(RFC 6749 §4.3, RFC 9700 §2.4). Tokens: RFC 9068 JWT access tokens (RS256, ES256, EdDSA)
+or opaque ones. Endpoints: token, RFC 7662 introspection, RFC 7009 revocation, JWKS,
+RFC 8414 metadata; served by a Starlette app or a WSGI app over one sans-io core.
+
+Example::
+
+    from scopegate.issuer import Client, Issuer, IssuerConfig, create_asgi_app
+
+    issuer = Issuer(
+        IssuerConfig(issuer="https://auth.example", audience="api://orders"),
+        clients=[Client("svc", ("long-random-secret",), scopes=frozenset({"orders:read"}))],
+    )
+    app = create_asgi_app(issuer)
+
+Or from the command line: ``scopegate issuer serve --config issuer.toml --port 9000``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from scopegate.issuer._clients import AuthenticatedClient, Client, ClientStore, MemoryClientStore
+from scopegate.issuer._config import IssuerConfig, LoadedConfig, load_config
+from scopegate.issuer._endpoints import (
+    HTTPRequest,
+    HTTPResponse,
+    IntrospectionEndpoint,
+    JWKSEndpoint,
+    MetadataEndpoint,
+    RevocationEndpoint,
+    TokenEndpoint,
+)
+from scopegate.issuer._errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuthError,
+    ServerError,
+    StoreUnavailableError,
+    TemporarilyUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+)
+from scopegate.issuer._grants import ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant
+from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
+from scopegate.issuer._keys import KeySet, SigningKey, generate_key, load_key
+from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
+from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
+from scopegate.issuer._users import MemoryUserStore, User, UserStore
+from scopegate.issuer._wsgi import create_wsgi_app
+
+if TYPE_CHECKING:
+    from scopegate.issuer._asgi import create_asgi_app
+
+__all__ = [
+    "AuthenticatedClient",
+    "Client",
+    "ClientCredentialsGrant",
+    "ClientStore",
+    "HTTPRequest",
+    "HTTPResponse",
+    "InsecureGrantWarning",
+    "IntrospectionEndpoint",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "Issuer",
+    "IssuerConfig",
+    "IssuerStore",
+    "JWKSEndpoint",
+    "KeySet",
+    "LoadedConfig",
+    "MemoryClientStore",
+    "MemoryStore",
+    "MemoryUserStore",
+    "MetadataEndpoint",
+    "OAuthError",
+    "PasswordGrant",
+    "RedisStore",
+    "RefreshTokenGrant",
+    "RevocationEndpoint",
+    "ServerError",
+    "SigningKey",
+    "StoreUnavailableError",
+    "TemporarilyUnavailableError",
+    "TokenEndpoint",
+    "TooManyRequestsError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "User",
+    "UserStore",
+    "create_asgi_app",
+    "create_wsgi_app",
+    "generate_client_secret",
+    "generate_key",
+    "hash_secret",
+    "load_config",
+    "load_key",
+    "verify_secret",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Starlette is imported only when the ASGI app is asked for, so the core and the
+    # WSGI app work without it.
+    if name == "create_asgi_app":
+        from scopegate.issuer._asgi import create_asgi_app
+
+        return create_asgi_app
+    raise AttributeError(name)

@@ -1,0 +1,80 @@
+"""The issuer as a Starlette (ASGI) application.
+
+Example::
+
+    from scopegate.issuer import create_asgi_app, Issuer
+    app = create_asgi_app(issuer)      # uvicorn module:app
+
+The issuer core is synchronous (password hashing, Redis calls), so each request runs in
+Starlette's thread pool; the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+try:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(
+        "the issuer's ASGI app needs Starlette: pip install 'scopegate[issuer]'"
+    ) from exc
+
+from scopegate.issuer._endpoints import HTTPRequest, HTTPResponse
+from scopegate.issuer._errors import RequestTooLargeError
+
+if TYPE_CHECKING:
+    from scopegate.issuer._issuer import Issuer
+
+__all__ = ["create_asgi_app"]
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _to_starlette(response: HTTPResponse) -> Response:
+    out = Response(content=response.body, status_code=response.status)
+    del out.headers["content-length"]
+    for name, value in response.headers:
+        out.headers.append(name, value)
+    out.headers["content-length"] = str(len(response.body))
+    return out
+
+
+def create_asgi_app(issuer: Issuer) -> Starlette:
+    """A Starlette app serving every issuer endpoint.
+
+    Args:
+        issuer: The configured :class:`~scopegate.issuer.Issuer`.
+
+    Returns:
+        The ASGI application. Bodies above ``max_body_bytes`` get 413 without being
+        read in full.
+    """
+    limit = issuer.config.max_body_bytes
+    realm = issuer.config.issuer
+
+    async def endpoint(request: Request) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                error = RequestTooLargeError().to_response(realm)
+                return _to_starlette(HTTPResponse(error.status, error.headers, error.body))
+        client = request.client
+        neutral = HTTPRequest(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw},
+            body=bytes(body),
+            client_address=client.host if client else None,
+        )
+        response = await run_in_threadpool(issuer.handle, neutral)
+        return _to_starlette(response)
+
+    routes = [Route(path, endpoint, methods=_METHODS) for path in issuer.routes]
+    return Starlette(routes=routes)

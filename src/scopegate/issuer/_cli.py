@@ -1,0 +1,158 @@
+"""``scopegate issuer serve``, ``scopegate hash-secret`` and ``scopegate keys generate``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from scopegate._errors import ConfigurationError
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add the issuer sub-commands to the ``scopegate`` parser's sub-parsers."""
+    issuer = commands.add_parser("issuer", help="run the companion OAuth 2.0 issuer")
+    issuer_commands = issuer.add_subparsers(dest="issuer_command", metavar="COMMAND")
+    issuer_commands.required = True
+    serve = issuer_commands.add_parser(
+        "serve", help="serve token, introspection, revocation, JWKS and metadata endpoints"
+    )
+    serve.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9000, help="port (default 9000)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=serve_command)
+
+    hashing = commands.add_parser(
+        "hash-secret",
+        help="hash a client secret or password for the issuer configuration",
+        description="Reads the secret from standard input (or prompts twice) and prints "
+        "its hash. The secret is never taken from the command line, where shell history "
+        "and process listings would keep it.",
+    )
+    hashing.add_argument("--scheme", choices=["argon2id", "scrypt"], default="argon2id")
+    hashing.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate a random 256-bit client secret; print it, then its hash",
+    )
+    hashing.set_defaults(handler=hash_secret_command)
+
+    keys = commands.add_parser("keys", help="manage issuer signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND")
+    key_commands.required = True
+    generate = key_commands.add_parser("generate", help="generate a signing key (PEM)")
+    generate.add_argument("--alg", choices=["RS256", "ES256", "EdDSA"], default="RS256")
+    generate.add_argument("--out", type=Path, help="write the private key here (mode 0600)")
+    generate.add_argument("--force", action="store_true", help="overwrite --out")
+    generate.set_defaults(handler=keys_generate_command)
+
+
+def _default_issuer(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Load the configuration and serve the issuer with uvicorn until SIGINT/SIGTERM."""
+    from scopegate.issuer._config import load_config
+    from scopegate.issuer._issuer import Issuer
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        loaded = load_config(args.config, default_issuer=_default_issuer(args.host, args.port))
+        issuer = Issuer.from_config(loaded)
+    except ConfigurationError as exc:
+        print(f"scopegate issuer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn
+
+        from scopegate.issuer._asgi import create_asgi_app
+    except ImportError:
+        print("scopegate issuer serve needs: pip install 'scopegate[issuer]'", file=sys.stderr)
+        return 2
+    logging.getLogger("scopegate.issuer").info(
+        "issuer %s listening on %s:%s", issuer.config.issuer, args.host, args.port
+    )
+    config = uvicorn.Config(
+        create_asgi_app(issuer),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # Access logs would record any query string, and credentials sent there by a
+        # broken client must not reach a log (RFC 6749 §2.3.1). Forwarded headers are
+        # not trusted: they would let a client pick its own throttling address.
+        access_log=False,
+        proxy_headers=False,
+        lifespan="off",
+        server_header=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        issuer.close()
+    return 0
+
+
+def _read_secret() -> str | None:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n") or None
+    first = getpass.getpass("Secret: ")
+    if first != getpass.getpass("Repeat: "):
+        print("scopegate hash-secret: the two entries differ", file=sys.stderr)
+        return None
+    return first or None
+
+
+def hash_secret_command(args: argparse.Namespace) -> int:
+    """Print the hash of a secret read from stdin or a prompt (never from argv)."""
+    from scopegate.issuer._passwords import generate_client_secret, hash_secret
+
+    if args.generate:
+        secret = generate_client_secret()
+        print(secret)
+    else:
+        read = _read_secret()
+        if read is None:
+            print("scopegate hash-secret: no secret given", file=sys.stderr)
+            return 2
+        secret = read
+    try:
+        print(hash_secret(secret, scheme=args.scheme))
+    except ValueError:
+        print("scopegate hash-secret: the secret must be 1 to 4096 bytes", file=sys.stderr)
+        return 2
+    return 0
+
+
+def keys_generate_command(args: argparse.Namespace) -> int:
+    """Generate a signing key; write the PEM to --out (0600) or stdout, the JWK to stderr."""
+    from scopegate.issuer._keys import generate_key
+
+    key = generate_key(args.alg)
+    pem = key.private_pem()
+    if args.out is None:
+        sys.stdout.write(pem.decode())
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+        try:
+            fd = os.open(args.out, flags, 0o600)
+        except FileExistsError:
+            print("scopegate keys generate: file exists (use --force)", file=sys.stderr)
+            return 1
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        print(json.dumps(key.public_jwk))
+    print(f"kid={key.kid} alg={key.alg}", file=sys.stderr)
+    return 0

@@ -1,0 +1,291 @@
+"""Registered OAuth clients and client authentication (RFC 6749 §2.3).
+
+Only confidential clients exist here: each has one or more secrets (several at once so a
+secret can be rotated, issuer spec CA-9) and exactly one registered authentication method,
+``client_secret_basic`` (the default) or ``client_secret_post`` (RFC 7591 §2).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+from urllib.parse import unquote_to_bytes
+
+from cachetools import TTLCache
+
+from scopegate._errors import ConfigurationError
+from scopegate.issuer._errors import InvalidClientError, InvalidRequestError
+from scopegate.issuer._passwords import (
+    check_stored,
+    is_hashed,
+    peppered_digest,
+    verify_secret,
+)
+
+__all__ = [
+    "CLIENT_SUBJECT_PREFIX",
+    "GRANT_TYPES",
+    "AuthenticatedClient",
+    "Client",
+    "ClientAuthenticator",
+    "ClientStore",
+    "MemoryClientStore",
+    "parse_scope",
+]
+
+GRANT_TYPES = frozenset({"client_credentials", "password", "refresh_token"})
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+# Client subjects live in their own namespace so a client can never impersonate a user
+# whose id happens to equal a client_id (RFC 9068 §5, RFC 9700 §4.15.1).
+CLIENT_SUBJECT_PREFIX = "client:"
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_MAX_CLIENT_ID = 255
+
+
+def parse_scope(value: str) -> frozenset[str]:
+    """Split an RFC 6749 §3.3 scope string into tokens; ``ValueError`` on bad grammar."""
+    tokens = value.split(" ")
+    result = frozenset(token for token in tokens if token)
+    if not all(_SCOPE_TOKEN.fullmatch(token) for token in result):
+        raise ValueError("invalid scope token")
+    return result
+
+
+def _check_scopes(scopes: Iterable[str], what: str) -> frozenset[str]:
+    result = frozenset(scopes)
+    for scope in result:
+        if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
+            raise ConfigurationError(f"{what} contains an invalid scope token")
+    return result
+
+
+@dataclass(frozen=True)
+class Client:
+    """A registered confidential client.
+
+    Args:
+        client_id: The identifier (printable, no control characters, <= 255 chars).
+        secret_hashes: Stored secrets. Values made by ``scopegate hash-secret``
+            (``$argon2id$``/``$scrypt$``) are kept; any other value is taken as a
+            plaintext secret and replaced by a keyed digest at construction.
+        grant_types: Grants this client may use (RFC 7591 ``grant_types``).
+        scopes: Scopes the client may request.
+        default_scopes: Granted when the request omits ``scope``; ``None`` means all of
+            *scopes*; empty means "scope is required" (RFC 6749 §3.3).
+        auth_method: The one registered token-endpoint authentication method.
+        introspect: May introspect any token (a resource server); otherwise only its own.
+        audience: ``aud`` for its access tokens; the issuer-wide audience when ``None``.
+        refresh_tokens: Issue refresh tokens for the password grant (RFC 9700 §4.14.2).
+        disabled: Authentication always fails.
+    """
+
+    client_id: str
+    secret_hashes: tuple[str, ...] = field(repr=False)
+    grant_types: frozenset[str] = frozenset({"client_credentials"})
+    scopes: frozenset[str] = frozenset()
+    default_scopes: frozenset[str] | None = None
+    auth_method: AuthMethod = "client_secret_basic"
+    introspect: bool = False
+    audience: str | None = None
+    refresh_tokens: bool = True
+    disabled: bool = False
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.client_id, str)
+            or not 0 < len(self.client_id) <= _MAX_CLIENT_ID
+            or not self.client_id.isprintable()
+        ):
+            raise ConfigurationError("client_id must be 1-255 printable characters")
+        if isinstance(self.secret_hashes, str) or not self.secret_hashes:  # type: ignore[unreachable]
+            raise ConfigurationError("a client needs at least one secret (a list of strings)")
+        stored = []
+        for value in self.secret_hashes:
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError("client secrets must be non-empty strings")
+            if is_hashed(value):
+                check_stored(value)
+                stored.append(value)
+            else:
+                stored.append(peppered_digest(value))
+        object.__setattr__(self, "secret_hashes", tuple(stored))
+        grants = frozenset(self.grant_types)
+        if not grants <= GRANT_TYPES:
+            raise ConfigurationError("unknown grant type in client grant_types")
+        object.__setattr__(self, "grant_types", grants)
+        object.__setattr__(self, "scopes", _check_scopes(self.scopes, "client scopes"))
+        if self.default_scopes is not None:
+            defaults = _check_scopes(self.default_scopes, "client default_scopes")
+            if not defaults <= self.scopes:
+                raise ConfigurationError("default_scopes must be a subset of scopes")
+            object.__setattr__(self, "default_scopes", defaults)
+        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError("auth_method must be client_secret_basic or _post")
+
+    @property
+    def subject(self) -> str:
+        """The ``sub`` of tokens issued to the client itself (RFC 9068 §2.2)."""
+        return CLIENT_SUBJECT_PREFIX + self.client_id
+
+    @property
+    def effective_default_scopes(self) -> frozenset[str]:
+        """Scopes granted when a request omits ``scope``."""
+        return self.scopes if self.default_scopes is None else self.default_scopes
+
+
+@runtime_checkable
+class ClientStore(Protocol):
+    """Where clients come from; implement this to load them from a database."""
+
+    def get_client(self, client_id: str) -> Client | None:
+        """The client with this id, or ``None``."""
+        ...  # pragma: no cover
+
+
+class MemoryClientStore:
+    """Clients held in a dict, e.g. from the TOML configuration."""
+
+    def __init__(self, clients: Iterable[Client]) -> None:
+        self._clients: dict[str, Client] = {}
+        for client in clients:
+            if client.client_id in self._clients:
+                raise ConfigurationError("duplicate client_id in client registry")
+            self._clients[client.client_id] = client
+
+    def get_client(self, client_id: str) -> Client | None:
+        """The client with this id, or ``None``."""
+        return self._clients.get(client_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._clients.values())
+
+
+@dataclass(frozen=True)
+class AuthenticatedClient:
+    """The outcome of client authentication: the client and the method it used."""
+
+    client: Client
+    method: AuthMethod
+
+
+def _form_decode(raw: bytes) -> str:
+    # RFC 6749 §2.3.1: the Basic user-id and password are form-urlencoded first, so
+    # decode "+" and %XX; reject malformed escapes that unquote would leave unchanged.
+    if _BAD_ESCAPE.search(raw):
+        raise ValueError("bad percent-escape")
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+
+
+def parse_basic(header: str) -> tuple[str, str]:
+    """Decode ``Authorization: Basic`` client credentials (RFC 6749 §2.3.1, RFC 7617).
+
+    Raises:
+        InvalidClientError: Bad base64, no ``:``, bad escapes or non-UTF-8 content.
+    """
+    _, _, value = header.strip().partition(" ")
+    try:
+        raw = base64.b64decode(value.strip().encode("ascii"), validate=True)
+        user, sep, password = raw.partition(b":")
+        if not sep:
+            raise ValueError("no colon")
+        return _form_decode(user), _form_decode(password)
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise InvalidClientError() from exc
+
+
+class ClientAuthenticator:
+    """Authenticates a client from the ``Authorization`` header or the form body.
+
+    Secrets verified with a slow hash (argon2id, scrypt) are remembered for
+    *verified_ttl* seconds as a keyed digest of ``(client_id, stored hash, secret)``, so
+    a busy client pays the slow hash once instead of on every token request; an unknown
+    client still costs one comparison (issuer spec CA-7).
+
+    Args:
+        clients: The client registry.
+        verified_ttl: Seconds a successful slow-hash verification is remembered.
+    """
+
+    def __init__(self, clients: ClientStore, *, verified_ttl: float = 300) -> None:
+        self._clients = clients
+        self._key = secrets.token_bytes(32)
+        self._verified: TTLCache[bytes, bool] = TTLCache(maxsize=4096, ttl=verified_ttl)
+        self._lock = threading.Lock()
+        self._dummy = peppered_digest(secrets.token_urlsafe(32))
+
+    def authenticate(
+        self, authorization: str | None, form: Mapping[str, str]
+    ) -> AuthenticatedClient:
+        """Identify and authenticate the calling client.
+
+        Args:
+            authorization: The ``Authorization`` header value, if any.
+            form: The parsed request body.
+
+        Raises:
+            InvalidRequestError: More than one method, or Basic and body ids differ
+                (RFC 6749 §2.3).
+            InvalidClientError: Anything else that is not a valid credential.
+        """
+        body_id = form.get("client_id")
+        body_secret = form.get("client_secret")
+        if authorization is not None and authorization.strip():
+            if authorization.strip().split(" ", 1)[0].lower() != "basic":
+                raise InvalidClientError()
+            if body_secret is not None:
+                raise InvalidRequestError("Only one client authentication method may be used")
+            client_id, secret = parse_basic(authorization)
+            if body_id is not None and body_id != client_id:
+                raise InvalidRequestError("The client_id does not match the credentials")
+            method: AuthMethod = "client_secret_basic"
+        elif body_id is not None and body_secret is not None:
+            client_id, secret, method = body_id, body_secret, "client_secret_post"
+        else:
+            # No credentials at all, or client_id alone ("none"): confidential clients
+            # only (RFC 6749 §3.2.1).
+            raise InvalidClientError()
+        client = self._clients.get_client(client_id) if client_id else None
+        if client is None:
+            verify_secret(self._dummy, secret)
+            raise InvalidClientError()
+        ok = self._check(client, secret)
+        if not ok or client.disabled or client.auth_method != method:
+            raise InvalidClientError()
+        return AuthenticatedClient(client, method)
+
+    def _check(self, client: Client, secret: str) -> bool:
+        for stored in client.secret_hashes:
+            if stored.startswith("$hmac-sha256$"):
+                if verify_secret(stored, secret):
+                    return True
+                continue
+            memo = hmac.new(
+                self._key,
+                b"\0".join(
+                    (client.client_id.encode(), stored.encode(), secret.encode("utf-8", "replace"))
+                ),
+                hashlib.sha256,
+            ).digest()
+            with self._lock:
+                if self._verified.get(memo):
+                    return True
+            if verify_secret(stored, secret):
+                with self._lock:
+                    self._verified[memo] = True
+                return True
+        return False
+
+
+def normalize_username(username: str) -> str:
+    """NFKC + case-fold, so ``Alice`` and ``alice`` share one account and one counter."""
+    return unicodedata.normalize("NFKC", username).casefold()

@@ -1,0 +1,417 @@
+"""The issuer's HTTP endpoints without I/O: request in, ``(status, headers, body)`` out.
+
+The Starlette app (:mod:`scopegate.issuer._asgi`) and the WSGI app
+(:mod:`scopegate.issuer._wsgi`) only translate to and from :class:`HTTPRequest` and
+:class:`HTTPResponse`; every rule lives here once.
+
+Request rules shared by the token, introspection and revocation endpoints (RFC 6749
+§3.2, RFC 7662 §2.1, RFC 7009 §2.1): ``POST`` only (400 otherwise), a form body only
+(``application/x-www-form-urlencoded``, optional ``charset=utf-8``), no query string
+(credentials must never travel in the URL), every parameter at most once, empty values
+treated as absent, strict UTF-8, and a size cap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from scopegate.issuer._clients import AuthenticatedClient, ClientAuthenticator
+from scopegate.issuer._config import IssuerConfig
+from scopegate.issuer._errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuthError,
+    RequestTooLargeError,
+    ServerError,
+    StoreUnavailableError,
+    TemporarilyUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+    no_store_headers,
+)
+from scopegate.issuer._grants import Grant, GrantRequest, Throttle
+from scopegate.issuer._keys import KeySet
+from scopegate.issuer._store import IssuerStore, token_hash
+from scopegate.issuer._tokens import TokenFactory, TokenInfo
+
+__all__ = [
+    "HTTPRequest",
+    "HTTPResponse",
+    "IntrospectionEndpoint",
+    "JWKSEndpoint",
+    "MetadataEndpoint",
+    "RevocationEndpoint",
+    "TokenEndpoint",
+    "parse_form",
+]
+
+logger = logging.getLogger("scopegate.issuer")
+_MAX_FIELDS = 32
+_MAX_TOKEN_LENGTH = 8192
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class HTTPRequest:
+    """A framework-neutral request.
+
+    Attributes:
+        method: The HTTP method, upper-case.
+        path: The URL path.
+        query: The raw query string (without ``?``).
+        headers: Header values by lower-case name.
+        body: The request body (adapters cap its size).
+        client_address: The peer address, used for throttling. Behind a reverse proxy
+            this must be the proxy-verified client address, never a header the client
+            could set itself (RFC 9700 §4.13).
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    client_address: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header value by lower-case name."""
+        return self.headers.get(name)
+
+
+@dataclass(frozen=True)
+class HTTPResponse:
+    """A framework-neutral response."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON (for tests and embedding)."""
+        return json.loads(self.body)
+
+
+def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...]) -> HTTPResponse:
+    return HTTPResponse(status, headers, json.dumps(payload, separators=(",", ":")).encode())
+
+
+def parse_form(request: HTTPRequest, max_body: int) -> dict[str, str]:
+    """Parse and vet an OAuth form body (RFC 6749 §3.2, App. B).
+
+    Raises:
+        InvalidRequestError: Wrong method or content type, a query string, bad encoding,
+            too many or repeated parameters.
+        RequestTooLargeError: The body exceeds *max_body*.
+    """
+    if request.method != "POST":
+        raise InvalidRequestError("The request must use the POST method")
+    media, _, params = (request.header("content-type") or "").partition(";")
+    if media.strip().lower() != _FORM_TYPE:
+        raise InvalidRequestError("The request body must be application/x-www-form-urlencoded")
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise InvalidRequestError("The request body must be UTF-8")
+    if request.query:
+        raise InvalidRequestError("URL query parameters are not allowed")
+    if len(request.body) > max_body:
+        raise RequestTooLargeError()
+    try:
+        pairs = parse_qsl(
+            request.body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except (UnicodeError, ValueError) as exc:
+        raise InvalidRequestError("The request body is not valid form encoding") from exc
+    form: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in seen:
+            raise InvalidRequestError("A request parameter was repeated")
+        seen.add(name)
+        if value:  # RFC 6749 §3.2: an empty parameter is treated as omitted
+            form[name] = value
+    return form
+
+
+class _FormEndpoint:
+    """Shared plumbing: parsing, address throttling, client auth, error rendering."""
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        authenticator: ClientAuthenticator,
+        address_throttle: Throttle,
+        clock: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._auth = authenticator
+        self._address_throttle = address_throttle
+        self._clock = clock
+        self._realm = config.issuer
+
+    def handle(self, request: HTTPRequest) -> HTTPResponse:
+        """Answer one request; never raises."""
+        try:
+            return self._handle(request, self._clock())
+        except OAuthError as exc:
+            rendered = exc.to_response(self._realm)
+            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+        except StoreUnavailableError:
+            logger.error("issuer state store unavailable", exc_info=True)
+            rendered = TemporarilyUnavailableError(retry_after=5).to_response(self._realm)
+            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+        except Exception:
+            logger.exception("unexpected error in the issuer")
+            rendered = ServerError().to_response(self._realm)
+            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+
+    def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_address(self, request: HTTPRequest, now: float) -> str:
+        key = Throttle.key("addr", request.client_address or "-")
+        wait = self._address_throttle.wait(key, now)
+        if wait > 0:
+            raise TooManyRequestsError(retry_after=int(wait) + 1)
+        return key
+
+    def _authenticate(
+        self, request: HTTPRequest, form: Mapping[str, str], address_key: str, now: float
+    ) -> AuthenticatedClient:
+        try:
+            return self._auth.authenticate(request.header("authorization"), form)
+        except InvalidClientError:
+            self._address_throttle.fail(address_key, now)
+            raise
+
+
+class TokenEndpoint(_FormEndpoint):
+    """The token endpoint (RFC 6749 §3.2): dispatches to the enabled grants.
+
+    Order of checks: request format → ``grant_type`` known and enabled → client
+    authentication → client registered for the grant → the grant's own checks.
+    """
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        authenticator: ClientAuthenticator,
+        address_throttle: Throttle,
+        clock: Callable[[], float],
+        grants: Mapping[str, Grant],
+    ) -> None:
+        super().__init__(config, authenticator, address_throttle, clock)
+        self._grants = dict(grants)
+
+    def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
+        address_key = self._check_address(request, now)
+        form = parse_form(request, self._config.max_body_bytes)
+        grant_type = form.get("grant_type")
+        if grant_type is None:
+            raise InvalidRequestError("The grant_type parameter is required")
+        grant = self._grants.get(grant_type)
+        if grant is None:
+            raise UnsupportedGrantTypeError()
+        authenticated = self._authenticate(request, form, address_key, now)
+        if grant_type not in authenticated.client.grant_types:
+            raise UnauthorizedClientError()
+        body = grant.handle(GrantRequest(authenticated.client, form, request.client_address, now))
+        return _json_response(200, body, no_store_headers())
+
+
+class _TokenLookup(_FormEndpoint):
+    def __init__(
+        self,
+        config: IssuerConfig,
+        authenticator: ClientAuthenticator,
+        address_throttle: Throttle,
+        clock: Callable[[], float],
+        tokens: TokenFactory,
+        store: IssuerStore,
+    ) -> None:
+        super().__init__(config, authenticator, address_throttle, clock)
+        self._tokens = tokens
+        self._store = store
+
+    def _request(
+        self, request: HTTPRequest, now: float
+    ) -> tuple[AuthenticatedClient, str, str | None]:
+        address_key = self._check_address(request, now)
+        form = parse_form(request, self._config.max_body_bytes)
+        caller = self._authenticate(request, form, address_key, now)
+        token = form.get("token")
+        if token is None:
+            raise InvalidRequestError("The token parameter is required")
+        return caller, token, form.get("token_type_hint")
+
+    def _lookup(self, token: str, hint: str | None, now: float) -> tuple[str, Any] | None:
+        """Find the token: at most one extra lookup beyond the hinted type (RFC 7009 §5)."""
+        if len(token) > _MAX_TOKEN_LENGTH:
+            return None
+        kinds = (
+            ("refresh_token", "access_token")
+            if hint == "refresh_token"
+            else ("access_token", "refresh_token")
+        )
+        for kind in kinds:
+            if kind == "access_token":
+                info = self._tokens.inspect(token, now)
+                if info is not None:
+                    return kind, info
+            elif "." not in token:  # refresh tokens are opaque url-safe strings
+                record = self._store.get_refresh_token(token_hash(token), now)
+                if record is not None:
+                    return kind, record
+        return None
+
+
+class IntrospectionEndpoint(_TokenLookup):
+    """RFC 7662 token introspection.
+
+    The caller must authenticate as a client (401 otherwise). A client sees its own
+    tokens; a client registered with ``introspect = true`` (a resource server) sees
+    every access token. Refresh tokens are reported only to the client that holds them,
+    so a resource server can never accept one as an access token. Anything else is
+    exactly ``{"active": false}``.
+    """
+
+    def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
+        caller, token, hint = self._request(request, now)
+        found = self._lookup(token, hint, now)
+        inactive = _json_response(200, {"active": False}, no_store_headers())
+        if found is None:
+            return inactive
+        kind, item = found
+        client = caller.client
+        if kind == "refresh_token":
+            if (
+                item.state != "active"
+                or item.client_id != client.client_id
+                or (now >= item.idle_expires_at)
+            ):
+                return inactive
+            payload: dict[str, Any] = {
+                "active": True,
+                "scope": " ".join(item.scopes),
+                "client_id": item.client_id,
+                "sub": item.subject,
+                "exp": item.expires_at,
+                "iat": item.issued_at,
+                "iss": self._config.issuer,
+                "token_type": "refresh_token",
+            }
+            return _json_response(200, payload, no_store_headers())
+        info: TokenInfo = item
+        if not client.introspect and info.client_id != client.client_id:
+            return inactive
+        payload = {
+            "active": True,
+            "scope": " ".join(info.scopes),
+            "client_id": info.client_id,
+            "sub": info.subject,
+            "aud": info.audience,
+            "iss": self._config.issuer,
+            "exp": info.expires_at,
+            "iat": info.issued_at,
+            "jti": info.jti,
+            "token_type": "Bearer",
+        }
+        if info.username is not None:
+            payload["username"] = info.username
+        return _json_response(200, payload, no_store_headers())
+
+
+class RevocationEndpoint(_TokenLookup):
+    """RFC 7009 token revocation.
+
+    Unknown, invalid or expired tokens answer 200 (idempotent). A token of another
+    client is refused with ``invalid_grant`` and left alone. Revoking a refresh token
+    revokes its family and every access token issued from it; revoking a JWT access
+    token puts its ``jti`` on the denylist that introspection consults (resource servers
+    that verify JWTs locally keep accepting it until ``exp``).
+    """
+
+    def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
+        caller, token, hint = self._request(request, now)
+        found = self._lookup(token, hint, now)
+        ok = _json_response(200, {}, no_store_headers())
+        if found is None:
+            return ok
+        kind, item = found
+        if item.client_id != caller.client.client_id:
+            raise InvalidGrantError("The token was issued to another client")
+        if kind == "refresh_token":
+            self._store.revoke_family(item.family_id, now)
+        elif item.opaque_key is not None:
+            self._store.delete_access_token(item.opaque_key)
+        else:
+            self._store.revoke_jti(item.jti, item.expires_at, now)
+        return ok
+
+
+def _get_only(request: HTTPRequest) -> HTTPResponse | None:
+    if request.method in ("GET", "HEAD"):
+        return None
+    return HTTPResponse(
+        405,
+        (("allow", "GET, HEAD"), ("content-type", "application/json")),
+        b'{"error":"method_not_allowed"}',
+    )
+
+
+# RFC 8414 §2 / RFC 9700 §2.6: public documents, cacheable and readable cross-origin.
+def _public_headers(max_age: int) -> tuple[tuple[str, str], ...]:
+    return (
+        ("content-type", "application/json"),
+        ("cache-control", f"public, max-age={max_age}"),
+        ("access-control-allow-origin", "*"),
+    )
+
+
+class MetadataEndpoint:
+    """RFC 8414 authorization server metadata, built once."""
+
+    def __init__(self, document: Mapping[str, Any], max_age: int = 300) -> None:
+        self._body = json.dumps(document, separators=(",", ":")).encode()
+        self._headers = _public_headers(max_age)
+        self.document = dict(document)
+
+    def handle(self, request: HTTPRequest) -> HTTPResponse:
+        """Serve the metadata document to ``GET``/``HEAD``."""
+        return _get_only(request) or HTTPResponse(200, self._headers, self._body)
+
+
+class JWKSEndpoint:
+    """The public JWK Set (RFC 7517 §5); reflects key rotation immediately.
+
+    ``max-age`` should stay below the lead time with which a ``next`` key is published.
+    """
+
+    def __init__(self, keys: Callable[[], KeySet], max_age: int = 300) -> None:
+        self._keys = keys
+        self._headers = _public_headers(max_age)
+        self._cache: tuple[KeySet, bytes] | None = None
+
+    def handle(self, request: HTTPRequest) -> HTTPResponse:
+        """Serve the key set to ``GET``/``HEAD``."""
+        refused = _get_only(request)
+        if refused is not None:
+            return refused
+        keys = self._keys()
+        cached = self._cache
+        if cached is None or cached[0] is not keys:
+            cached = (keys, json.dumps(keys.jwks(), separators=(",", ":")).encode())
+            self._cache = cached
+        return HTTPResponse(200, self._headers, cached[1])

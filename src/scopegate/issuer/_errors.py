@@ -1,0 +1,180 @@
+"""OAuth 2.0 token-endpoint errors that render their own JSON response.
+
+RFC 6749 §5.2 (token endpoint), RFC 7009 §2.2.1 (revocation) and RFC 7662 §2.3
+(introspection) share one error shape: a JSON body ``{"error", "error_description"}``
+sent with ``Cache-Control: no-store`` and ``Pragma: no-cache``. The hierarchy::
+
+    ScopegateError
+    └── OAuthError                      renders an RFC 6749 §5.2 response
+        ├── InvalidRequestError         400 ``invalid_request``
+        │   └── RequestTooLargeError    413 ``invalid_request`` (body over the cap)
+        ├── InvalidClientError          401 ``invalid_client`` + ``WWW-Authenticate: Basic``
+        ├── InvalidGrantError           400 ``invalid_grant``
+        ├── UnauthorizedClientError     400 ``unauthorized_client``
+        ├── UnsupportedGrantTypeError   400 ``unsupported_grant_type``
+        ├── InvalidScopeError           400 ``invalid_scope``
+        ├── TooManyRequestsError        429 ``temporarily_unavailable`` + ``Retry-After``
+        ├── TemporarilyUnavailableError 503 ``temporarily_unavailable`` + ``Retry-After``
+        └── ServerError                 500 ``server_error``
+    StoreUnavailableError               the state store cannot be reached (-> 503)
+
+Descriptions are fixed texts chosen here; request input (grant type, scope, client id,
+username) is never echoed back (issuer spec ER-2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from scopegate._errors import ErrorResponse, ScopegateError
+
+__all__ = [
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "OAuthError",
+    "RequestTooLargeError",
+    "ServerError",
+    "StoreUnavailableError",
+    "TemporarilyUnavailableError",
+    "TooManyRequestsError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "no_store_headers",
+]
+
+# RFC 6749 §5.1: token responses (and, by the same reasoning, error, introspection and
+# revocation responses) must never be cached by an intermediary.
+_NO_STORE = (
+    ("content-type", "application/json"),
+    ("cache-control", "no-store"),
+    ("pragma", "no-cache"),
+)
+
+
+def no_store_headers() -> tuple[tuple[str, str], ...]:
+    """The RFC 6749 §5.1 header set sent on every token-endpoint response."""
+    return _NO_STORE
+
+
+class StoreUnavailableError(ScopegateError):
+    """The issuer's state store (memory or Redis) failed; the request answers 503."""
+
+
+class OAuthError(ScopegateError):
+    """An RFC 6749 §5.2 error with its HTTP status and fixed description.
+
+    Args:
+        description: A fixed text (RFC 6749 §5.2 charset); never request input.
+    """
+
+    status: ClassVar[int] = 400
+    error: ClassVar[str] = "invalid_request"
+    default_description: ClassVar[str] = "The request is invalid"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+    def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
+        """Headers added to the no-store set (challenges, ``Retry-After``)."""
+        return ()
+
+    def to_response(self, realm: str) -> ErrorResponse:
+        """Render to ``(status, headers, body)``; *realm* is used by ``invalid_client``."""
+        body = json.dumps(
+            {"error": self.error, "error_description": self.description},
+            separators=(",", ":"),
+        ).encode()
+        return ErrorResponse(self.status, _NO_STORE + self.extra_headers(realm), body)
+
+
+class InvalidRequestError(OAuthError):
+    """400 ``invalid_request``: malformed, duplicated or missing parameters (§5.2)."""
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """413 ``invalid_request``: the body exceeds the configured cap (issuer spec REQ-8)."""
+
+    status = 413
+    default_description = "The request body is too large"
+
+
+class InvalidClientError(OAuthError):
+    """401 ``invalid_client`` with a ``Basic`` challenge (RFC 6749 §5.2, RFC 7617 §2).
+
+    One generic description for every cause (unknown client, wrong secret, wrong method)
+    so the response does not reveal which check failed (issuer spec CA-7).
+    """
+
+    status = 401
+    error = "invalid_client"
+    default_description = "Client authentication failed"
+
+    def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
+        """The ``Basic`` challenge: the only client-authentication scheme offered."""
+        escaped = realm.replace("\\", "\\\\").replace('"', '\\"')
+        return (("www-authenticate", f'Basic realm="{escaped}", charset="UTF-8"'),)
+
+
+class InvalidGrantError(OAuthError):
+    """400 ``invalid_grant``: bad user credentials or an unusable refresh token."""
+
+    error = "invalid_grant"
+    default_description = "The provided authorization grant is invalid"
+
+
+class UnauthorizedClientError(OAuthError):
+    """400 ``unauthorized_client``: the client may not use this grant type."""
+
+    error = "unauthorized_client"
+    default_description = "The client is not authorized to use this grant type"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    """400 ``unsupported_grant_type``: unknown grant, or one disabled on this server."""
+
+    error = "unsupported_grant_type"
+    default_description = "The grant type is not supported"
+
+
+class InvalidScopeError(OAuthError):
+    """400 ``invalid_scope``: malformed, not allowed, or no default scope (RFC 6749 §3.3)."""
+
+    error = "invalid_scope"
+    default_description = "The requested scope is invalid or not allowed"
+
+
+class _RetryAfterError(OAuthError):
+    def __init__(self, description: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, int(retry_after))
+
+    def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
+        return (("retry-after", str(self.retry_after)),)
+
+
+class TooManyRequestsError(_RetryAfterError):
+    """429 with ``Retry-After``: this client address failed too often (brute force)."""
+
+    status = 429
+    error = "temporarily_unavailable"
+    default_description = "Too many failed attempts; retry later"
+
+
+class TemporarilyUnavailableError(_RetryAfterError):
+    """503 ``temporarily_unavailable`` with ``Retry-After``: a dependency is down."""
+
+    status = 503
+    error = "temporarily_unavailable"
+    default_description = "The authorization server is temporarily unavailable"
+
+
+class ServerError(OAuthError):
+    """500 ``server_error``: an unexpected failure; the exception text is never sent."""
+
+    status = 500
+    error = "server_error"
+    default_description = "The authorization server encountered an unexpected error"

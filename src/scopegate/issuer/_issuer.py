@@ -1,0 +1,272 @@
+"""The :class:`Issuer`: one object wiring settings, keys, state, grants and endpoints."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from scopegate._errors import ConfigurationError
+from scopegate.issuer._clients import Client, ClientAuthenticator, ClientStore, MemoryClientStore
+from scopegate.issuer._config import IssuerConfig, LoadedConfig
+from scopegate.issuer._endpoints import (
+    HTTPRequest,
+    HTTPResponse,
+    IntrospectionEndpoint,
+    JWKSEndpoint,
+    MetadataEndpoint,
+    RevocationEndpoint,
+    TokenEndpoint,
+)
+from scopegate.issuer._grants import (
+    ClientCredentialsGrant,
+    Grant,
+    PasswordGrant,
+    RefreshTokenGrant,
+    Throttle,
+)
+from scopegate.issuer._keys import KeySet, SigningKey, generate_key, load_key
+from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
+from scopegate.issuer._tokens import TokenFactory
+from scopegate.issuer._users import MemoryUserStore, User, UserStore
+
+__all__ = ["InsecureGrantWarning", "Issuer"]
+
+logger = logging.getLogger("scopegate.issuer")
+_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+_NOT_FOUND = HTTPResponse(404, (("content-type", "application/json"),), b'{"error":"not_found"}')
+
+
+class InsecureGrantWarning(UserWarning):
+    """The password grant was enabled although RFC 9700 §2.4 says it MUST NOT be used."""
+
+
+class Issuer:
+    """A small OAuth 2.0 authorization server token module.
+
+    Serves the token endpoint (``client_credentials``, ``refresh_token`` and, opt-in,
+    ``password``), RFC 7662 introspection, RFC 7009 revocation, the JWKS and RFC 8414
+    metadata. :meth:`handle` answers a framework-neutral :class:`HTTPRequest`; use
+    :func:`scopegate.issuer.create_asgi_app` or :func:`scopegate.issuer.create_wsgi_app`
+    to serve it.
+
+    Endpoints, relative to the issuer URL ``https://host/base``: ``/base/token``,
+    ``/base/introspect``, ``/base/revoke``, ``/base/jwks.json`` and
+    ``/.well-known/oauth-authorization-server/base`` (RFC 8414 §3.1 path insertion).
+
+    Args:
+        config: Server-wide settings.
+        clients: A :class:`ClientStore` or an iterable of :class:`Client`.
+        users: A :class:`UserStore` or users, needed for the password grant.
+        keys: The signing key set or one key; an RS256 key is generated when omitted
+            (fine for a single process; several processes must share key files).
+        store: Shared state; a :class:`MemoryStore` when omitted.
+        clock: Seconds since the epoch (tests inject a fake clock).
+
+    Raises:
+        ConfigurationError: Inconsistent settings.
+
+    Example::
+
+        issuer = Issuer(
+            IssuerConfig(issuer="https://auth.example", audience="api://orders"),
+            clients=[Client("svc", ("secret",), scopes=frozenset({"orders:read"}))],
+        )
+        app = create_asgi_app(issuer)
+    """
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        *,
+        clients: ClientStore | Iterable[Client],
+        users: UserStore | Iterable[User] | None = None,
+        keys: KeySet | SigningKey | None = None,
+        store: IssuerStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._clients: ClientStore = (
+            clients if isinstance(clients, ClientStore) else MemoryClientStore(clients)
+        )
+        self._users: UserStore | None = (
+            users if users is None or isinstance(users, UserStore) else MemoryUserStore(users)
+        )
+        if keys is None:
+            key = generate_key("RS256")
+            logger.info("no signing key configured; generated an RS256 key (kid=%s)", key.kid)
+            keys = KeySet(current=key)
+        self._keys = keys if isinstance(keys, KeySet) else KeySet(current=keys)
+        self._keys_lock = threading.Lock()
+        self.store: IssuerStore = store if store is not None else MemoryStore()
+        if config.insecure_transport:
+            logger.warning("issuer %s uses plain http: for local development only", config.issuer)
+
+        address_throttle = Throttle(
+            self.store,
+            threshold=config.address_max_failures,
+            base=1,
+            maximum=config.backoff_max,
+            lockout=max(config.lockout_failures, config.address_max_failures * 10),
+            window=config.failure_window,
+        )
+        user_throttle = Throttle(
+            self.store,
+            threshold=config.user_max_failures,
+            base=config.backoff_base,
+            maximum=config.backoff_max,
+            lockout=config.lockout_failures,
+            window=config.failure_window,
+        )
+        tokens = TokenFactory(config, lambda: self._keys, self.store)
+        self.tokens = tokens
+        grants: dict[str, Grant] = {
+            "client_credentials": ClientCredentialsGrant(config, tokens),
+            "refresh_token": RefreshTokenGrant(config, tokens, self.store, self._users, clock),
+        }
+        if config.allow_password_grant:
+            if self._users is None:
+                raise ConfigurationError("the password grant needs users (a UserStore)")
+            grants["password"] = PasswordGrant(
+                config,
+                tokens,
+                self.store,
+                self._users,
+                user_throttle=user_throttle,
+                address_throttle=address_throttle,
+            )
+            message = (
+                "the OAuth password grant is enabled; RFC 9700 section 2.4 says it MUST NOT "
+                "be used. Keep it for migrating first-party clients only."
+            )
+            logger.warning(message)
+            warnings.warn(message, InsecureGrantWarning, stacklevel=2)
+        authenticator = ClientAuthenticator(self._clients)
+
+        base = config.issuer.rstrip("/")
+        base_path = urlsplit(base).path
+        self.token_path = base_path + "/token"
+        self.introspection_path = base_path + "/introspect"
+        self.revocation_path = base_path + "/revoke"
+        self.jwks_path = base_path + "/jwks.json"
+        self.metadata_path = "/.well-known/oauth-authorization-server" + base_path
+        document: dict[str, Any] = {
+            "issuer": config.issuer,
+            "token_endpoint": base + "/token",
+            "jwks_uri": base + "/jwks.json",
+            "introspection_endpoint": base + "/introspect",
+            "revocation_endpoint": base + "/revoke",
+            "grant_types_supported": sorted(grants),
+            "token_endpoint_auth_methods_supported": _AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": _AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+        }
+        if isinstance(self._clients, MemoryClientStore):
+            scopes = sorted({s for client in self._clients for s in client.scopes})
+            if scopes:  # RFC 8414 §3.2: claims with zero elements are omitted
+                document["scopes_supported"] = scopes
+
+        self.token_endpoint = TokenEndpoint(config, authenticator, address_throttle, clock, grants)
+        self.introspection_endpoint = IntrospectionEndpoint(
+            config, authenticator, address_throttle, clock, tokens, self.store
+        )
+        self.revocation_endpoint = RevocationEndpoint(
+            config, authenticator, address_throttle, clock, tokens, self.store
+        )
+        self.metadata_endpoint = MetadataEndpoint(document)
+        self.jwks_endpoint = JWKSEndpoint(lambda: self._keys)
+        self._routes: dict[str, Callable[[HTTPRequest], HTTPResponse]] = {
+            self.token_path: self.token_endpoint.handle,
+            self.introspection_path: self.introspection_endpoint.handle,
+            self.revocation_path: self.revocation_endpoint.handle,
+            self.jwks_path: self.jwks_endpoint.handle,
+            self.metadata_path: self.metadata_endpoint.handle,
+        }
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The RFC 8414 metadata document."""
+        return dict(self.metadata_endpoint.document)
+
+    @property
+    def keys(self) -> KeySet:
+        """The current key set."""
+        return self._keys
+
+    @property
+    def routes(self) -> dict[str, Callable[[HTTPRequest], HTTPResponse]]:
+        """Handlers by exact path (for adapters)."""
+        return dict(self._routes)
+
+    def handle(self, request: HTTPRequest) -> HTTPResponse:
+        """Route a request to its endpoint; unknown paths answer 404. Never raises."""
+        handler = self._routes.get(request.path)
+        return handler(request) if handler is not None else _NOT_FOUND
+
+    def rotate_keys(self, new_next: SigningKey | None = None, *, keep_previous: int = 1) -> KeySet:
+        """Promote the ``next`` key to ``current`` (see :meth:`KeySet.rotate`)."""
+        with self._keys_lock:
+            self._keys = self._keys.rotate(new_next, keep_previous=keep_previous)
+            return self._keys
+
+    def publish_next_key(self, key: SigningKey) -> KeySet:
+        """Publish *key* as ``next`` so caches learn it before it signs."""
+        with self._keys_lock:
+            self._keys = KeySet(current=self._keys.current, next=key, previous=self._keys.previous)
+            return self._keys
+
+    def remove_key(self, kid: str, replacement: SigningKey | None = None) -> KeySet:
+        """Emergency removal of a compromised key (see :meth:`KeySet.without`)."""
+        with self._keys_lock:
+            self._keys = self._keys.without(kid, replacement)
+            return self._keys
+
+    def revoke_subject(self, subject: str) -> None:
+        """Revoke every refresh-token family of a user (password change, logout)."""
+        self.store.revoke_subject(subject, self._clock())
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        close = getattr(self.store, "close", None)
+        if callable(close):
+            close()
+
+    @classmethod
+    def from_config(cls, loaded: LoadedConfig, **kwargs: Any) -> Issuer:
+        """Build an issuer from :func:`scopegate.issuer.load_config` output.
+
+        Raises:
+            ConfigurationError: A key file is unreadable or unusable.
+        """
+        keys = None
+        if loaded.signing_keys:
+            signing = [_read_key(path) for path in loaded.signing_keys]
+            nxt = _read_key(loaded.next_signing_key) if loaded.next_signing_key else None
+            keys = KeySet(current=signing[0], next=nxt, previous=tuple(signing[1:]))
+        elif loaded.redis_url:
+            logger.warning(
+                "redis_url is set but no signing_key: each process signs with its own key"
+            )
+        store = RedisStore(loaded.redis_url) if loaded.redis_url else None
+        return cls(
+            loaded.config,
+            clients=loaded.clients,
+            users=loaded.users,
+            keys=keys,
+            store=store,
+            **kwargs,
+        )
+
+
+def _read_key(path: Path) -> SigningKey:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError("cannot read a signing key file") from exc
+    return load_key(pem)

@@ -1,0 +1,590 @@
+"""Issuer state: opaque access tokens, refresh-token families, revocations, counters.
+
+Everything a second issuer process must agree on lives behind :class:`IssuerStore`:
+:class:`MemoryStore` for one process, :class:`RedisStore` for several behind a load
+balancer. Tokens are stored only as SHA-256 hashes of their value (they carry 256 random
+bits, so a fast hash is enough and a dump of the store yields no usable token; RFC 6749
+§10.4, issuer spec RT-11).
+
+Refresh tokens form *families*: every rotation adds a member and marks its parent
+``rotated`` in one atomic compare-and-set (RFC 9700 §4.14.2), so two concurrent refreshes
+of one token have exactly one winner. Revoking a family marks all members ``revoked``,
+deletes its opaque access tokens and puts the ``jti`` of its JWT access tokens on the
+denylist until they expire (a JWT already verified locally by a resource server stays
+usable until ``exp``: the reason access tokens are short-lived).
+
+The Redis store targets a single Redis server (or a replicated primary); its Lua scripts
+touch keys they compute, which Redis Cluster does not allow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from scopegate._errors import ConfigurationError
+from scopegate.issuer._errors import StoreUnavailableError
+
+__all__ = [
+    "AccessTokenRecord",
+    "IssuerStore",
+    "MemoryStore",
+    "RedisStore",
+    "RefreshTokenRecord",
+    "RotationOutcome",
+    "token_hash",
+]
+
+RefreshState = Literal["active", "rotated", "revoked"]
+RotationOutcome = Literal["active", "rotated", "revoked", "missing"]
+_R = TypeVar("_R")
+
+
+def token_hash(token: str) -> str:
+    """The storage key of a high-entropy token value (hex SHA-256)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AccessTokenRecord:
+    """What the issuer remembers about an opaque access token (never its value)."""
+
+    client_id: str
+    subject: str
+    scopes: tuple[str, ...]
+    audience: str
+    issued_at: int
+    expires_at: int
+    jti: str
+    family_id: str | None = None
+    username: str | None = None
+    auth_time: int | None = None
+
+    def to_json(self) -> str:
+        """Compact JSON for storage."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AccessTokenRecord:
+        """Parse a stored record."""
+        data = json.loads(raw)
+        data["scopes"] = tuple(data["scopes"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    """A refresh token's grant: client, user, original scope, family and lifetimes.
+
+    ``expires_at`` is the family's absolute expiry (rotation never extends it, RT-8);
+    ``idle_expires_at`` moves forward with each rotation.
+    """
+
+    client_id: str
+    subject: str
+    scopes: tuple[str, ...]
+    audience: str
+    family_id: str
+    issued_at: int
+    expires_at: int
+    idle_expires_at: int
+    username: str | None = None
+    auth_time: int | None = None
+    state: RefreshState = field(default="active", compare=False)
+
+    def to_json(self) -> str:
+        """Compact JSON for storage (without the mutable ``state``)."""
+        data = asdict(self)
+        del data["state"]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, state: str = "active") -> RefreshTokenRecord:
+        """Parse a stored record and attach its current state."""
+        data = json.loads(raw)
+        data["scopes"] = tuple(data["scopes"])
+        return cls(**data, state=state)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class IssuerStore(Protocol):
+    """Shared issuer state. Every method may raise :class:`StoreUnavailableError`."""
+
+    def save_access_token(self, key: str, record: AccessTokenRecord, now: float) -> bool:
+        """Store an opaque token; ``False`` (and nothing stored) if its family is revoked."""
+        ...  # pragma: no cover
+
+    def get_access_token(self, key: str, now: float) -> AccessTokenRecord | None:
+        """The live opaque token record, or ``None``."""
+        ...  # pragma: no cover
+
+    def delete_access_token(self, key: str) -> None:
+        """Forget an opaque token (revocation)."""
+        ...  # pragma: no cover
+
+    def link_jti(self, family_id: str, jti: str, expires_at: int, now: float) -> bool:
+        """Attach a JWT's jti to a family; ``False`` if the family is already revoked."""
+        ...  # pragma: no cover
+
+    def revoke_jti(self, jti: str, expires_at: int, now: float) -> None:
+        """Deny a JWT access token until its ``exp``."""
+        ...  # pragma: no cover
+
+    def is_jti_revoked(self, jti: str, now: float) -> bool:
+        """Whether the jti is on the denylist."""
+        ...  # pragma: no cover
+
+    def create_refresh_token(self, key: str, record: RefreshTokenRecord, now: float) -> None:
+        """Start a new family with its first refresh token."""
+        ...  # pragma: no cover
+
+    def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
+        """The refresh token record (any state) until its absolute expiry, or ``None``."""
+        ...  # pragma: no cover
+
+    def rotate_refresh_token(
+        self, old_key: str, new_key: str, record: RefreshTokenRecord, now: float
+    ) -> RotationOutcome:
+        """Atomically: if *old_key* is active, mark it rotated and add *new_key*.
+
+        Returns the state *old_key* had (``"active"`` means this call won).
+        """
+        ...  # pragma: no cover
+
+    def revoke_family(self, family_id: str, now: float) -> None:
+        """Revoke every refresh token of a family and every access token issued from it."""
+        ...  # pragma: no cover
+
+    def revoke_subject(self, subject: str, now: float) -> None:
+        """Revoke every family of a user (password change, logout; RT-9)."""
+        ...  # pragma: no cover
+
+    def failures(self, key: str, now: float) -> tuple[int, float]:
+        """``(consecutive failures, time of the last one)`` for a throttling key."""
+        ...  # pragma: no cover
+
+    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
+        """Count one failure; the counter is forgotten *window* seconds after the last."""
+        ...  # pragma: no cover
+
+    def clear_failures(self, key: str) -> None:
+        """Reset a throttling counter (successful login)."""
+        ...  # pragma: no cover
+
+
+@dataclass
+class _Family:
+    subject: str
+    expires_at: float
+    revoked: bool = False
+    refresh_keys: set[str] = field(default_factory=set)
+    access_keys: set[str] = field(default_factory=set)
+    jtis: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """Process-local state behind one lock; expired entries are swept as it goes."""
+
+    _SWEEP_EVERY = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._access: dict[str, AccessTokenRecord] = {}
+        self._refresh: dict[str, RefreshTokenRecord] = {}
+        self._families: dict[str, _Family] = {}
+        self._subjects: dict[str, set[str]] = {}
+        self._denied: dict[str, int] = {}
+        self._failures: dict[str, tuple[int, float, float]] = {}
+        self._ops = 0
+
+    def _tick(self, now: float) -> None:
+        self._ops += 1
+        if self._ops % self._SWEEP_EVERY:
+            return
+        self._access = {k: v for k, v in self._access.items() if v.expires_at > now}
+        self._refresh = {k: v for k, v in self._refresh.items() if v.expires_at > now}
+        self._denied = {k: v for k, v in self._denied.items() if v > now}
+        self._failures = {k: v for k, v in self._failures.items() if v[2] > now}
+        dead = [fid for fid, fam in self._families.items() if fam.expires_at <= now]
+        for fid in dead:
+            fam = self._families.pop(fid)
+            subject_families = self._subjects.get(fam.subject)
+            if subject_families is not None:
+                subject_families.discard(fid)
+                if not subject_families:
+                    del self._subjects[fam.subject]
+
+    def save_access_token(self, key: str, record: AccessTokenRecord, now: float) -> bool:
+        """Store an opaque token; ``False`` if its family is revoked."""
+        with self._lock:
+            self._tick(now)
+            if record.family_id is not None:
+                fam = self._families.get(record.family_id)
+                if fam is None or fam.revoked:
+                    return False
+                fam.access_keys.add(key)
+            self._access[key] = record
+            return True
+
+    def get_access_token(self, key: str, now: float) -> AccessTokenRecord | None:
+        """The live opaque token record, or ``None``."""
+        with self._lock:
+            record = self._access.get(key)
+            return record if record is not None and record.expires_at > now else None
+
+    def delete_access_token(self, key: str) -> None:
+        """Forget an opaque token."""
+        with self._lock:
+            self._access.pop(key, None)
+
+    def link_jti(self, family_id: str, jti: str, expires_at: int, now: float) -> bool:
+        """Attach a JWT's jti to a family; ``False`` if the family is revoked."""
+        with self._lock:
+            fam = self._families.get(family_id)
+            if fam is None or fam.revoked:
+                return False
+            fam.jtis[jti] = expires_at
+            return True
+
+    def revoke_jti(self, jti: str, expires_at: int, now: float) -> None:
+        """Deny a JWT access token until its ``exp``."""
+        with self._lock:
+            if expires_at > now:
+                self._denied[jti] = expires_at
+
+    def is_jti_revoked(self, jti: str, now: float) -> bool:
+        """Whether the jti is on the denylist."""
+        with self._lock:
+            until = self._denied.get(jti)
+            return until is not None and until > now
+
+    def create_refresh_token(self, key: str, record: RefreshTokenRecord, now: float) -> None:
+        """Start a new family with its first refresh token."""
+        with self._lock:
+            self._tick(now)
+            fam = _Family(record.subject, record.expires_at + 3600, refresh_keys={key})
+            self._families[record.family_id] = fam
+            self._subjects.setdefault(record.subject, set()).add(record.family_id)
+            self._refresh[key] = replace(record, state="active")
+
+    def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
+        """The refresh token record until its absolute expiry, or ``None``."""
+        with self._lock:
+            record = self._refresh.get(key)
+            return record if record is not None and record.expires_at > now else None
+
+    def rotate_refresh_token(
+        self, old_key: str, new_key: str, record: RefreshTokenRecord, now: float
+    ) -> RotationOutcome:
+        """Compare-and-set rotation under the store lock."""
+        with self._lock:
+            old = self._refresh.get(old_key)
+            if old is None or old.expires_at <= now:
+                return "missing"
+            if old.state != "active":
+                return old.state
+            fam = self._families.get(old.family_id)
+            if fam is None or fam.revoked:
+                return "revoked"
+            self._refresh[old_key] = replace(old, state="rotated")
+            self._refresh[new_key] = replace(record, state="active")
+            fam.refresh_keys.add(new_key)
+            return "active"
+
+    def _revoke_family_locked(self, family_id: str, now: float) -> None:
+        fam = self._families.get(family_id)
+        if fam is None:
+            return
+        fam.revoked = True
+        for key in fam.refresh_keys:
+            record = self._refresh.get(key)
+            if record is not None:
+                self._refresh[key] = replace(record, state="revoked")
+        for key in fam.access_keys:
+            self._access.pop(key, None)
+        for jti, exp in fam.jtis.items():
+            if exp > now:
+                self._denied[jti] = exp
+
+    def revoke_family(self, family_id: str, now: float) -> None:
+        """Revoke a family and everything issued from it."""
+        with self._lock:
+            self._revoke_family_locked(family_id, now)
+
+    def revoke_subject(self, subject: str, now: float) -> None:
+        """Revoke every family of a user."""
+        with self._lock:
+            for family_id in list(self._subjects.get(subject, ())):
+                self._revoke_family_locked(family_id, now)
+
+    def failures(self, key: str, now: float) -> tuple[int, float]:
+        """``(count, last failure time)``; ``(0, 0.0)`` once forgotten."""
+        with self._lock:
+            count, last, forget_at = self._failures.get(key, (0, 0.0, 0.0))
+            return (count, last) if forget_at > now else (0, 0.0)
+
+    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
+        """Count one failure."""
+        with self._lock:
+            self._tick(now)
+            count, _, forget_at = self._failures.get(key, (0, 0.0, 0.0))
+            count = count + 1 if forget_at > now else 1
+            self._failures[key] = (count, now, now + window)
+            return count, now
+
+    def clear_failures(self, key: str) -> None:
+        """Reset a throttling counter."""
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+# KEYS: old rt, new rt, family, family rts. ARGV: new data, new ttl ms, new key hash.
+_ROTATE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'active' then return state end
+if redis.call('HGET', KEYS[3], 'revoked') == '1' then return 'revoked' end
+redis.call('HSET', KEYS[1], 'state', 'rotated')
+redis.call('HSET', KEYS[2], 'data', ARGV[1], 'state', 'active')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
+return 'active'
+"""
+
+# KEYS: family, family members. ARGV: member, ttl ms.
+_LINK = """
+if redis.call('HGET', KEYS[1], 'revoked') ~= '0' then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+# KEYS: family, family rts, family ats. ARGV: key prefix, now ms.
+_REVOKE_FAMILY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'revoked', '1')
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local k = ARGV[1] .. 'rt:' .. h
+  if redis.call('EXISTS', k) == 1 then redis.call('HSET', k, 'state', 'revoked') end
+end
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local kind, ref, exp = string.match(m, '^(%a+):([^:]+):(%d+)$')
+  if kind == 'at' then
+    redis.call('DEL', ARGV[1] .. 'at:' .. ref)
+  elseif kind == 'jti' then
+    local ttl = tonumber(exp) * 1000 - tonumber(ARGV[2])
+    if ttl > 0 then redis.call('SET', ARGV[1] .. 'jti:' .. ref, '1', 'PX', math.floor(ttl)) end
+  end
+end
+return 1
+"""
+
+# KEYS: counter hash. ARGV: now, window ms.
+_FAIL = """
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HSET', KEYS[1], 'last', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return count
+"""
+
+# KEYS: opaque at, family, family ats. ARGV: data, ttl ms, member, family ttl ms.
+_SAVE_AT = """
+if KEYS[2] ~= '' and redis.call('HGET', KEYS[2], 'revoked') ~= '0' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[3])
+  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[4]) then
+    redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  end
+end
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisStore:
+    """Issuer state in Redis, shared by several issuer processes.
+
+    Args:
+        url: A ``redis://`` / ``rediss://`` URL (requires the ``redis`` extra).
+        client: An existing ``redis.Redis`` client instead of *url*.
+        prefix: Key prefix, so several issuers can share one database.
+        family_grace: Extra seconds family bookkeeping outlives the refresh tokens, so
+            access tokens issued near the end can still be revoked.
+
+    Raises:
+        ConfigurationError: Neither or both of *url* and *client*, or redis-py missing.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "scopegate:issuer:",
+        family_grace: float = 3600,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("pass exactly one of url= or client=")
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover
+            raise ConfigurationError("RedisStore needs the redis extra: scopegate[redis]") from exc
+        self._redis_error: type[Exception] = redis.RedisError
+        self._client: Any = (
+            client
+            if client is not None
+            else redis.Redis.from_url(str(url), socket_timeout=2, socket_connect_timeout=2)
+        )
+        self._p = prefix
+        self._grace = family_grace
+        self._rotate = self._client.register_script(_ROTATE)
+        self._link = self._client.register_script(_LINK)
+        self._revoke = self._client.register_script(_REVOKE_FAMILY)
+        self._fail = self._client.register_script(_FAIL)
+        self._save_at = self._client.register_script(_SAVE_AT)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def _call(self, fn: Callable[[], _R]) -> _R:
+        try:
+            return fn()
+        except self._redis_error as exc:
+            raise StoreUnavailableError("the issuer state store is unavailable") from exc
+
+    def _family_keys(self, family_id: str) -> tuple[str, str, str]:
+        base = f"{self._p}fam:{family_id}"
+        return base, base + ":rt", base + ":at"
+
+    def save_access_token(self, key: str, record: AccessTokenRecord, now: float) -> bool:
+        """Store an opaque token; ``False`` if its family is revoked."""
+        ttl = _ms(record.expires_at - now)
+        if record.family_id is None:
+            keys = [f"{self._p}at:{key}", "", ""]
+        else:
+            fam, _, fam_at = self._family_keys(record.family_id)
+            keys = [f"{self._p}at:{key}", fam, fam_at]
+        args: list[str | int] = [
+            record.to_json(),
+            ttl,
+            f"at:{key}:{record.expires_at}",
+            ttl + _ms(self._grace),
+        ]
+        return bool(self._call(lambda: self._save_at(keys=keys, args=args)))
+
+    def get_access_token(self, key: str, now: float) -> AccessTokenRecord | None:
+        """The live opaque token record, or ``None``."""
+        raw = self._call(lambda: self._client.get(f"{self._p}at:{key}"))
+        if raw is None:
+            return None
+        record = AccessTokenRecord.from_json(raw)
+        return record if record.expires_at > now else None
+
+    def delete_access_token(self, key: str) -> None:
+        """Forget an opaque token."""
+        self._call(lambda: self._client.delete(f"{self._p}at:{key}"))
+
+    def link_jti(self, family_id: str, jti: str, expires_at: int, now: float) -> bool:
+        """Attach a JWT's jti to a family; ``False`` if the family is revoked."""
+        fam, _, fam_at = self._family_keys(family_id)
+        ttl = _ms(expires_at - now + self._grace)
+        member = f"jti:{jti}:{expires_at}"
+        return bool(self._call(lambda: self._link(keys=[fam, fam_at], args=[member, ttl])))
+
+    def revoke_jti(self, jti: str, expires_at: int, now: float) -> None:
+        """Deny a JWT access token until its ``exp``."""
+        if expires_at > now:
+            ttl = _ms(expires_at - now)
+            self._call(lambda: self._client.set(f"{self._p}jti:{jti}", b"1", px=ttl))
+
+    def is_jti_revoked(self, jti: str, now: float) -> bool:
+        """Whether the jti is on the denylist."""
+        return bool(self._call(lambda: self._client.exists(f"{self._p}jti:{jti}")))
+
+    def create_refresh_token(self, key: str, record: RefreshTokenRecord, now: float) -> None:
+        """Start a new family with its first refresh token."""
+        fam, fam_rt, _ = self._family_keys(record.family_id)
+        ttl = _ms(record.expires_at - now)
+        fam_ttl = ttl + _ms(self._grace)
+        subject_key = f"{self._p}sub:{record.subject}"
+
+        def run() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(fam, mapping={"revoked": "0", "subject": record.subject})
+            pipe.pexpire(fam, fam_ttl)
+            pipe.sadd(fam_rt, key)
+            pipe.pexpire(fam_rt, fam_ttl)
+            pipe.hset(f"{self._p}rt:{key}", mapping={"data": record.to_json(), "state": "active"})
+            pipe.pexpire(f"{self._p}rt:{key}", ttl)
+            pipe.sadd(subject_key, record.family_id)
+            pipe.pexpire(subject_key, fam_ttl)
+            pipe.execute()
+
+        self._call(run)
+
+    def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
+        """The refresh token record until its absolute expiry, or ``None``."""
+        raw = self._call(lambda: self._client.hmget(f"{self._p}rt:{key}", ["data", "state"]))
+        data, state = raw
+        if data is None or state is None:
+            return None
+        record = RefreshTokenRecord.from_json(data, state.decode())
+        return record if record.expires_at > now else None
+
+    def rotate_refresh_token(
+        self, old_key: str, new_key: str, record: RefreshTokenRecord, now: float
+    ) -> RotationOutcome:
+        """Compare-and-set rotation in one Lua script."""
+        fam, fam_rt, _ = self._family_keys(record.family_id)
+        keys = [f"{self._p}rt:{old_key}", f"{self._p}rt:{new_key}", fam, fam_rt]
+        args: list[str | int] = [record.to_json(), _ms(record.expires_at - now), new_key]
+        result = self._call(lambda: self._rotate(keys=keys, args=args))
+        outcome = result.decode() if isinstance(result, bytes) else str(result)
+        if outcome not in ("active", "rotated", "revoked", "missing"):  # pragma: no cover
+            raise StoreUnavailableError("unexpected rotation result")
+        return outcome  # type: ignore[return-value]
+
+    def revoke_family(self, family_id: str, now: float) -> None:
+        """Revoke a family and everything issued from it."""
+        keys = list(self._family_keys(family_id))
+        self._call(lambda: self._revoke(keys=keys, args=[self._p, int(now * 1000)]))
+
+    def revoke_subject(self, subject: str, now: float) -> None:
+        """Revoke every family of a user."""
+        members = self._call(lambda: self._client.smembers(f"{self._p}sub:{subject}"))
+        for family_id in members:
+            self.revoke_family(family_id.decode(), now)
+
+    def failures(self, key: str, now: float) -> tuple[int, float]:
+        """``(count, last failure time)``."""
+        count, last = self._call(
+            lambda: self._client.hmget(f"{self._p}fail:{key}", ["count", "last"])
+        )
+        if count is None:
+            return 0, 0.0
+        return int(count), float(last or 0)
+
+    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
+        """Count one failure."""
+        count = self._call(
+            lambda: self._fail(keys=[f"{self._p}fail:{key}"], args=[repr(now), _ms(window)])
+        )
+        return int(count), now
+
+    def clear_failures(self, key: str) -> None:
+        """Reset a throttling counter."""
+        self._call(lambda: self._client.delete(f"{self._p}fail:{key}"))

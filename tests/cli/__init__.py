@@ -1,0 +1,1 @@
+"""Tests of the scopegate command line (token sub-commands)."""

@@ -1,0 +1,1 @@
+"""The examples contract (shared/contract/EXAMPLES.md), checked against every example."""

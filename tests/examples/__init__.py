@@ -1,0 +1,1 @@
+"""Tests that run the example apps as real server processes."""

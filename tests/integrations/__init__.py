@@ -1,0 +1,1 @@
+"""Tests of the Starlette, FastAPI, Flask and Django integrations."""

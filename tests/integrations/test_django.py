@@ -1,0 +1,282 @@
+"""Django integration: sync (waitress/WSGI) and async (uvicorn/ASGI) stacks, real servers."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import django
+import httpx
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="tests-only-not-secret",
+        ALLOWED_HOSTS=["127.0.0.1", "testserver"],
+        INSTALLED_APPS=[],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[],
+    )
+    django.setup()
+
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import path
+from django.views import View
+
+from scopegate._context import current_token
+from scopegate._errors import ConfigurationError
+from scopegate._scopes import require_scope as core_require_scope
+from scopegate.integrations.django import (
+    ScopeRequiredMixin,
+    get_guard,
+    require_any_scope,
+    require_scope,
+    require_token,
+)
+from tests.integrations._fakes import OUTAGE_TOKEN, FakeVerifier, bearer
+from tests.servers import run_asgi, run_wsgi
+
+MIDDLEWARE = ["scopegate.integrations.django.BearerTokenMiddleware"]
+
+
+def _sub(request: HttpRequest) -> str | None:
+    token = getattr(request, "access_token", None)
+    return token.subject if token is not None else None
+
+
+def public(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+async def me(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request)})
+
+
+@require_scope("items:read")
+def sync_items(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request), "kind": "sync"})
+
+
+@require_scope("items:read")
+async def async_items(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request), "kind": "async"})
+
+
+@require_any_scope("admin", "items:write")
+def any_of(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+@require_token
+def token_only(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request)})
+
+
+def context(request: HttpRequest) -> HttpResponse:
+    token = current_token()
+    return JsonResponse({"sub": token.subject if token else None})
+
+
+@core_require_scope("admin")
+def core(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+class SyncAdmin(ScopeRequiredMixin, View):
+    required_scopes = ("items:read", "admin")
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"kind": "sync-cbv"})
+
+
+class AsyncAdmin(ScopeRequiredMixin, View):
+    required_scopes = ("items:read", "admin")
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"kind": "async-cbv"})
+
+
+class AnyWrite(ScopeRequiredMixin, View):
+    required_scopes = ("admin", "items:write")
+    any_scope = True
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+
+urlpatterns = [
+    path("public", public),
+    path("me", me),
+    path("sync-items", sync_items),
+    path("async-items", async_items),
+    path("any", any_of),
+    path("token-only", token_only),
+    path("context", context),
+    path("core", core),
+    path("sync-admin", SyncAdmin.as_view()),
+    path("async-admin", AsyncAdmin.as_view()),
+    path("any-cbv", AnyWrite.as_view()),
+]
+
+
+@pytest.fixture(scope="module")
+def verifier() -> FakeVerifier:
+    """The module's fake verifier."""
+    return FakeVerifier()
+
+
+def _settings(verifier: Any, middleware: list[str]) -> override_settings:
+    return override_settings(
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=middleware,
+        ALLOWED_HOSTS=["127.0.0.1", "testserver"],
+        SCOPEGATE={"VERIFIER": verifier, "EXCLUDE_PATHS": ["/public"]},
+    )
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def base_url(request: pytest.FixtureRequest, verifier: FakeVerifier) -> Iterator[str]:
+    """The test project behind the middleware, under waitress (WSGI) and uvicorn (ASGI)."""
+    with _settings(verifier, MIDDLEWARE):
+        if request.param == "wsgi":
+            with run_wsgi(WSGIHandler()) as url:
+                yield url
+        else:
+            with run_asgi(ASGIHandler()) as url:
+                yield url
+
+
+def get(base_url: str, path: str, token: str | None = None) -> httpx.Response:
+    return httpx.get(base_url + path, headers=bearer(token) if token else None, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        pytest.param("/public", None, 200, id="public"),
+        pytest.param("/public", "garbage", 200, id="public-ignores-authorization"),
+        pytest.param("/me", None, 401, id="middleware-no-token"),
+        pytest.param("/me", "nope", 401, id="middleware-invalid-token"),
+        pytest.param("/me", OUTAGE_TOKEN, 503, id="middleware-outage"),
+        pytest.param("/sync-items", "tok-read", 200, id="sync-view"),
+        pytest.param("/sync-items", "tok-write", 403, id="sync-view-missing-scope"),
+        pytest.param("/async-items", "tok-read", 200, id="async-view"),
+        pytest.param("/async-items", "tok-write", 403, id="async-view-missing-scope"),
+        pytest.param("/any", "tok-write", 200, id="any-of"),
+        pytest.param("/any", "tok-read", 403, id="any-of-none"),
+        pytest.param("/token-only", "tok-none", 200, id="require-token"),
+        pytest.param("/core", "tok-admin", 200, id="core-decorator"),
+        pytest.param("/core", "tok-read", 403, id="core-decorator-process-exception"),
+        pytest.param("/sync-admin", "tok-read-admin", 200, id="sync-cbv"),
+        pytest.param("/sync-admin", "tok-read", 403, id="sync-cbv-missing-scope"),
+        pytest.param("/async-admin", "tok-read-admin", 200, id="async-cbv"),
+        pytest.param("/async-admin", "tok-admin", 403, id="async-cbv-missing-scope"),
+        pytest.param("/any-cbv", "tok-admin", 200, id="cbv-any-of"),
+        pytest.param("/any-cbv", "tok-read", 403, id="cbv-any-of-none"),
+    ],
+)
+def test_middleware_and_decorators(
+    base_url: str, path: str, token: str | None, status: int
+) -> None:
+    """Middleware, decorators and mixin give the RFC 6750 status, sync and async."""
+    assert get(base_url, path, token).status_code == status
+
+
+def test_views_see_the_token(base_url: str) -> None:
+    """request.access_token and scopegate.current_token() reach sync and async views."""
+    assert get(base_url, "/me", "tok-read").json() == {"sub": "user-tok-read"}
+    assert get(base_url, "/async-items", "tok-read").json()["sub"] == "user-tok-read"
+    assert get(base_url, "/context", "tok-read").json() == {"sub": "user-tok-read"}
+
+
+def test_error_response_format(base_url: str) -> None:
+    """Errors are RFC 6750 JSON with the challenge; successes carry Vary: Authorization."""
+    refused = get(base_url, "/sync-admin", "tok-read")
+    assert refused.headers["content-type"] == "application/json"
+    assert 'scope="items:read admin"' in refused.headers["www-authenticate"]
+    assert refused.json()["error"] == "insufficient_scope"
+    missing = get(base_url, "/me")
+    assert missing.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert "Authorization" in get(base_url, "/me", "tok-read").headers["vary"]
+
+
+def test_path_tricks_do_not_skip_auth(base_url: str) -> None:
+    """/public/ and /%70ublic are not the excluded /public: they need a token."""
+    for trick in ("/public/", "/%70ublic", "//public"):
+        assert get(base_url, trick).status_code == 401
+
+
+def test_decorators_without_middleware(verifier: FakeVerifier) -> None:
+    """Without the middleware, decorators and the mixin verify the request themselves."""
+    with _settings(verifier, []):
+        client = Client()
+        assert client.get("/sync-items", headers=bearer("tok-read")).status_code == 200
+        assert client.get("/sync-items").status_code == 401
+        assert client.get("/sync-admin", headers=bearer("tok-read-admin")).status_code == 200
+        assert client.get("/public", headers=bearer("garbage")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_async_decorators_without_middleware(verifier: FakeVerifier) -> None:
+    """Async views and async CBVs verify with averify when no middleware ran."""
+    before = verifier.async_calls
+    with _settings(verifier, []):
+        client = AsyncClient()
+        ok = await client.get("/async-items", headers=bearer("tok-read"))
+        cbv = await client.get("/async-admin", headers=bearer("tok-read"))
+    assert (ok.status_code, cbv.status_code) == (200, 403)
+    assert verifier.async_calls == before + 2
+
+
+def make_verifier() -> FakeVerifier:
+    """A factory referenced by dotted path from the SCOPEGATE setting."""
+    return FakeVerifier()
+
+
+def test_settings_dotted_path_factory() -> None:
+    """SCOPEGATE['VERIFIER'] may be a dotted path to a factory."""
+    with override_settings(SCOPEGATE={"VERIFIER": f"{__name__}.make_verifier", "REALM": "shop"}):
+        guard = get_guard()
+        assert isinstance(guard.verifier, FakeVerifier)
+        assert guard.realm == "shop"
+
+
+def test_settings_build_jwt_verifier() -> None:
+    """Issuer settings without a VERIFIER build a JWTVerifier via from_env."""
+    config = {
+        "ISSUER": "https://issuer.example",
+        "AUDIENCE": "api://items",
+        "JWKS_URI": "https://issuer.example/jwks.json",
+        "OPTIONAL": True,
+    }
+    with override_settings(SCOPEGATE=config):
+        guard = get_guard()
+        assert type(guard.verifier).__name__ == "JWTVerifier"
+        assert guard.optional is True
+
+
+def test_settings_incomplete(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing issuer configuration is a ConfigurationError naming the variable."""
+    monkeypatch.delenv("SCOPEGATE_ISSUER", raising=False)
+    with (
+        override_settings(SCOPEGATE={"AUDIENCE": "api://items"}),
+        pytest.raises(ConfigurationError, match="SCOPEGATE_ISSUER"),
+    ):
+        get_guard()
+
+
+def test_import_without_django_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing the integration without Django says which extra to install."""
+    for name in list(sys.modules):
+        if name == "django" or name.startswith("django."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "scopegate.integrations.django")
+    with pytest.raises(ImportError, match=r"pip install 'scopegate\[django\]'"):
+        importlib.import_module("scopegate.integrations.django")

@@ -1,0 +1,1 @@
+"""Tests of scopegate.testing (the kit) and its pytest plugin."""
