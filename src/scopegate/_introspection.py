@@ -38,6 +38,7 @@ them on every request against the returned :class:`~scopegate.AccessToken`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -293,6 +294,11 @@ class IntrospectionVerifier:
         key = self._prefix + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
         entry = self._cache.get(key)
         if entry is not None:
+            view = entry.view
+            # Hot path (an in-memory hit this verifier already judged), inlined.
+            if type(view) is tuple and view[0] is self and entry.until > self._clock():
+                subject, client_id, scopes, expires_at, claims, issuer = view[1]
+                return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
             result = self._use(entry, token)
             if result is not None:
                 return result
@@ -419,8 +425,6 @@ class IntrospectionVerifier:
     async def _await_peer(
         self, cache: SharedIntrospectionCache, key: str, token: str
     ) -> tuple[AccessToken | None, str]:
-        import asyncio
-
         deadline = time.monotonic() + cache.lock_wait
         while True:
             handle = await cache.atry_lock(key)

@@ -51,6 +51,7 @@ def _float(text: str) -> float:
     return value
 
 
+_WHITESPACE = " \t\n\r"
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float, strict=True
 )
@@ -90,11 +91,18 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
     if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
         raise StrictJSONError("nesting too deep")
     try:
-        value = _DECODER.decode(text)
+        if text[:1] in _WHITESPACE:
+            value = _DECODER.decode(text)
+        else:
+            # The C scanner directly: same parser, without decode()'s Python wrapper.
+            value, end = _DECODER.scan_once(text, 0)
+            if end != len(text) and text[end:].strip(_WHITESPACE):
+                raise StrictJSONError("trailing data")
     except StrictJSONError:
         raise
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and CPython's int max-str-digits limit.
+    except (ValueError, RecursionError, StopIteration) as exc:
+        # ValueError covers JSONDecodeError and CPython's int max-str-digits limit;
+        # StopIteration is the scanner's "no JSON value here".
         raise StrictJSONError("invalid JSON") from exc
     if type(value) is not dict:
         raise StrictJSONError("not a JSON object")

@@ -20,6 +20,16 @@ asyncio (:meth:`JWKSCache.aget`). Behaviour:
   (``min(cooldown, 5)``), so an outage does not become a request storm.
 * **Key identity**: unchanged keys keep their object across refreshes, so a verified-
   token cache can drop entries whose key left the set (:meth:`JWKSCache.current`).
+
+``reason`` codes of the 503 (:class:`~scopegate.KeySetUnavailableError`)::
+
+    jwks_unreachable    connection refused/reset, DNS, timeout
+    jwks_too_large      body above the runner's max_body (1 MiB)
+    jwks_http_status    any status but 200 (3xx redirects are never followed)
+    jwks_malformed      not application/json or application/jwk-set+json, not a strict
+                        JSON object, no keys array, or no usable key
+    jwks_unavailable    an unexpected failure while fetching
+    discovery_*         the metadata step failed (see scopegate._discovery)
 """
 
 from __future__ import annotations
@@ -39,7 +49,13 @@ from scopegate._errors import (
     KeySetUnavailableError,
     ServiceUnavailableError,
 )
-from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, SingleFlight
+from scopegate._flow import (
+    AsyncSingleFlight,
+    Flow,
+    HTTPRunner,
+    ResponseTooLargeError,
+    SingleFlight,
+)
 from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._keys import KeySet, UnusableKeyError, VerificationKey, parse_jwks
 
@@ -142,6 +158,8 @@ class JWKSCache:
         )
         try:
             response = yield request
+        except ResponseTooLargeError as exc:
+            raise KeySetUnavailableError(reason="jwks_too_large") from exc
         except httpx.HTTPError as exc:
             raise KeySetUnavailableError(reason="jwks_unreachable") from exc
         if response.status_code != 200:

@@ -113,6 +113,7 @@ _MISSING: Any = object()
 # Tokens signed by one key share one header: a header that passed every check is
 # remembered by its exact bytes (the checks depend on nothing else).
 _HEADER_CACHE_SIZE = 256
+_SCOPE_CACHE_SIZE = 1024
 
 
 def _invalid(reason: str) -> InvalidTokenError:
@@ -254,10 +255,11 @@ class JWTVerifier:
     Raises:
         ConfigurationError: A missing or unsafe setting (checked here, not per request).
 
-    Example:
-        >>> verifier = JWTVerifier(issuer="https://as.example", audience="api://orders")
-        ... # doctest: +SKIP
-        >>> verifier.verify(raw_token).has_scopes("orders:read")  # doctest: +SKIP
+    Example::
+
+        verifier = JWTVerifier(issuer="https://as.example", audience="api://orders")
+        token = verifier.verify(raw)            # or: await verifier.averify(raw)
+        token.has_scopes("orders:read")
     """
 
     def __init__(
@@ -322,10 +324,16 @@ class JWTVerifier:
             required.discard("aud")
         else:
             required.add("aud")
-        self.required_claims = frozenset(required)
         self._required = frozenset(required)
+        #: The effective required claims ("client_id" = one of client_id_claims).
+        self.required_claims = self._required | (
+            {"client_id"} if self._require_client_id else frozenset()
+        )
         self._string_claims = ("iss", "sub", "jti", *self.client_id_claims)
         self.scope_mapping = ScopeMapping(scope_claims)
+        names = self.scope_mapping.claims
+        self._flat_scope_claims = None if any("." in n for n in names) else names
+        self._scope_cache: dict[tuple[str | None, ...], frozenset[str]] = {}
         self.claims_validator = claims_validator
         self._clock = clock
         if cache_size < 0:
@@ -503,6 +511,54 @@ class JWTVerifier:
         if too_long:
             raise _invalid("lifetime")
 
+    def _check_claims(self, claims: dict[str, Any], now: float) -> None:
+        """Every claim check of ``_claim_checks`` in one frame, same order, same reasons.
+
+        The hot path runs this; :meth:`explain` runs the separate checks. A test
+        asserts both give the same first reason for every corpus entry.
+        """
+        if not self._required <= claims.keys() or (
+            self._require_client_id and not any(c in claims for c in self.client_id_claims)
+        ):
+            raise _invalid("missing_claim")
+        exp: Any = claims.get("exp")
+        iat = claims.get("iat", _MISSING)
+        nbf = claims.get("nbf", _MISSING)
+        if (
+            not _is_numeric_date(exp)
+            or (iat is not _MISSING and not _is_numeric_date(iat))
+            or (nbf is not _MISSING and not _is_numeric_date(nbf))
+        ):
+            raise _invalid("bad_claim_type")
+        for name in self._string_claims:
+            value = claims.get(name, _MISSING)
+            if value is not _MISSING and (type(value) is not str or not value):
+                raise _invalid("bad_claim_type")
+        aud = claims.get("aud", _MISSING)
+        if aud is not _MISSING and not (
+            (type(aud) is str and aud)
+            or (type(aud) is list and aud and all(type(a) is str for a in aud))
+        ):
+            raise _invalid("bad_claim_type")
+        if "iss" in claims and claims["iss"] != self.issuer:
+            raise _invalid("wrong_issuer")
+        audiences = self.audiences
+        if audiences is not None and (
+            aud not in audiences if type(aud) is str else audiences.isdisjoint(aud)
+        ):
+            raise _invalid("wrong_audience")
+        leeway = self.leeway
+        if now >= exp + leeway:
+            raise _invalid("expired")
+        if nbf is not _MISSING and nbf > now + leeway:
+            raise _invalid("not_yet_valid")
+        if iat is not _MISSING and iat > now + leeway:
+            raise _invalid("issued_in_future")
+        if self.max_lifetime is not None:
+            self._check_lifetime(claims, now)
+        if "cnf" in claims:
+            raise _invalid("sender_constrained")
+
     def _check_cnf(self, claims: dict[str, Any], now: float) -> None:
         # A sender-constrained token (DPoP / mTLS) sent as plain Bearer: fail closed.
         if "cnf" in claims:
@@ -531,11 +587,33 @@ class JWTVerifier:
             _b64decode(signature_b64),
         )
 
-    def _build(self, claims: dict[str, Any], token: str) -> AccessToken:
+    def _scopes(self, claims: dict[str, Any]) -> frozenset[str]:
+        # Scope claims repeat across tokens: when every configured scope claim is a
+        # top-level string (or absent), the validated set is memoised by those strings.
+        key: tuple[Any, ...] | None = None
+        if self._flat_scope_claims is not None:
+            key = tuple(claims.get(name) for name in self._flat_scope_claims)
+            try:
+                # Stored keys hold only str/None, so a hit means the same strings.
+                found = self._scope_cache.get(key)
+            except TypeError:  # a list value (e.g. scp) is unhashable: no memo
+                found, key = None, None
+            if found is not None:
+                return found
+            if key is not None and not all(v is None or type(v) is str for v in key):
+                key = None
         scopes = self.scope_mapping.scopes(claims)
         if scopes and not _SCOPE_TEXT.fullmatch(" ".join(scopes)):
             # RFC 6749 §3.3 scope-token characters only.
             raise _invalid("bad_scope_claim")
+        if key is not None:
+            if len(self._scope_cache) >= _SCOPE_CACHE_SIZE:
+                self._scope_cache.clear()
+            self._scope_cache[key] = scopes
+        return scopes
+
+    def _build(self, claims: dict[str, Any], token: str) -> AccessToken:
+        scopes = self._scopes(claims)
         client_id = None
         for name in self.client_id_claims:
             client_id = claims.get(name)
@@ -567,9 +645,7 @@ class JWTVerifier:
     def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
         _check_signature(parsed, key)
         claims = _json(parsed.payload)
-        now = self._clock()
-        for _name, check in self._claim_checks:
-            check(claims, now)
+        self._check_claims(claims, self._clock())
         access = self._build(claims, token)
         self._run_validator(access.claims)
         if self._cache_enabled:
@@ -591,6 +667,16 @@ class JWTVerifier:
             return entry.token
         self._cache.pop(token, None)
         return None
+
+    def cached(self, token: str) -> AccessToken | None:
+        """The verified token from the cache, or ``None`` (no I/O, never raises).
+
+        Lets a caller skip creating a coroutine on a hit; ``exp``/``nbf`` and key
+        presence are re-checked exactly as :meth:`verify` does.
+        """
+        if not self._cache_enabled:
+            return None
+        return self._cached(token)
 
     def _key_present(self, key: VerificationKey) -> bool:
         current = self._source.current()

@@ -65,8 +65,9 @@ class _RequestHeaders:
         self.content_length: str | None = None
         self.origin = False
         self.request_method = False
+        # ASGI servers lower-case header names (ASGI HTTP spec); a server that did not
+        # would only hide headers from us, which fails closed (401).
         for name, value in raw:
-            name = name.lower()
             if name == b"authorization":
                 # Keep every field: a repeated Authorization header is a 400 (RFC 9110 §5.3).
                 self.authorization.append(value.decode("latin-1"))
@@ -82,16 +83,18 @@ class _RequestHeaders:
 
 def _raw_path(scope: Scope) -> str:
     raw = scope.get("raw_path")
-    if isinstance(raw, bytes | bytearray):
-        # Some servers include the query string in raw_path; the guard wants the path only.
-        return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+    if isinstance(raw, bytes):
+        if b"?" in raw:
+            # Some servers include the query string in raw_path; we want the path only.
+            raw = raw.partition(b"?")[0]
+        return raw.decode("latin-1")
     path = scope.get("path", "")
     return path if isinstance(path, str) else ""
 
 
 def _query_string(scope: Scope) -> str:
     query = scope.get("query_string", b"")
-    return query.decode("latin-1") if isinstance(query, bytes | bytearray) else ""
+    return query.decode("latin-1") if isinstance(query, (bytes, bytearray)) else ""
 
 
 async def _buffer_form(
@@ -133,23 +136,27 @@ async def _buffer_form(
 
 
 def _patch_headers(message: Message, private: bool) -> Message:
-    headers = list(message.get("headers", ()))
+    headers = message.get("headers", ())
     has_vary = has_private = False
     for name, value in headers:
-        lname = bytes(name).lower()
-        if lname == b"vary":
-            fields = {f.strip().lower() for f in bytes(value).split(b",")}
+        # Length first: most headers are neither, and that test is cheaper than lower().
+        if len(name) == 4 and name.lower() == b"vary":
+            fields = {f.strip().lower() for f in value.split(b",")}
             has_vary = has_vary or b"authorization" in fields or b"*" in fields
-        elif lname == b"cache-control" and private:
-            lvalue = bytes(value).lower()
+        elif private and len(name) == 13 and name.lower() == b"cache-control":
+            lvalue = value.lower()
             has_private = has_private or b"private" in lvalue or b"no-store" in lvalue
+    extra: list[tuple[bytes, bytes]] = []
     if not has_vary:
         # The response depends on who asked: shared caches must key on Authorization.
-        headers.append(_VARY)
+        extra.append(_VARY)
     if private and not has_private:
         # RFC 6750 §2.3: a response to a URI-query token must not be cached publicly.
-        headers.append(_PRIVATE)
-    return {**message, "headers": headers}
+        extra.append(_PRIVATE)
+    if not extra:
+        return message
+    # A new list and message: the app may reuse its header list between responses.
+    return {**message, "headers": [*headers, *extra]}
 
 
 class BearerAuthMiddleware:
@@ -227,6 +234,8 @@ class BearerAuthMiddleware:
             origin=headers.origin,
             request_method=headers.request_method,
         ):
+            # Anonymous by configuration: downstream code can still read the key.
+            self.populate_scope(scope, None)
             await self.app(scope, receive, send)
             return
         try:
@@ -243,7 +252,9 @@ class BearerAuthMiddleware:
                 query_string=_query_string(scope),
                 form_body=body,
             )
-            token = await guard.averify(credentials)
+            token = guard.cached(credentials)
+            if token is None:
+                token = await guard.averify(credentials)
         except BearerError as error:
             await self._send_error(send, error)
             return
@@ -286,6 +297,7 @@ class BearerAuthMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = self.guard
         if guard.is_excluded(_raw_path(scope)):
+            self.populate_scope(scope, None)
             await self.app(scope, receive, send)
             return
         headers = _RequestHeaders(scope.get("headers", ()))

@@ -190,6 +190,8 @@ class BearerAuthMiddleware:
             origin="HTTP_ORIGIN" in environ,
             request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
         ):
+            # Anonymous by configuration: downstream code can still read the key.
+            self.populate_environ(environ, None)
             return self.app(environ, start_response)
         header = environ.get("HTTP_AUTHORIZATION")
         authorization = (header,) if isinstance(header, str) else ()
@@ -227,7 +229,7 @@ class BearerAuthMiddleware:
             return self._error(start_response, error, sys.exc_info() if started else None)
         finally:
             reset_current_token(marker)
-        if isinstance(result, list | tuple):
+        if isinstance(result, (list, tuple)):
             return result
         return _TokenBoundIterable(result, token)
 

@@ -89,6 +89,21 @@ def test_profile_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     assert "ASGI: Starlette + scopegate middleware" in markdown
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("bench_introspection.py", id="introspection"),
+        pytest.param("bench_issuer.py", id="issuer"),
+    ],
+)
+def test_peer_scripts_quick(script: str, bench_env: dict[str, str], tmp_path: Path) -> None:
+    """The other areas' bench scripts that run.py calls accept --quick and --json."""
+    if not (BENCH / script).exists():
+        pytest.skip(f"{script} not in this checkout")
+    data = run_script(script, ["--quick"], bench_env, tmp_path)
+    assert data.get("title")
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 def test_http_quick_with_wrk(bench_env: dict[str, str], tmp_path: Path) -> None:
     """bench_http starts real servers on 127.0.0.1, checks them, and drives them with wrk."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scopegate import _cli_token
 from scopegate._cli_token import inspect_token
@@ -922,3 +924,58 @@ def test_inspect_a_token_from_the_real_issuer(tmp_path: Path) -> None:
     assert {c["name"]: c["status"] for c in report["checks"]}["verifier"] == "pass"
     assert offline.returncode == 0
     assert "signature was not verified" in offline.stdout
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_inspect_never_crashes_on_text(text: str) -> None:
+    """Arbitrary text gives a report, never an exception."""
+    report = inspect_token(text, issuer=ISS, audience=AUD)
+    assert report.checks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=200), st.binary(max_size=80))
+def test_inspect_never_crashes_on_segments(header: bytes, payload: bytes, sig: bytes) -> None:
+    """Three base64url segments of arbitrary bytes never crash inspect (keys given)."""
+    token = f"{b64(header)}.{b64(payload)}.{b64(sig)}"
+    keys = [{"kty": "RSA", "kid": "x", "n": "AQAB", "e": "AQAB"}]
+    report = inspect_token(token, issuer=ISS, audience=AUD, keys=keys)
+    assert report.rejected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "alg",
+                "typ",
+                "kid",
+                "crit",
+                "exp",
+                "iat",
+                "nbf",
+                "aud",
+                "iss",
+                "sub",
+                "scope",
+                "scp",
+                "jti",
+                "client_id",
+                "cnf",
+            ]
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3)
+            ),
+            max_leaves=5,
+        ),
+    )
+)
+def test_inspect_never_crashes_on_hostile_json(members: dict[str, Any]) -> None:
+    """Hostile JSON values in header and claims give a report, never an exception."""
+    token = f"{b64(json.dumps(members).encode())}.{b64(json.dumps(members).encode())}.c2ln"
+    assert inspect_token(token, issuer=ISS, audience=AUD, now=NOW).checks

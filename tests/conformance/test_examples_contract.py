@@ -27,6 +27,7 @@ from tests.conformance._stack import (
     run_issuer,
 )
 from tests.integrations._fakes import ws_echo, ws_refusal
+from tests.servers import free_port
 
 MODES = ("jwt", "opaque")
 
@@ -281,3 +282,32 @@ def test_issuer_mints_the_mode_s_token_format(issuers: Issuers, mode: str) -> No
     verification paths (JWKS and introspection) are the ones exercised above."""
     token = issuers.get(mode).token_format and issuers.get(mode).tokens["read"]
     assert (token.count(".") == 2) is (mode == "jwt")
+
+
+def test_token_sent_twice_is_400(app: Deployment) -> None:
+    """A token in the header and in the query is a malformed request (RFC 6750 §2)."""
+    response = app.get("/items", app.token("read"), params={"access_token": app.token("read")})
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in challenge(response)
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_unreachable_authorization_server_is_503(issuers: Issuers, name: str) -> None:
+    """When discovery/JWKS or introspection cannot be reached the example answers 503
+    with Retry-After, never invalid_token."""
+    jwt_token = issuers.get("jwt").tokens["read"]
+    closed = f"http://127.0.0.1:{free_port()}"
+    dead = Issuer(
+        url=closed,
+        token_format="opaque",
+        metadata={"introspection_endpoint": closed + "/introspect"},
+    )
+    with run_example(name, dead) as url:
+        for token in (jwt_token, "an-opaque-token"):
+            response = httpx.get(
+                url + "/items", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            assert response.status_code == 503, token[:8]
+            assert int(response.headers["retry-after"]) >= 1
+            assert "invalid_token" not in response.text

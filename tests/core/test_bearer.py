@@ -149,3 +149,24 @@ def test_disabled_transports_are_ignored_without_header() -> None:
 def test_credentials_repr_hides_token() -> None:
     """The raw token never appears in a repr."""
     assert "secret" not in repr(Credentials("secret", "header"))
+
+
+@pytest.mark.parametrize(
+    ("token", "ok"),
+    [
+        pytest.param("abc", True, id="letters"),
+        pytest.param("a-b.c_d~e+f/g", True, id="all-symbols"),
+        pytest.param("abc==", True, id="padding"),
+        pytest.param("=", False, id="only-padding"),
+        pytest.param("", False, id="empty"),
+        pytest.param("a=b", False, id="inner-padding"),
+        pytest.param("ab\u00e9", False, id="non-ascii"),
+        pytest.param("a b", False, id="space"),
+        pytest.param("a%b", False, id="percent"),
+    ],
+)
+def test_is_b64token(token: str, ok: bool) -> None:
+    """is_b64token implements 1*b64char *"=" exactly."""
+    from scopegate._bearer import is_b64token
+
+    assert is_b64token(token) is ok

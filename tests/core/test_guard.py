@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scopegate._bearer import Credentials
 from scopegate._errors import (
     ConfigurationError,
     InvalidTokenError,
@@ -205,3 +206,45 @@ def test_add_vary(value: str | None, expected: str) -> None:
 def test_raw_path_from_uri(uri: str, path: str) -> None:
     """The path part of a raw request target."""
     assert raw_path_from_uri(uri) == path
+
+
+class ProbingVerifier(FakeVerifier):
+    """A fake verifier with the optional sync cache probe."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.averify_calls = 0
+
+    def cached(self, token: str) -> object:
+        if self.fail:
+            raise RuntimeError("probe bug")
+        return TOKENS.get(token)
+
+    async def averify(self, token: str) -> object:
+        self.averify_calls += 1
+        return await super().averify(token)
+
+
+def test_cache_probe_skips_averify_on_hit() -> None:
+    """The ASGI middleware answers a cache hit without awaiting averify."""
+    from tests.core.test_attacks_support import asgi_app, call_asgi
+
+    verifier = ProbingVerifier()
+    app = asgi_app(verifier)
+    assert call_asgi(app, headers=[("authorization", f"Bearer {GOOD}")]).status == 200
+    assert verifier.averify_calls == 0
+    assert call_asgi(app, headers=[("authorization", "Bearer nope")]).status == 401
+    assert verifier.averify_calls == 1
+
+
+def test_failing_cache_probe_falls_back_to_averify() -> None:
+    """A probe that raises is ignored; averify decides."""
+    from tests.core.test_attacks_support import asgi_app, call_asgi
+
+    verifier = ProbingVerifier(fail=True)
+    assert (
+        call_asgi(asgi_app(verifier), headers=[("authorization", f"Bearer {GOOD}")]).status == 200
+    )
+    assert verifier.averify_calls == 1
+    assert BearerGuard(FakeVerifier()).cached(Credentials(GOOD, "header")) is None

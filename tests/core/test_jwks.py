@@ -260,38 +260,44 @@ async def test_concurrent_tasks_share_one_fetch(server: JWKSServer, clock: Clock
 # -- failures (G-1, G-2, G-3) ----------------------------------------------------------
 
 FAILURES = [
-    pytest.param("error", id="g1-503"),
-    pytest.param("not_found", id="g1-404"),
-    pytest.param("slow", id="g1-timeout"),
-    pytest.param("garbage", id="g2-not-json"),
-    pytest.param("html", id="g2-wrong-content-type"),
-    pytest.param("not_object", id="g2-json-array"),
-    pytest.param("empty", id="g2-no-keys"),
-    pytest.param("huge", id="g2-too-big"),
-    pytest.param("redirect", id="g3-redirect-not-followed"),
+    pytest.param("error", "jwks_http_status", id="g1-503"),
+    pytest.param("not_found", "jwks_http_status", id="g1-404"),
+    pytest.param("slow", "jwks_unreachable", id="g1-timeout"),
+    pytest.param("garbage", "jwks_malformed", id="g2-not-json"),
+    pytest.param("html", "jwks_malformed", id="g2-wrong-content-type"),
+    pytest.param("not_object", "jwks_malformed", id="g2-json-array"),
+    pytest.param("empty", "jwks_malformed", id="g2-no-keys"),
+    pytest.param("huge", "jwks_too_large", id="g2-too-big"),
+    pytest.param("redirect", "jwks_http_status", id="g3-redirect-not-followed"),
 ]
 
 
-@pytest.mark.parametrize("mode", FAILURES)
-def test_cold_cache_failure_is_503(server: JWKSServer, clock: Clock, mode: str) -> None:
+@pytest.mark.parametrize(("mode", "reason"), FAILURES)
+def test_cold_cache_failure_is_503(
+    server: JWKSServer, clock: Clock, mode: str, reason: str
+) -> None:
     """Any fetch failure without cached keys is KeySetUnavailableError (503), never 401."""
     server.mode = mode
     error = unavailable(make(server, clock), mint())
+    assert error.reason == reason
     response = error.to_response("api")
     assert response.status == 503
     assert dict(response.headers)["retry-after"].isdigit()
     assert b"invalid_token" not in response.body
-    assert "evil.example" not in str(server.hits)  # the redirect was never followed
+    assert set(server.hits) == {"/jwks"}  # the redirect was never followed
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("mode", FAILURES)
-async def test_cold_cache_failure_is_503_async(server: JWKSServer, clock: Clock, mode: str) -> None:
-    """The async path maps every failure to 503 as well."""
+@pytest.mark.parametrize(("mode", "reason"), FAILURES)
+async def test_cold_cache_failure_is_503_async(
+    server: JWKSServer, clock: Clock, mode: str, reason: str
+) -> None:
+    """The async path maps every failure to the same 503."""
     server.mode = mode
     verifier = make(server, clock)
-    with pytest.raises(KeySetUnavailableError):
+    with pytest.raises(KeySetUnavailableError) as info:
         await verifier.averify(mint())
+    assert info.value.reason == reason
     await verifier.aclose()
 
 

@@ -490,3 +490,30 @@ async def test_close_static() -> None:
     verifier = static_verifier()
     verifier.close()
     await verifier.aclose()
+
+
+def test_scope_memo_keeps_tokens_apart() -> None:
+    """Memoised scope sets never leak between tokens with different scope claims."""
+    verifier = static_verifier(cache_verified=False)
+    assert verifier.verify(mint(scope="a b")).scopes == {"a", "b"}
+    assert verifier.verify(mint(scope="a")).scopes == {"a"}
+    assert verifier.verify(mint(scope="a b")).scopes == {"a", "b"}
+    assert verifier.verify(mint(scope="a", scp="c")).scopes == {"a", "c"}
+    assert verifier.verify(mint(scope="a", scp=["d"])).scopes == {"a", "d"}
+    assert reason_of(verifier, mint(scope=1)) == "bad_scope_claim"
+    assert reason_of(verifier, mint(scope='a"')) == "bad_scope_claim"
+    assert reason_of(verifier, mint(scope='a"')) == "bad_scope_claim"
+
+
+def test_public_cached_probe() -> None:
+    """cached() returns the verified token on a hit and None otherwise, never raising."""
+    clock = Clock()
+    verifier = static_verifier(clock=clock, leeway=0)
+    token = mint(exp=int(clock.now) + 30)
+    assert verifier.cached(token) is None
+    result = verifier.verify(token)
+    assert verifier.cached(token) is result
+    clock.now += 31
+    assert verifier.cached(token) is None
+    assert verifier.cached("garbage") is None
+    assert static_verifier(cache_verified=False).cached(token) is None

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scopegate._errors import InvalidTokenError
 from scopegate._jwt import JWTVerifier
@@ -488,3 +490,66 @@ def test_explain_reports_header_failures() -> None:
         c.check for c in verifier().explain(mint(header={"crit": [], "typ": "JWT"})) if not c.passed
     }
     assert failed == {"crit", "typ"}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from('AQgwaz09-_.=+/ \x00é{}"[]'), max_size=300))
+def test_arbitrary_text_never_escapes_as_another_exception(text: str) -> None:
+    """I-1: arbitrary text ends in InvalidTokenError with fixed text, nothing else."""
+    with pytest.raises(InvalidTokenError) as info:
+        STATIC.verify(text)
+    assert info.value.description in FIXED_DESCRIPTIONS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=255))
+def test_mutated_valid_token_fails_closed(position: int, byte: int) -> None:
+    """Flipping one character of a valid token is rejected with InvalidTokenError."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/"
+    index = position % len(VALID)
+    replacement = alphabet[byte % len(alphabet)]
+    mutated = VALID[:index] + replacement + VALID[index + 1 :]
+    if mutated == VALID:
+        return
+    with pytest.raises(InvalidTokenError) as info:
+        STATIC.verify(mutated)
+    assert info.value.reason in REASONS
+
+
+STATIC = verifier()
+VALID = mint(exp=int(time.time()) + 86000)
+REASONS = {
+    "too_long",
+    "malformed",
+    "alg_not_allowed",
+    "crit",
+    "unsupported_header",
+    "wrong_type",
+    "bad_kid",
+    "unknown_key",
+    "ambiguous_key",
+    "key_alg_mismatch",
+    "bad_signature",
+    "missing_claim",
+    "bad_claim_type",
+    "wrong_issuer",
+    "wrong_audience",
+    "expired",
+    "not_yet_valid",
+    "issued_in_future",
+    "lifetime",
+    "sender_constrained",
+    "bad_scope_claim",
+}
+
+
+@pytest.mark.parametrize(("make", "expected"), CASES)
+def test_explain_agrees_with_verify(make: Callable[[], str], expected: str) -> None:
+    """explain()'s first failing check has verify()'s reason; accepted tokens pass all."""
+    token = make()
+    checks = verifier().explain(token)
+    failures = [c.reason for c in checks if not c.passed]
+    if expected == ACCEPT:
+        assert failures == []
+    else:
+        assert failures[0] == expected

@@ -55,3 +55,30 @@ def test_depth_limit_is_inclusive() -> None:
     """Exactly MAX_DEPTH levels are accepted."""
     inner = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
     assert loads_object('{"a": ' + inner + "}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(b' {"a": 1}', id="leading-space"),
+        pytest.param(b'{"a": 1}\n', id="trailing-newline"),
+        pytest.param(b'\t{"a": 1} \r\n', id="both"),
+    ],
+)
+def test_surrounding_whitespace_is_json(text: bytes) -> None:
+    """Whitespace around the value is valid JSON (RFC 8259 §2) and accepted."""
+    assert loads_object(text) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(b'{"a": 1}{}', id="two-values"),
+        pytest.param(b'{"a": 1}\x00', id="trailing-nul"),
+        pytest.param(b" ", id="only-whitespace"),
+    ],
+)
+def test_trailing_data_is_refused(text: bytes) -> None:
+    """Anything but whitespace after the object is refused."""
+    with pytest.raises(StrictJSONError):
+        loads_object(text)

@@ -280,3 +280,24 @@ def test_import_without_django_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delitem(sys.modules, "scopegate.integrations.django")
     with pytest.raises(ImportError, match=r"pip install 'scopegate\[django\]'"):
         importlib.import_module("scopegate.integrations.django")
+
+
+def test_token_in_header_and_form_body_is_400(base_url: str) -> None:
+    """A token sent in the header and in a form body is invalid_request (RFC 6750 §2)."""
+    response = httpx.post(
+        base_url + "/me",
+        data={"access_token": "tok-read"},
+        headers=bearer("tok-read"),
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_other_exceptions_are_left_to_django(verifier: FakeVerifier) -> None:
+    """process_exception only renders BearerError; anything else stays Django's."""
+    from scopegate.integrations.django import BearerTokenMiddleware
+
+    with _settings(verifier, MIDDLEWARE):
+        middleware = BearerTokenMiddleware(lambda request: HttpResponse())
+        assert middleware.process_exception(HttpRequest(), ValueError("boom")) is None

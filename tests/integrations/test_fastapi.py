@@ -246,3 +246,35 @@ def test_import_without_fastapi_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delitem(sys.modules, "scopegate.integrations.fastapi")
     with pytest.raises(ImportError, match=r"pip install 'scopegate\[fastapi\]'"):
         importlib.import_module("scopegate.integrations.fastapi")
+
+
+def test_example_app_openapi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/fastapi_app.py advertises the issuer's token URL and each route's scopes."""
+    import importlib.util
+
+    from tests.servers import ROOT
+
+    monkeypatch.setenv("SCOPEGATE_ISSUER", "https://issuer.example")
+    monkeypatch.setenv("SCOPEGATE_AUDIENCE", "api://items")
+    monkeypatch.setenv("SCOPEGATE_JWKS_URI", "https://issuer.example/jwks.json")
+    monkeypatch.delenv("SCOPEGATE_TOKEN_URL", raising=False)
+    monkeypatch.delenv("SCOPEGATE_INTROSPECTION_URI", raising=False)
+    path = ROOT / "examples" / "fastapi_app.py"
+    spec = importlib.util.spec_from_file_location("fastapi_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    schema = module.create_app().openapi()
+    flows = schema["components"]["securitySchemes"]["OAuth2ClientCredentials"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "https://issuer.example/token"
+    assert set(flows["clientCredentials"]["scopes"]) == {"items:read", "items:write", "admin"}
+    security = {
+        (path, method): op.get("security")
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    }
+    assert security[("/items", "get")] == [{"OAuth2ClientCredentials": ["items:read"]}]
+    assert security[("/items", "post")] == [{"OAuth2ClientCredentials": ["items:write"]}]
+    assert security[("/admin", "get")] == [{"OAuth2ClientCredentials": ["items:read", "admin"]}]
+    assert security[("/public", "get")] is None

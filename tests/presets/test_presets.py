@@ -529,3 +529,15 @@ def test_preset_with_real_jwks_server(key: SigningKey) -> None:
         finally:
             verifier.close()
         assert server.hits["/jwks.json"] == 1
+
+
+def test_providers_doc_example_runs() -> None:
+    """The 'Testing against a preset' example of docs/providers.md runs as written."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text()
+    section = doc.split("## Testing against a preset", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    exec(compile(code.group(1), "docs/providers.md", "exec"), {})

@@ -93,3 +93,47 @@ def test_snippet_fails_when_the_scope_is_missing(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "1 failed" in result.stdout
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_docs_links_resolve() -> None:
+    """Every relative link between docs pages points to an existing page and heading."""
+    docs = DOC.parent
+    pages = {p.name: p.read_text() for p in docs.glob("*.md")}
+    anchors = {
+        name: {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+        for name, text in pages.items()
+    }
+    broken = []
+    for name, text in pages.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if "://" in target:
+                continue
+            page, _, anchor = target.partition("#")
+            page = page or name
+            if page not in pages or (anchor and anchor not in anchors[page]):
+                broken.append(f"{name} -> {target}")
+    assert broken == []
+    expected = {
+        "index.md",
+        "starlette.md",
+        "fastapi.md",
+        "flask.md",
+        "django.md",
+        "asgi.md",
+        "wsgi.md",
+        "configuration.md",
+        "errors.md",
+        "scaling.md",
+        "issuer.md",
+        "security.md",
+        "troubleshooting.md",
+        "testing.md",
+        "providers.md",
+    }
+    assert expected <= set(pages)

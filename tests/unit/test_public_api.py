@@ -9,9 +9,14 @@ import scopegate
 
 
 def test_all_is_sorted_and_importable() -> None:
-    """__all__ is sorted, public, and every name resolves."""
+    """__all__ is sorted (isort style, as ruff's RUF022), public, and every name resolves."""
     names = list(scopegate.__all__)
-    assert names == sorted(names)
+
+    def isort_key(name: str) -> tuple[int, str]:
+        kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
+        return (kind, name)
+
+    assert names == sorted(names, key=isort_key)
     assert len(names) == len(set(names))
     for name in names:
         assert not name.startswith("_") or name == "__version__"

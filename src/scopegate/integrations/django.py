@@ -209,6 +209,9 @@ class BearerTokenMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        # Django builds middleware at start-up: fail there on a bad configuration,
+        # not on the first request.
+        get_guard()
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:

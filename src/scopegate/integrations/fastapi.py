@@ -31,7 +31,9 @@ Example::
         return [{"id": 1}]
 
 A token already verified by :class:`scopegate.asgi.BearerAuthMiddleware` for the same
-request (``scope["scopegate.token"]``) is reused rather than verified twice.
+request (``scope["scopegate.token"]``) is reused rather than verified twice. Tokens in
+form bodies (RFC 6750 §2.2) are not read: a dependency must not consume the body; put the
+ASGI middleware in front with ``allow_form_token=True`` if you need them.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
-from scopegate._errors import BearerError, ErrorResponse
+from scopegate._errors import BearerError, ErrorResponse, check_realm
 from scopegate._guard import BearerGuard
 from scopegate._scopes import check_scopes
 from scopegate._token import AccessToken
@@ -180,7 +182,8 @@ async def bearer_exception_handler(conn: HTTPConnection, exc: Exception) -> Resp
     if isinstance(exc, BearerHTTPException):
         rendered = exc.response
     elif isinstance(exc, BearerError):
-        rendered = exc.to_response(getattr(conn.app.state, "scopegate_realm", "api"))
+        state = getattr(conn.scope.get("app"), "state", None)
+        rendered = exc.to_response(getattr(state, "scopegate_realm", "api"))
     else:  # pragma: no cover - only registered for the two types above
         raise exc
     response = Response(rendered.body, status_code=rendered.status, headers=dict(rendered.headers))
@@ -201,7 +204,7 @@ def add_exception_handlers(app: FastAPI, *, realm: str = "api") -> None:
         realm: Realm used to render a bare ``BearerError`` (a ``BearerHTTPException``
             already carries its dependency's realm).
     """
-    app.state.scopegate_realm = realm
+    app.state.scopegate_realm = check_realm(realm)
     handler: Any = bearer_exception_handler
     app.add_exception_handler(BearerHTTPException, handler)
     app.add_exception_handler(BearerError, handler)

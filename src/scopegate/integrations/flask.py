@@ -164,8 +164,8 @@ def _authenticate() -> AccessToken:
     if cached is not None:
         return cached
     guard = ScopeGate.guard()
-    # Marks the response as token-dependent even when verification fails below.
-    g.setdefault(_G_KEY, None)
+    # Marks the response as token-dependent (Vary) even when verification fails below.
+    setattr(g, _G_KEY, None)
     authorization = request.headers.getlist("Authorization")
     body: bytes | None = None
     if guard.wants_form_body(request.method, request.content_type, has_header=bool(authorization)):
@@ -180,7 +180,6 @@ def _authenticate() -> AccessToken:
     )
     if token is None:  # pragma: no cover - the guard is never optional here
         raise ConfigurationError("the Flask guard must not be optional")
-    g.setdefault(_G_KEY, None)
     setattr(g, _G_KEY, token)
     return token
 

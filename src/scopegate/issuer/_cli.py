@@ -7,8 +7,10 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from scopegate._errors import ConfigurationError
@@ -97,11 +99,25 @@ def serve_command(args: argparse.Namespace) -> int:
         lifespan="off",
         server_header=False,
     )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+    # handler that was installed before it; a no-op handler there turns a requested stop
+    # into a normal exit with status 0.
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in _STOP_SIGNALS}
     try:
         uvicorn.Server(config).run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         issuer.close()
+    logging.getLogger("scopegate.issuer").info("issuer stopped")
     return 0
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    return None
 
 
 def _read_secret() -> str | None:

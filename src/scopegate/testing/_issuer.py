@@ -42,9 +42,9 @@ OMIT: Final = _Omit()
 def _scope_string(scopes: str | Iterable[str] | None) -> str | None:
     if scopes is None:
         return None
-    if isinstance(scopes, str):
-        return scopes
-    return " ".join(scopes)
+    text = scopes if isinstance(scopes, str) else " ".join(scopes)
+    # RFC 9068 §2.2.3: scope is present when scopes were granted; none granted, no claim.
+    return text or None
 
 
 class LocalIssuer:
