@@ -1,9 +1,10 @@
 """The applications under test, shared by the in-process and the HTTP benchmarks.
 
 Every app answers ``GET /bare`` and ``GET /protected`` with a short text body. Bare apps
-have no authentication at all; protected ones run the same handler behind the
-authentication layer, and the handler reads the verified token (and, where the peer
-checks a scope, requires ``items:read`` too) so that the work per request is comparable.
+have no authentication at all (their ``/protected`` is open, same route and handler);
+protected ones run the same handler behind the authentication layer, and the handler
+reads the verified token (and, where the peer checks a scope, requires ``items:read``
+too) so that the work per request is comparable.
 
 The ``*_app()`` factories build the apps from the key material in
 ``$SCOPEGATE_BENCH_DIR`` (see :mod:`_fixtures`) for the server processes
@@ -255,6 +256,10 @@ def flask_bare_app() -> Any:
 
 def flask_scopegate_app() -> Any:
     return flask_scopegate(_material())
+
+
+def flask_scopegate_mw_app() -> Any:
+    return flask_scopegate(_material(), style="middleware")
 
 
 def flask_authlib_app() -> Any:

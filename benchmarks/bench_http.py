@@ -121,11 +121,14 @@ SERVERS = (
     Server("uvicorn starlette AuthMW(PyJWT)", "uvicorn", "starlette_authmw_app"),
     Server("gunicorn flask bare", "gunicorn", "flask_bare_app"),
     Server("gunicorn flask scopegate", "gunicorn", "flask_scopegate_app"),
+    Server("gunicorn flask scopegate-mw", "gunicorn", "flask_scopegate_mw_app"),
     Server("gunicorn flask Authlib RP", "gunicorn", "flask_authlib_app"),
 )
 
 CONFIGS = (
-    Config("uvicorn starlette bare", "uvicorn starlette bare", "/bare", "repeated", False),
+    # Bare servers serve /protected unprotected: same route and handler as the protected
+    # twin, so the ratio isolates the authentication layer.
+    Config("uvicorn starlette bare", "uvicorn starlette bare", "/protected", "repeated", False),
     Config(
         "uvicorn starlette + scopegate, repeated token",
         "uvicorn starlette scopegate",
@@ -147,7 +150,7 @@ CONFIGS = (
         "repeated",
         True,
     ),
-    Config("gunicorn flask bare", "gunicorn flask bare", "/bare", "repeated", False),
+    Config("gunicorn flask bare", "gunicorn flask bare", "/protected", "repeated", False),
     Config(
         "gunicorn flask + scopegate, repeated token",
         "gunicorn flask scopegate",
@@ -160,6 +163,13 @@ CONFIGS = (
         "gunicorn flask scopegate",
         "/protected",
         "unique",
+        True,
+    ),
+    Config(
+        "gunicorn flask + scopegate WSGI middleware, repeated token",
+        "gunicorn flask scopegate-mw",
+        "/protected",
+        "repeated",
         True,
     ),
     Config(
@@ -183,6 +193,11 @@ PAIRS = (
     ),
     (
         "gunicorn flask + scopegate, unique token",
+        "gunicorn flask + Authlib RP, repeated token",
+        None,
+    ),
+    (
+        "gunicorn flask + scopegate WSGI middleware, repeated token",
         "gunicorn flask + Authlib RP, repeated token",
         None,
     ),
@@ -626,6 +641,7 @@ def report(results: dict[str, Result]) -> dict[str, Any]:
                 f"{statistics.median(s.p50_ms for s in res.samples):.2f}",
                 f"{statistics.median(s.p99_ms for s in res.samples):.1f}",
                 f"{statistics.median(s.cpu_us for s in res.samples):.0f}",
+                f"{statistics.median(s.cpu_us * s.rps / 1e6 for s in res.samples):.2f}",
                 f"{sum(s.non2xx for s in res.samples)} / {sum(s.errors for s in res.samples)}",
             ]
         )
@@ -636,6 +652,7 @@ def report(results: dict[str, Result]) -> dict[str, Any]:
             "p50 ms",
             "p99 ms",
             "server CPU µs/req",
+            "server cores busy",
             "non-2xx / socket errors",
         ],
         rows,

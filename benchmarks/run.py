@@ -54,8 +54,8 @@ def suites(quick: bool, skip_http: bool) -> list[Suite]:
     """The suites in run order, with the settings of a full (or quick) run."""
     q = ["--quick"] if quick else []
     out = [
-        Suite("verify", "bench_verify.py", q or ["--rounds", "9", "--target", "0.1"], 240),
-        Suite("inproc", "bench_inproc.py", q or ["--rounds", "9", "--target", "0.15"], 240),
+        Suite("verify", "bench_verify.py", q or ["--rounds", "15", "--target", "0.06"], 240),
+        Suite("inproc", "bench_inproc.py", q or ["--rounds", "15", "--target", "0.08"], 240),
         Suite("profile", "bench_profile.py", q, 120),
         Suite("introspection", "bench_introspection.py", q, 120),
         Suite("issuer", "bench_issuer.py", q, 120),
@@ -246,6 +246,104 @@ def section(data: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _by_suite(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(d.get("suite")): d for d in results}
+
+
+def _rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rows = data.get("rows")
+    if not isinstance(rows, list):
+        return {}
+    return {str(r["case"]): r for r in rows if isinstance(r, dict) and "case" in r}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def analysis(results: list[dict[str, Any]]) -> list[str]:
+    """Where the time goes, from this run's own numbers: one bullet per area."""
+    suites = _by_suite(results)
+    out: list[str] = []
+    comp = suites.get("profile", {}).get("components", {})
+    verify = _rows(suites.get("verify", {}))
+    if comp and "verify, uncached (all steps)" in comp:
+        total = comp["verify, uncached (all steps)"]
+        sig = comp.get("signature (cryptography RSA verify)", 0.0)
+        parts = [
+            (k, comp[k])
+            for k in (
+                "parse: split + header + header checks",
+                "payload: base64url + strict JSON",
+                "claim checks",
+                "build AccessToken (scopes, client_id)",
+            )
+            if k in comp
+        ]
+        rest = total - sig - sum(v for _k, v in parts)
+        out.append(
+            f"- **JWT verification (RS256)**: {total:.1f} µs uncached, of which the RSA "
+            f"signature is {sig:.1f} µs; the other {total - sig:.1f} µs are "
+            + ", ".join(f"{k} {v:.1f}" for k, v in parts)
+            + f", call overhead {rest:.1f}. A ratio of 1.5 allows {sig * 0.5:.1f} µs "
+            f"besides the signature on this CPU."
+        )
+    raw = {a: verify.get(f"{a} · raw verify", {}).get("median_us") for a in ("ES256", "EdDSA")}
+    if all(raw.values()):
+        out.append(
+            "- **ES256 / EdDSA**: the signature itself costs "
+            + ", ".join(f"{a} {v:.0f} µs" for a, v in raw.items() if v)
+            + " here, so the same fixed per-token overhead weighs less in the ratio."
+        )
+    if comp and "bare Starlette request" in comp:
+        bare = comp["bare Starlette request"]
+        hit = comp.get("Starlette + scopegate middleware, cache hit", bare)
+        pieces = [(k.replace("piece: ", ""), v) for k, v in comp.items() if k.startswith("piece:")]
+        out.append(
+            f"- **ASGI middleware, repeated token**: bare Starlette {bare:.1f} µs, protected "
+            f"{hit:.1f} µs (best of 7): +{hit - bare:.1f} µs. Pieces: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in pieces)
+            + "; the rest is coroutine frames, the send wrapper and the context variable."
+        )
+    http = suites.get("http", {}).get("rows")
+    if isinstance(http, dict) and http:
+
+        def cpu(name: str) -> float | None:
+            samples = http.get(name)
+            if not samples:
+                return None
+            return _median([float(s["cpu_us"]) for s in samples])
+
+        bare, rep, uni = (
+            cpu("uvicorn starlette bare"),
+            cpu("uvicorn starlette + scopegate, repeated token"),
+            cpu("uvicorn starlette + scopegate, unique token"),
+        )
+        if bare and rep and uni:
+            out.append(
+                f"- **uvicorn**: server CPU per request: bare {bare:.0f} µs, protected with a "
+                f"repeated token {rep:.0f} µs (+{rep - bare:.0f}), with a unique token "
+                f"{uni:.0f} µs (+{uni - bare:.0f}: a full verification plus a cache insert per "
+                f"request). At saturation req/s ratio ≈ CPU ratio: {bare / rep:.2f} and "
+                f"{bare / uni:.2f}."
+            )
+        fbare, fsg, fal = (
+            cpu("gunicorn flask bare"),
+            cpu("gunicorn flask + scopegate, repeated token"),
+            cpu("gunicorn flask + Authlib RP, repeated token"),
+        )
+        if fbare and fsg and fal:
+            out.append(
+                f"- **Flask**: server CPU per request: bare {fbare:.0f} µs, + scopegate "
+                f"{fsg:.0f} µs (+{fsg - fbare:.0f}), + Authlib {fal:.0f} µs (+{fal - fbare:.0f}). "
+                f"Even a zero-cost check could only reach {fal / fbare:.2f}x Authlib on this "
+                f"machine; 1.5x needs scopegate within +{fal / 1.5 - fbare:.0f} µs of bare Flask."
+            )
+    return out
+
+
 def render(
     results: list[dict[str, Any]],
     targets: list[dict[str, Any]],
@@ -270,6 +368,10 @@ def render(
         "## Targets (issue 6)",
         "",
         target_table(targets),
+        "",
+        "### Where the time goes (from this run)",
+        "",
+        *(analysis(results) or ["_No profile data in this run._"]),
         "",
         "## Machine",
         "",
@@ -304,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             if only and suite.name not in only:
                 continue
             data = run_suite(suite, Path(tmp))
+            data["suite"] = suite.name
             if data.get("error"):
                 print(f"   {suite.name}: {data['error']}", flush=True)
             results.append(data)

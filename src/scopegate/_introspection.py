@@ -228,7 +228,7 @@ class IntrospectionVerifier:
         Reads ``SCOPEGATE_INTROSPECTION_URI`` (unset: returns ``None``),
         ``SCOPEGATE_INTROSPECTION_CLIENT_ID`` / ``_CLIENT_SECRET`` (required),
         ``SCOPEGATE_INTROSPECTION_AUTH_METHOD`` (optional), ``SCOPEGATE_ISSUER`` (optional
-        ``iss`` check), ``SCOPEGATE_AUDIENCE`` (optional ``aud`` check),
+        ``iss`` check), ``SCOPEGATE_AUDIENCE`` (optional ``aud`` check; comma-separated),
         ``SCOPEGATE_INTROSPECTION_CACHE_TTL`` (optional seconds) and
         ``SCOPEGATE_REDIS_URL`` (optional: a shared :class:`~scopegate.RedisCache`).
 
@@ -239,26 +239,29 @@ class IntrospectionVerifier:
         uri = env.get("SCOPEGATE_INTROSPECTION_URI", "").strip()
         if not uri:
             return None
-        client_id = env.get("SCOPEGATE_INTROSPECTION_CLIENT_ID", "")
-        client_secret = env.get("SCOPEGATE_INTROSPECTION_CLIENT_SECRET", "")
+        # Values are stripped, as scopegate._config.settings_from_env reads them.
+        client_id = env.get("SCOPEGATE_INTROSPECTION_CLIENT_ID", "").strip()
+        client_secret = env.get("SCOPEGATE_INTROSPECTION_CLIENT_SECRET", "").strip()
         if not client_id or not client_secret:
             raise ConfigurationError(
                 "SCOPEGATE_INTROSPECTION_URI needs SCOPEGATE_INTROSPECTION_CLIENT_ID "
                 "and SCOPEGATE_INTROSPECTION_CLIENT_SECRET"
             )
-        method = env.get("SCOPEGATE_INTROSPECTION_AUTH_METHOD", "") or "client_secret_basic"
+        method = env.get("SCOPEGATE_INTROSPECTION_AUTH_METHOD", "").strip() or "client_secret_basic"
         if method not in ("client_secret_basic", "client_secret_post"):
             raise ConfigurationError(
                 "SCOPEGATE_INTROSPECTION_AUTH_METHOD must be client_secret_basic or "
                 "client_secret_post"
             )
-        ttl_text = env.get("SCOPEGATE_INTROSPECTION_CACHE_TTL", "")
+        ttl_text = env.get("SCOPEGATE_INTROSPECTION_CACHE_TTL", "").strip()
         try:
             cache_ttl = float(ttl_text) if ttl_text else 60.0
         except ValueError:
             raise ConfigurationError(
                 "SCOPEGATE_INTROSPECTION_CACHE_TTL must be a number of seconds"
             ) from None
+        # Comma-separated, like SCOPEGATE_AUDIENCE for JWTs.
+        audiences = [a.strip() for a in env.get("SCOPEGATE_AUDIENCE", "").split(",") if a.strip()]
         cache: IntrospectionCache | None = None
         redis_url = env.get("SCOPEGATE_REDIS_URL", "").strip()
         if redis_url:
@@ -267,11 +270,11 @@ class IntrospectionVerifier:
             cache = RedisCache(redis_url)
         verifier = cls(
             introspection_uri=uri,
-            issuer=env.get("SCOPEGATE_ISSUER") or None,
+            issuer=env.get("SCOPEGATE_ISSUER", "").strip() or None,
             client_id=client_id,
             client_secret=client_secret,
             auth_method=method,  # type: ignore[arg-type]
-            audience=env.get("SCOPEGATE_AUDIENCE") or None,
+            audience=audiences or None,
             cache=cache,
             cache_ttl=cache_ttl,
         )
@@ -313,6 +316,10 @@ class IntrospectionVerifier:
         else:
             entry = await self._cache.aget(key)
         if entry is not None:
+            view = entry.view
+            if type(view) is tuple and view[0] is self and entry.until > self._clock():
+                subject, client_id, scopes, expires_at, claims, issuer = view[1]
+                return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
             result = self._use(entry, token)
             if result is not None:
                 return result
@@ -413,6 +420,18 @@ class IntrospectionVerifier:
         deadline = time.monotonic() + cache.lock_wait
         while True:
             handle = cache.try_lock(key)
+            if handle:
+                # The previous holder may have stored its answer and let go between
+                # our miss and our lock: look once more before asking the AS.
+                try:
+                    entry = cache.get(key)
+                    result = None if entry is None else self._use(entry, token)
+                except BaseException:
+                    cache.unlock(key, handle)
+                    raise
+                if result is not None:
+                    cache.unlock(key, handle)
+                    return result, ""
             if handle is not None:
                 return None, handle
             if time.monotonic() >= deadline:
@@ -428,6 +447,16 @@ class IntrospectionVerifier:
         deadline = time.monotonic() + cache.lock_wait
         while True:
             handle = await cache.atry_lock(key)
+            if handle:
+                try:
+                    entry = await cache.aget(key)
+                    result = None if entry is None else self._use(entry, token)
+                except BaseException:
+                    await cache.aunlock(key, handle)
+                    raise
+                if result is not None:
+                    await cache.aunlock(key, handle)
+                    return result, ""
             if handle is not None:
                 return None, handle
             if time.monotonic() >= deadline:

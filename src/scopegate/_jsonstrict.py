@@ -15,8 +15,10 @@ failure is a :class:`StrictJSONError` (a ``ValueError``) with fixed text.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "StrictJSONError", "loads_object"]
@@ -55,6 +57,9 @@ _WHITESPACE = " \t\n\r"
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float, strict=True
 )
+# The decoder's own C scanner (same hooks), called without decode()'s Python wrapper.
+# (typeshed types make_scanner's argument as the scanner class itself; it takes a decoder.)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def _depth(text: str) -> int:
@@ -95,7 +100,7 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
             value = _DECODER.decode(text)
         else:
             # The C scanner directly: same parser, without decode()'s Python wrapper.
-            value, end = _DECODER.scan_once(text, 0)
+            value, end = _SCAN(text, 0)
             if end != len(text) and text[end:].strip(_WHITESPACE):
                 raise StrictJSONError("trailing data")
     except StrictJSONError:

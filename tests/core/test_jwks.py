@@ -444,3 +444,12 @@ async def test_warm_up_refresh_async(server: JWKSServer, clock: Clock) -> None:
     assert keys is not None
     assert len(keys) == 2
     await verifier.aclose()
+
+
+def test_explain_reports_key_set_outage(server: JWKSServer, clock: Clock) -> None:
+    """explain() shows a JWKS outage as the key check's 503 reason, claims still checked."""
+    server.mode = "error"
+    checks = {c.check: c for c in make(server, clock).explain(mint())}
+    assert checks["key"] == ("key", False, "jwks_http_status")
+    assert "signature" not in checks
+    assert checks["expiry"].passed

@@ -72,7 +72,7 @@ def query_strings() -> st.SearchStrategy[str]:
     return st.lists(param, max_size=4).map("&".join)
 
 
-@fuzz_settings(dev=500, ci=6000)
+@fuzz_settings(dev=500, ci=4000)
 @given(value=authorization_values(), max_length=st.sampled_from([16, 64, 8192]))
 def test_parse_authorization_total(value: str, max_length: int) -> None:
     """One header value gives a b64token, None (other scheme) or invalid_token, and nothing else."""
@@ -87,7 +87,7 @@ def test_parse_authorization_total(value: str, max_length: int) -> None:
         assert token in value
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=300, ci=2000)
 @given(before=ows, name=scheme, gap=spaces, token=padded_token, after=ows)
 def test_wellformed_bearer_accepted(before: str, name: str, gap: str, token: str, after: str) -> None:
     """Any RFC 6750 §2.1 credential (any scheme case, 1*SP, OWS around) yields exactly its token."""
@@ -95,7 +95,7 @@ def test_wellformed_bearer_accepted(before: str, name: str, gap: str, token: str
     assert parse_authorization(f"{before}{name}{gap}{token}{after}") == token
 
 
-@fuzz_settings(dev=500, ci=6000)
+@fuzz_settings(dev=500, ci=4000)
 @given(
     headers=st.lists(authorization_values(), max_size=2),
     method=st.sampled_from(["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE"]),
@@ -212,7 +212,7 @@ def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
 
-@fuzz_settings(dev=400, ci=5000)
+@fuzz_settings(dev=400, ci=3000)
 @given(request=requests_)
 def test_asgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     """The ASGI middleware answers 200 or a well-formed 400/401, never echoing the token."""
@@ -250,7 +250,7 @@ def test_asgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptur
     assert CANARY not in caplog.text
 
 
-@fuzz_settings(dev=400, ci=5000)
+@fuzz_settings(dev=400, ci=3000)
 @given(request=requests_)
 def test_wsgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     """The WSGI middleware answers 200 or a well-formed 400/401, never echoing the token."""

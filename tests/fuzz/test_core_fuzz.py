@@ -25,7 +25,7 @@ _SAFE = set(map(chr, range(0x20, 0x7F)))
 _MAPPING = ScopeMapping(["scope", "scp", "permissions", "realm_access.roles"])
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=300, ci=2000)
 @given(claims=st.dictionaries(st.sampled_from(["scope", "scp", "permissions", "realm_access", "x"]), json_values))
 def test_scope_mapping_total(claims: dict[str, Any]) -> None:
     """Any claim set yields a set of scope tokens or invalid_token, nothing else."""
@@ -38,7 +38,7 @@ def test_scope_mapping_total(claims: dict[str, Any]) -> None:
     assert all(s and " " not in s for s in scopes)
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=300, ci=2000)
 @given(
     cls=st.sampled_from(
         [BearerError, MissingTokenError, InvalidRequestError, InvalidTokenError, ServiceUnavailableError]
@@ -56,7 +56,7 @@ def test_error_rendering_never_reflects(cls: type[BearerError], description: str
     assert set(body["error_description"]) <= _SAFE - {'"', "\\"}
 
 
-@fuzz_settings(dev=200, ci=2000)
+@fuzz_settings(dev=200, ci=1500)
 @given(required=st.lists(st.text(max_size=20), max_size=4), description=st.text(max_size=80))
 def test_insufficient_scope_rendering(required: list[str], description: str) -> None:
     """Scope names outside RFC 6749 §3.3 never reach the 403 challenge."""

@@ -150,7 +150,7 @@ def _assert_clean(outcome: Any, token: str, caplog: pytest.LogCaptureFixture) ->
     assert TOKEN_PREFIX not in text
 
 
-@fuzz_settings(dev=600, ci=8000)
+@fuzz_settings(dev=500, ci=5000)
 @given(answer=answers)
 def test_json_answers_match_oracle(answer: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     """A JSON answer is accepted, refused (401) or malformed (503) as RFC 7662 §2.2 says."""
@@ -180,7 +180,7 @@ def test_json_answers_match_oracle(answer: dict[str, Any], caplog: pytest.LogCap
         assert outcome.token == token and outcome.subject == answer.get("sub")
 
 
-@fuzz_settings(dev=400, ci=5000)
+@fuzz_settings(dev=200, ci=2000)
 @given(
     status=st.sampled_from([200, 200, 200, 201, 204, 301, 302, 400, 401, 403, 404, 429, 500, 502, 503]),
     content_type=st.sampled_from(
@@ -214,7 +214,7 @@ def test_raw_answers_never_escape(
         assert json.loads(body)["active"] is True
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=200, ci=2000)
 @given(token=st.text(max_size=60))
 def test_token_format_before_network(token: str, caplog: pytest.LogCaptureFixture) -> None:
     """Arbitrary token text never crashes; non-b64token text is refused without the network."""

@@ -165,7 +165,7 @@ def check_response(response: HTTPResponse, caplog: pytest.LogCaptureFixture) -> 
     return body
 
 
-@fuzz_settings(dev=800, ci=10000)
+@fuzz_settings(dev=600, ci=6000)
 @given(request=requests_)
 def test_endpoints_total(request: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     """Every request gets a documented OAuth answer with no-store headers and no secret."""
@@ -177,7 +177,7 @@ def test_endpoints_total(request: dict[str, Any], caplog: pytest.LogCaptureFixtu
         assert "refresh_token" not in body  # client_credentials never gets one (RFC 6749 §4.4.3)
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=200, ci=2000)
 @given(
     scope=st.one_of(st.none(), st.sampled_from(["items:read", "items:write items:read", "admin", ""]), st.text(max_size=12)),
     extra=st.lists(st.tuples(st.sampled_from(["foo", "audience", "resource"]), st.text(max_size=8)), max_size=2),
@@ -207,7 +207,7 @@ def test_valid_client_credentials(scope: str | None, extra: list[tuple[str, str]
         assert body["error"] == "invalid_scope"
 
 
-@fuzz_settings(dev=200, ci=2000)
+@fuzz_settings(dev=200, ci=1500)
 @given(
     user=st.text(max_size=12) | st.sampled_from(["svc", "id:with:colon", "a%3Ab", "%zz", "+"]),
     password=st.text(max_size=12) | st.just(SECRET),
@@ -237,7 +237,7 @@ def test_basic_credentials_parsing(user: str, password: str, encode: bool, caplo
 PASSWORD_ISSUER = _issuer(password=True)
 
 
-@fuzz_settings(dev=15, ci=150)
+@fuzz_settings(dev=8, ci=40)
 @given(
     username=st.sampled_from(["alice", "ALICE", "bob", "", "alice\u0301"]) | st.text(max_size=8),
     password=st.sampled_from([PASSWORD, "", "x" * 5000]) | st.text(max_size=8),

@@ -76,7 +76,7 @@ def _rejected(token: str, *, secrets: tuple[str, ...] = ()) -> InvalidTokenError
     return exc
 
 
-@fuzz_settings(dev=1000, ci=10000)
+@fuzz_settings(dev=800, ci=5000)
 @given(token=any_token)
 def test_junk_is_invalid_token(token: str) -> None:
     """Arbitrary strings are invalid_token: never accepted, never another exception."""
@@ -121,7 +121,7 @@ def header_oracle(header: dict[str, Any]) -> bool:
     return header.get("kid", material.RSA_KID) == material.RSA_KID
 
 
-@fuzz_settings(dev=300, ci=3000)
+@fuzz_settings(dev=200, ci=1500)
 @given(header=headers)
 def test_header_policy(header: dict[str, Any]) -> None:
     """A signed token is accepted exactly when its header passes the policy oracle."""
@@ -134,7 +134,7 @@ def test_header_policy(header: dict[str, Any]) -> None:
         _rejected(token, secrets=(kid,) if isinstance(kid, str) else ())
 
 
-@fuzz_settings(dev=100, ci=1000)
+@fuzz_settings(dev=100, ci=500)
 @given(raw=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_header_bytes(raw: bytes) -> None:
     """A signed token whose header is arbitrary bytes or JSON is invalid_token."""
@@ -234,7 +234,7 @@ def claims_oracle(c: dict[str, Any]) -> bool:  # noqa: PLR0911 - one rule per li
     return all(_SCOPE_CHARS.fullmatch(s) for s in scopes)
 
 
-@fuzz_settings(dev=600, ci=8000)
+@fuzz_settings(dev=500, ci=4000)
 @given(claims=claim_sets)
 def test_claims_match_oracle(claims: dict[str, Any]) -> None:
     """An issuer-signed token is accepted exactly when the claims oracle accepts it."""
@@ -284,7 +284,7 @@ def test_valid_token_accepted() -> None:
     assert VERIFIER.verify(VALID).token == VALID
 
 
-@fuzz_settings(dev=500, ci=6000)
+@fuzz_settings(dev=400, ci=3000)
 @given(token=mutations())
 def test_mutations_rejected(token: str) -> None:
     """Any change to a valid token's characters makes it invalid_token."""

@@ -434,3 +434,50 @@ async def test_from_env_redis_verifier_async_close(
         await verifier.aclose()
     assert server.calls == 1
     assert verifier._cache._async_client is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "active_entry", [pytest.param(True, id="active"), pytest.param(False, id="inactive")]
+)
+def test_answer_stored_just_before_we_lock_is_used(
+    server: IntrospectionServer,
+    make_verifier: MakeVerifier,
+    caches: Callable[..., RedisCache],
+    redis_server: RedisServer,
+    clock: FakeClock,
+    mode: str,
+    active_entry: bool,
+) -> None:
+    """A peer's answer that lands between our miss and our lock is used, and the lock freed."""
+    cache = caches()
+    verifier = make_verifier(cache=cache)
+    key = verifier._prefix + __import__("hashlib").sha256(TOKEN.encode()).hexdigest()
+    claims = active() if active_entry else {}
+    cache.set(key, CacheEntry(active_entry, claims, clock.now + 30), 30)
+
+    def wait() -> Any:
+        if mode == "sync":
+            return verifier._wait_for_peer(cache, key, TOKEN)
+
+        async def go() -> Any:
+            try:
+                return await verifier._await_peer(cache, key, TOKEN)
+            finally:
+                await cache.aclose()
+
+        return asyncio.run(go())
+
+    if active_entry:
+        result, handle = wait()
+        assert result.subject == "alice"
+        assert handle == ""
+    else:
+        with pytest.raises(InvalidTokenError):
+            wait()
+    client = raw_redis(redis_server)
+    try:
+        assert client.keys("*lock:*") == []
+    finally:
+        client.close()
+    assert server.calls == 0

@@ -632,6 +632,9 @@ def test_shared_runner_is_not_closed(
         pytest.param({"introspection_uri": "http://as.example/introspect"}, id="plain-http"),
         pytest.param({"introspection_uri": "ftp://127.0.0.1/x"}, id="bad-scheme"),
         pytest.param({"introspection_uri": None}, id="no-uri-no-issuer"),
+        pytest.param(
+            {"introspection_uri": None, "issuer": "http://as.example"}, id="discovery-plain-http"
+        ),
         pytest.param({"client_secret": ""}, id="empty-secret"),
         pytest.param({"client_id": ""}, id="empty-client"),
         pytest.param({"auth_method": "private_key_jwt"}, id="bad-auth-method"),
@@ -684,7 +687,7 @@ def test_from_env_builds_a_working_verifier(server: IntrospectionServer) -> None
             "SCOPEGATE_INTROSPECTION_AUTH_METHOD": "client_secret_post",
             "SCOPEGATE_INTROSPECTION_CACHE_TTL": "15",
             "SCOPEGATE_ISSUER": "https://as.example",
-            "SCOPEGATE_AUDIENCE": "api",
+            "SCOPEGATE_AUDIENCE": "api, api2",
         }
     )
     assert verifier is not None
@@ -692,7 +695,7 @@ def test_from_env_builds_a_working_verifier(server: IntrospectionServer) -> None
         assert verifier.verify(TOKEN).subject == "alice"
         assert verifier.cache_ttl == 15
         assert verifier.auth_method == "client_secret_post"
-        assert verifier.audience == frozenset({"api"})
+        assert verifier.audience == frozenset({"api", "api2"})
         assert verifier.issuer == "https://as.example"
         assert isinstance(verifier._cache, MemoryCache)
     finally:
@@ -742,3 +745,28 @@ def test_from_env_bad_values(env: dict[str, str]) -> None:
     env = {"SCOPEGATE_INTROSPECTION_URI": "https://as.example/introspect", **env}
     with pytest.raises(ConfigurationError):
         IntrospectionVerifier.from_env(env)
+
+
+def test_single_flight_is_per_token(
+    server: IntrospectionServer, make_verifier: MakeVerifier
+) -> None:
+    """A slow introspection of one token does not hold up another token."""
+    slow, fast = TOKEN + "slow", TOKEN + "fast"
+    server.tokens[fast] = active()
+    server.replies[slow] = Reply.json(active(sub="bob"), delay=0.8)
+    verifier = make_verifier(http_timeout=5)
+
+    async def go() -> list[str]:
+        order: list[str] = []
+
+        async def one(token: str) -> None:
+            order.append((await verifier.averify(token)).subject or "")
+
+        try:
+            await asyncio.gather(one(slow), one(fast))
+        finally:
+            await verifier.aclose()
+        return order
+
+    assert asyncio.run(go()) == ["alice", "bob"]
+    assert server.calls == 2

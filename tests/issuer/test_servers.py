@@ -241,7 +241,10 @@ def test_opaque_tokens_pass_introspection_verifier() -> None:
         verifier = IntrospectionVerifier(introspection_uri=f"{base}/introspect",
                                          client_id="rs", client_secret="rs-secret",
                                          audience=AUDIENCE)
-        access = verifier.verify(token)
+        try:
+            access = verifier.verify(token)
+        finally:
+            verifier.close()
         assert access.client_id == "svc"
         assert access.scopes == frozenset({"items:read", "items:write"})
 

@@ -186,7 +186,8 @@ async def bearer_exception_handler(conn: HTTPConnection, exc: Exception) -> Resp
         rendered = exc.to_response(getattr(state, "scopegate_realm", "api"))
     else:  # pragma: no cover - only registered for the two types above
         raise exc
-    response = Response(rendered.body, status_code=rendered.status, headers=dict(rendered.headers))
+    headers = {**dict(rendered.headers), "vary": "Authorization"}
+    response = Response(rendered.body, status_code=rendered.status, headers=headers)
     if isinstance(conn, WebSocket) and "websocket.http.response" not in conn.scope.get(
         "extensions", {}
     ):

@@ -8,18 +8,25 @@ JWT access tokens carry ``iss``, ``exp``, ``aud``, ``sub``, ``client_id``, ``iat
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt.algorithms import get_default_algorithms
 
 from scopegate.issuer._config import IssuerConfig
-from scopegate.issuer._keys import KeySet
+from scopegate.issuer._keys import SIGNING_ALGORITHMS, KeySet
 from scopegate.issuer._store import AccessTokenRecord, IssuerStore, token_hash
 
 __all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo", "looks_like_jwt"]
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -68,6 +75,9 @@ class TokenFactory:
         self._config = config
         self._keys = keys
         self._store = store
+        # PyJWT's algorithm objects do the signing (raw r||s for ES256, RFC 7518 §3.4).
+        self._algorithms = {name: get_default_algorithms()[name] for name in SIGNING_ALGORITHMS}
+        self._headers: dict[str, bytes] = {}
 
     def mint(
         self,
@@ -120,9 +130,18 @@ class TokenFactory:
         if auth_time is not None:
             claims["auth_time"] = auth_time
         key = self._keys().current
-        value = jwt.encode(
-            claims, key.private_key, algorithm=key.alg, headers={"typ": "at+jwt", "kid": key.kid}
-        )
+        header = self._headers.get(key.kid)
+        if header is None:
+            # The protected header is the same for every token of a key: encode it once.
+            header = _b64url(
+                json.dumps(
+                    {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, separators=(",", ":")
+                ).encode()
+            )
+            self._headers[key.kid] = header
+        signing_input = header + b"." + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signature = self._algorithms[key.alg].sign(signing_input, key.private_key)
+        value = (signing_input + b"." + _b64url(signature)).decode("ascii")
         return IssuedAccessToken(value, ttl, jti, exp)
 
     def inspect(self, token: str, now: float) -> TokenInfo | None:
