@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import shutil
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def make(server: IntrospectionServer, **kwargs: Any) -> IntrospectionVerifier:
 def async_case(
     name: str, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], group: str
 ) -> _harness.Case:
-    """A case timing ``await fn()`` n times inside one running loop."""
+    """A case timing ``await fn()`` n times inside one running loop (GC off, as timeit)."""
 
     async def batch(n: int) -> float:
         start = time.perf_counter()
@@ -119,7 +120,16 @@ def async_case(
             await fn()
         return time.perf_counter() - start
 
-    return _harness.Case(name, lambda n: loop.run_until_complete(batch(n)), group)
+    def run(n: int) -> float:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return loop.run_until_complete(batch(n))
+        finally:
+            if enabled:
+                gc.enable()
+
+    return _harness.Case(name, run, group)
 
 
 def concurrency(server: IntrospectionServer, redis_url: str | None, quick: bool) -> dict[str, Any]:

@@ -34,10 +34,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import _harness
 import httpx
 import jwt
-
-import _harness
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,7 +62,8 @@ def in_process(kind: str, seconds: float) -> tuple[float, float | None]:
     """(issuer tokens/s, bare jwt.encode tokens/s) for one token kind."""
     key = generate_key("ES256" if kind == "opaque" else kind)
     config = IssuerConfig(
-        issuer="https://auth.example", audience="api://bench",
+        issuer="https://auth.example",
+        audience="api://bench",
         token_format="opaque" if kind == "opaque" else "jwt",
     )
     issuer = Issuer(
@@ -72,9 +72,12 @@ def in_process(kind: str, seconds: float) -> tuple[float, float | None]:
         keys=KeySet(current=key),
     )
     request = HTTPRequest(
-        "POST", "/token", "",
+        "POST",
+        "/token",
+        "",
         {"content-type": "application/x-www-form-urlencoded", "authorization": AUTH},
-        FORM, "127.0.0.1",
+        FORM,
+        "127.0.0.1",
     )
     assert issuer.handle(request).status == 200
     count, start = 0, time.perf_counter()
@@ -85,13 +88,25 @@ def in_process(kind: str, seconds: float) -> tuple[float, float | None]:
     rate = count / (time.perf_counter() - start)
     if kind == "opaque":
         return rate, None
-    claims = {"iss": "https://auth.example", "sub": "client:svc-a", "aud": "api://bench",
-              "client_id": "svc-a", "iat": 1, "exp": 2, "jti": "x", "scope": "items:read"}
+    claims = {
+        "iss": "https://auth.example",
+        "sub": "client:svc-a",
+        "aud": "api://bench",
+        "client_id": "svc-a",
+        "iat": 1,
+        "exp": 2,
+        "jti": "x",
+        "scope": "items:read",
+    }
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(50):
-            jwt.encode(claims, key.private_key, algorithm=key.alg,
-                       headers={"typ": "at+jwt", "kid": key.kid})
+            jwt.encode(
+                claims,
+                key.private_key,
+                algorithm=key.alg,
+                headers={"typ": "at+jwt", "kid": key.kid},
+            )
         count += 50
     return rate, count / (time.perf_counter() - start)
 
@@ -114,15 +129,37 @@ def real_server(kind: str, seconds: float, threads: int, workdir: Path) -> float
     alg = "ES256" if kind == "opaque" else kind
     key_file = workdir / f"{kind}.pem"
     subprocess.run(
-        [sys.executable, "-m", "scopegate", "keys", "generate", "--alg", alg, "--out",
-         str(key_file), "--force"], check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "scopegate",
+            "keys",
+            "generate",
+            "--alg",
+            alg,
+            "--out",
+            str(key_file),
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
     )
     config = workdir / f"{kind}.toml"
-    config.write_text(CONFIG.format(fmt="opaque" if kind == "opaque" else "jwt",
-                                    key=key_file.name))
+    config.write_text(CONFIG.format(fmt="opaque" if kind == "opaque" else "jwt", key=key_file.name))
     port = free_port()
-    args = [sys.executable, "-m", "scopegate", "issuer", "serve", "--config", str(config),
-            "--port", str(port), "--log-level", "warning"]
+    args = [
+        sys.executable,
+        "-m",
+        "scopegate",
+        "issuer",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     url = f"http://127.0.0.1:{port}/token"
     counts = [0] * threads
     with run_process(args, port, ready_path="/.well-known/oauth-authorization-server"):
@@ -167,19 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         for kind in KINDS:
             inproc, floor = in_process(kind, args.duration)
             served = real_server(kind, args.duration, args.threads, Path(tmp))
-            rows.append({"kind": kind, "in_process": inproc, "jwt_encode": floor,
-                         "server": served})
-            print(f"{kind:7s} in-process {inproc:9.0f} tokens/s   "
-                  f"jwt.encode floor {floor or 0:9.0f}/s   "
-                  f"real server ({args.threads} clients) {served:8.0f} tokens/s", flush=True)
+            rows.append({"kind": kind, "in_process": inproc, "jwt_encode": floor, "server": served})
+            print(
+                f"{kind:7s} in-process {inproc:9.0f} tokens/s   "
+                f"jwt.encode floor {floor or 0:9.0f}/s   "
+                f"real server ({args.threads} clients) {served:8.0f} tokens/s",
+                flush=True,
+            )
     lines = [
         "| token | in-process (tokens/s) | jwt.encode alone (/s) | real server (tokens/s) |",
         "| --- | ---: | ---: | ---: |",
     ]
     for row in rows:
         floor = f"{row['jwt_encode']:.0f}" if row["jwt_encode"] else "n/a"
-        lines.append(f"| {row['kind']} | {row['in_process']:.0f} | {floor} | "
-                     f"{row['server']:.0f} |")
+        lines.append(f"| {row['kind']} | {row['in_process']:.0f} | {floor} | {row['server']:.0f} |")
     notes = (
         f"In-process: one thread calling Issuer.handle. Real server: one uvicorn process, "
         f"{args.threads} keep-alive httpx client threads in the same machine, "
@@ -187,9 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(notes)
     if args.json_out:
-        _harness.write_json(args.json_out, {
-            "title": TITLE, "markdown": "\n".join(lines), "notes": notes, "results": rows,
-        })
+        _harness.write_json(
+            args.json_out,
+            {
+                "title": TITLE,
+                "markdown": "\n".join(lines),
+                "notes": notes,
+                "results": rows,
+            },
+        )
     return 0
 
 

@@ -176,13 +176,27 @@ def machine() -> dict[str, str]:
         platform.system(),
     )
     hypervisor = "yes" if " hypervisor" in cpuinfo else "no"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    detail = ", ".join(
+        f"{label} {fields[key]}"
+        for key, label in (
+            ("cpu family", "family"),
+            ("model", "model"),
+            ("cpu MHz", "MHz"),
+            ("cache size", "cache"),
+        )
+        if fields.get(key)
+    )
     wrk = shutil.which("wrk")
     wrk_version = "not installed (Python load client)"
     if wrk:
         lines = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
         wrk_version = (lines.stdout.splitlines() or ["wrk"])[0]
     return {
-        "CPU": model,
+        "CPU": f"{model} ({detail})" if detail else model,
         "cores (logical)": str(os.cpu_count()),
         "virtualised": hypervisor,
         "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
@@ -446,7 +460,7 @@ def _target_origin(target: dict[str, Any]) -> str:
         return "verify"
     if "in-process" in figure:
         return "inproc"
-    if "req/s" in figure:
+    if "req/s" in figure or "server CPU" in figure:
         return "http"
     return "introspection"
 

@@ -3,6 +3,7 @@ returns, typ policies, claims hooks and the verified-token cache."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -126,7 +127,7 @@ def test_audience_is_required_argument() -> None:
         pytest.param(RSA_KEY.jwk(), id="jwk-dict"),
         pytest.param(RSA_KEY.jwk(alg=None, kid=None), id="jwk-without-alg-and-kid"),
         pytest.param(jwks(RSA_KEY), id="jwks-dict"),
-        pytest.param(__import__("json").dumps(jwks(RSA_KEY)), id="jwks-json-text"),
+        pytest.param(json.dumps(jwks(RSA_KEY)), id="jwks-json-text"),
         pytest.param([EC_KEY.pem(), RSA_KEY.jwk()], id="list-of-forms"),
     ],
 )
@@ -214,7 +215,9 @@ def test_ed25519_algorithm_name() -> None:
     assert verifier.verify(mint(ED_KEY, alg="Ed25519")).subject == "alice"
 
 
-@pytest.mark.parametrize("alg", ["RS384", "RS512", "PS256", "PS384", "PS512"])
+@pytest.mark.parametrize(
+    "alg", [pytest.param(a, id=a.lower()) for a in ("RS384", "RS512", "PS256", "PS384", "PS512")]
+)
 def test_rsa_algorithm_family(alg: str) -> None:
     """An RSA key without a JWK alg verifies every allowed RSA algorithm."""
     verifier = static_verifier(algorithms=(alg,), keys=RSA_KEY.jwk(alg=None))

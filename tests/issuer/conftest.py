@@ -79,9 +79,7 @@ class Caller:
         if auth:
             all_headers["authorization"] = basic(*auth)
         all_headers.update(headers or {})
-        return self.issuer.handle(
-            HTTPRequest(method, path, query, all_headers, body, self.address)
-        )
+        return self.issuer.handle(HTTPRequest(method, path, query, all_headers, body, self.address))
 
     def token(self, form: Any = None, **kwargs: Any) -> HTTPResponse:
         return self.request("/token", form, **kwargs)
@@ -100,10 +98,10 @@ def standard_clients() -> list[Client]:
         Client("svc", (SECRET,), grant_types=ALL_GRANTS, scopes=frozenset({"read", "write"})),
         Client("other", ("other-secret",), grant_types=ALL_GRANTS, scopes=frozenset({"read"})),
         Client("rs", ("rs-secret",), grant_types=frozenset(), introspect=True),
-        Client("post", ("post-secret",), scopes=frozenset({"read"}),
-               auth_method="client_secret_post"),
-        Client("nodefault", ("nd-secret",), scopes=frozenset({"read"}),
-               default_scopes=frozenset()),
+        Client(
+            "post", ("post-secret",), scopes=frozenset({"read"}), auth_method="client_secret_post"
+        ),
+        Client("nodefault", ("nd-secret",), scopes=frozenset({"read"}), default_scopes=frozenset()),
         Client("cconly", ("cc-secret",), scopes=frozenset({"read"})),
     ]
 
@@ -123,17 +121,27 @@ def standard_users() -> list[User]:
 
 
 def make_issuer(
-    *, clock: Callable[[], float] | None = None, password: bool = True,
-    keys: KeySet | None = None, **settings: Any,
+    *,
+    clock: Callable[[], float] | None = None,
+    password: bool = True,
+    keys: KeySet | None = None,
+    **settings: Any,
 ) -> Issuer:
     """An issuer with the standard clients and users (the password grant on by default)."""
-    config = IssuerConfig(issuer=settings.pop("issuer", ISSUER), audience=AUDIENCE,
-                          allow_password_grant=password, **settings)
+    config = IssuerConfig(
+        issuer=settings.pop("issuer", ISSUER),
+        audience=AUDIENCE,
+        allow_password_grant=password,
+        **settings,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Issuer(
-            config, clients=standard_clients(), users=standard_users(),
-            keys=keys or KeySet(current=RS_KEY), clock=clock or FakeClock(),
+            config,
+            clients=standard_clients(),
+            users=standard_users(),
+            keys=keys or KeySet(current=RS_KEY),
+            clock=clock or FakeClock(),
         )
 
 
@@ -146,7 +154,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def issuer(clock: FakeClock) -> Iterator[Issuer]:
     """An issuer with JWT access tokens and the password grant enabled."""
-    yield make_issuer(clock=clock)
+    return make_issuer(clock=clock)
 
 
 @pytest.fixture

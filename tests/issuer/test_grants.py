@@ -63,13 +63,15 @@ def test_password_grant_issues_user_token(call: Caller) -> None:
     assert claims["sub"] == "user-1"
     assert claims["client_id"] == "svc"
     assert isinstance(claims["auth_time"], int)
-    assert "username" not in claims and "alice" not in json.dumps(claims)
-    assert body["refresh_token"] and body["scope"] == "read write"
+    assert "username" not in claims
+    assert "alice" not in json.dumps(claims)
+    assert body["refresh_token"]
+    assert body["scope"] == "read write"
 
 
 def test_password_grant_username_is_normalised(call: Caller) -> None:
-    """PW-7(d): ALICE logs in as alice (NFKC + casefold)."""
-    assert call.token({**PW, "username": "ＡLICE"}).status == 200
+    """PW-7(d): a full-width, upper-case ALICE logs in as alice (NFKC + casefold)."""
+    assert call.token({**PW, "username": "\uff21LICE"}).status == 200
 
 
 def test_client_without_password_grant(call: Caller, issuer: Issuer) -> None:
@@ -87,8 +89,9 @@ def test_client_without_password_grant(call: Caller, issuer: Issuer) -> None:
     [
         pytest.param({"grant_type": "password", "username": "alice"}, id="no-password"),
         pytest.param({"grant_type": "password", "password": "x"}, id="no-username"),
-        pytest.param({"grant_type": "password", "username": "alice", "password": ""},
-                     id="empty-password"),
+        pytest.param(
+            {"grant_type": "password", "username": "alice", "password": ""}, id="empty-password"
+        ),
     ],
 )
 def test_password_grant_missing_parameters(call: Caller, form: dict[str, str]) -> None:
@@ -141,6 +144,17 @@ def test_backoff_is_capped_and_lockout_after_limit(clock: FakeClock) -> None:
     assert call.token(PW).status == 200
 
 
+def test_lockout_threshold_is_logged(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """PW-7(c): reaching the backoff threshold logs a WARNING without the username."""
+    call = Caller(make_issuer(clock=clock))
+    with caplog.at_level(logging.WARNING, logger="scopegate.issuer"):
+        for _ in range(5):
+            call.token({**PW, "password": "nope"})
+    alerts = [r.getMessage() for r in caplog.records if "brute-force" in r.getMessage()]
+    assert len(alerts) == 1
+    assert "alice" not in alerts[0]
+
+
 def test_address_throttle_returns_429(clock: FakeClock) -> None:
     """PW-7(b): many failures from one address across usernames -> 429 + Retry-After."""
     call = Caller(make_issuer(clock=clock, address_max_failures=5))
@@ -169,14 +183,16 @@ def test_unknown_user_still_costs_a_verification(
     real = _grants.verify_secret
     monkeypatch.setattr(_grants, "verify_secret", lambda s, c: seen.append(s) or real(s, c))
     call.token({**PW, "username": "mallory"})
-    assert len(seen) == 1 and seen[0].startswith("$argon2id$")
+    assert len(seen) == 1
+    assert seen[0].startswith("$argon2id$")
 
 
 def test_hash_upgrade_after_login(call: Caller, issuer: Issuer) -> None:
     """PW-8: a hash with outdated parameters is replaced after a successful login."""
     assert call.token(PW).status == 200
     user = issuer._users.find_user("alice")  # type: ignore[union-attr]
-    assert user is not None and user.password_hash != ALICE_HASH
+    assert user is not None
+    assert user.password_hash != ALICE_HASH
     assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert call.token(PW).status == 200
 
@@ -187,7 +203,8 @@ def test_plaintext_user_passwords_are_hashed() -> None:
 
     store = MemoryUserStore([User("u", "carol", "plain-pw")])
     user = store.find_user("carol")
-    assert user is not None and user.password_hash.startswith("$argon2id$")
+    assert user is not None
+    assert user.password_hash.startswith("$argon2id$")
 
 
 def test_secrets_never_logged(call: Caller, caplog: pytest.LogCaptureFixture) -> None:
@@ -199,8 +216,16 @@ def test_secrets_never_logged(call: Caller, caplog: pytest.LogCaptureFixture) ->
         call.token({**PW, "password": "wrong-pw"})
         call.token({"grant_type": "client_credentials"}, auth=("svc", "bad-secret"))
     text = caplog.text
-    for secret in ("alice-pw", "wrong-pw", SECRET, "bad-secret", body["refresh_token"],
-                   body["access_token"], again["refresh_token"], "alice"):
+    for secret in (
+        "alice-pw",
+        "wrong-pw",
+        SECRET,
+        "bad-secret",
+        body["refresh_token"],
+        body["access_token"],
+        again["refresh_token"],
+        "alice",
+    ):
         assert secret not in text
     assert "reuse" in text
 
@@ -220,8 +245,10 @@ def test_password_scope_limited_by_user(call: Caller) -> None:
     issuer._users._users["dave"] = User(  # type: ignore[union-attr]
         "user-4", "dave", ALICE_HASH, scopes=frozenset({"read"})
     )
-    assert error_of(call.token({**PW, "username": "dave", "password": "alice-pw",
-                                "scope": "write"})) == "invalid_scope"
+    assert (
+        error_of(call.token({**PW, "username": "dave", "password": "alice-pw", "scope": "write"}))
+        == "invalid_scope"
+    )
 
 
 def test_password_grant_without_refresh_for_client() -> None:
@@ -230,7 +257,9 @@ def test_password_grant_without_refresh_for_client() -> None:
 
     issuer = make_issuer()
     issuer._clients._clients["pwonly"] = Client(  # type: ignore[attr-defined]
-        "pwonly", ("pw-secret",), grant_types=frozenset({"password"}),
+        "pwonly",
+        ("pw-secret",),
+        grant_types=frozenset({"password"}),
         scopes=frozenset({"read"}),
     )
     body = tokens(Caller(issuer).token(PW, auth=("pwonly", "pw-secret")))
@@ -283,8 +312,11 @@ def test_refresh_by_other_client_is_not_consumed(call: Caller) -> None:
 
 @pytest.mark.parametrize(
     "token",
-    [pytest.param("unknown-token", id="unknown"), pytest.param("a" * 600, id="huge"),
-     pytest.param("x.y.z", id="jwt-shaped")],
+    [
+        pytest.param("unknown-token", id="unknown"),
+        pytest.param("a" * 600, id="huge"),
+        pytest.param("x.y.z", id="jwt-shaped"),
+    ],
 )
 def test_refresh_with_bad_token(call: Caller, token: str) -> None:
     """RT-2: unknown or wrong-type tokens -> invalid_grant."""
@@ -391,9 +423,12 @@ def test_introspection_active_response(call: Caller) -> None:
     body = tokens(call.token(PW))
     info = call.introspect(body["access_token"], auth=("rs", "rs-secret"))
     assert info["active"] is True
-    assert info["iss"] == ISSUER and info["aud"] == AUDIENCE
-    assert info["sub"] == "user-1" and info["client_id"] == "svc"
-    assert info["token_type"] == "Bearer" and info["scope"] == "read write"
+    assert info["iss"] == ISSUER
+    assert info["aud"] == AUDIENCE
+    assert info["sub"] == "user-1"
+    assert info["client_id"] == "svc"
+    assert info["token_type"] == "Bearer"
+    assert info["scope"] == "read write"
     assert {"exp", "iat", "jti"} <= set(info)
 
 
@@ -402,7 +437,8 @@ def test_introspection_opaque_includes_username() -> None:
     call = Caller(make_issuer(token_format="opaque"))
     body = tokens(call.token(PW))
     info = call.introspect(body["access_token"], auth=("rs", "rs-secret"))
-    assert info["active"] is True and info["username"] == "alice"
+    assert info["active"] is True
+    assert info["username"] == "alice"
 
 
 def test_introspection_inactive_cases(call: Caller, clock: FakeClock) -> None:
@@ -422,18 +458,24 @@ def test_introspection_inactive_cases(call: Caller, clock: FakeClock) -> None:
     assert call.introspect(body["refresh_token"])["active"] is True
     # a token signed by a foreign key with our kid
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    forged = jwt.encode(claims, generate_key("RS256").private_key, algorithm="RS256",
-                        headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(
-                            body["access_token"])["kid"]})
+    forged = jwt.encode(
+        claims,
+        generate_key("RS256").private_key,
+        algorithm="RS256",
+        headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(body["access_token"])["kid"]},
+    )
     assert call.introspect(forged, auth=rs) == {"active": False}
     # other issuer
     key = call.issuer.keys.current
-    other_iss = jwt.encode({**claims, "iss": "https://evil"}, key.private_key,
-                           algorithm="RS256", headers={"typ": "at+jwt", "kid": key.kid})
+    other_iss = jwt.encode(
+        {**claims, "iss": "https://evil"},
+        key.private_key,
+        algorithm="RS256",
+        headers={"typ": "at+jwt", "kid": key.kid},
+    )
     assert call.introspect(other_iss, auth=rs) == {"active": False}
     # wrong typ
-    wrong_typ = jwt.encode(claims, key.private_key, algorithm="RS256",
-                           headers={"kid": key.kid})
+    wrong_typ = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
     assert call.introspect(wrong_typ, auth=rs) == {"active": False}
     # expired
     clock.now += 601
@@ -448,8 +490,11 @@ def test_introspection_own_client_sees_own_token(call: Caller) -> None:
 
 @pytest.mark.parametrize(
     "hint",
-    [pytest.param("access_token", id="access"), pytest.param("refresh_token", id="refresh"),
-     pytest.param("bogus", id="unknown")],
+    [
+        pytest.param("access_token", id="access"),
+        pytest.param("refresh_token", id="refresh"),
+        pytest.param("bogus", id="unknown"),
+    ],
 )
 def test_introspection_hint_is_only_a_hint(call: Caller, hint: str) -> None:
     """IN-5: any hint value still finds the token."""
@@ -469,7 +514,8 @@ def test_introspection_reflects_revocation(call: Caller) -> None:
 def test_introspection_missing_token(call: Caller) -> None:
     """IN-1: missing token -> 400 invalid_request."""
     response = call.request("/introspect", {}, auth=("rs", "rs-secret"))
-    assert response.status == 400 and error_of(response) == "invalid_request"
+    assert response.status == 400
+    assert error_of(response) == "invalid_request"
 
 
 def test_introspection_no_store_headers(call: Caller) -> None:
@@ -499,15 +545,15 @@ def test_revoke_other_clients_token_is_refused(call: Caller) -> None:
     """RV-4: client B revoking A's refresh token -> invalid_grant; it stays valid."""
     body = tokens(call.token(PW))
     response = call.revoke(body["refresh_token"], auth=("other", "other-secret"))
-    assert response.status == 400 and error_of(response) == "invalid_grant"
+    assert response.status == 400
+    assert error_of(response) == "invalid_grant"
     assert tokens(refresh(call, body["refresh_token"]))
 
 
 def test_revoke_hint_ignored(call: Caller) -> None:
     """RV-5: an unknown token_type_hint is ignored."""
     body = tokens(call.token(PW))
-    response = call.request("/revoke", {"token": body["refresh_token"],
-                                        "token_type_hint": "bogus"})
+    response = call.request("/revoke", {"token": body["refresh_token"], "token_type_hint": "bogus"})
     assert response.status == 200
     assert error_of(refresh(call, body["refresh_token"])) == "invalid_grant"
 
@@ -547,9 +593,10 @@ def test_metadata_document(call: Caller) -> None:
         "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post"],
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": ["read", "write"],
     }
     assert call.request("/.well-known/oauth-authorization-server").status == 405
@@ -575,7 +622,8 @@ def test_password_hashes_supported_formats() -> None:
 
     stored = hash_secret("pw", scheme="scrypt")
     assert stored.startswith("$scrypt$ln=17,r=8,p=1$")
-    assert verify_secret(stored, "pw") and not verify_secret(stored, "px")
+    assert verify_secret(stored, "pw")
+    assert not verify_secret(stored, "px")
     assert needs_rehash(stored)
     argon = hash_secret("pw")
     assert argon.startswith("$argon2id$v=19$m=65536,t=3,p=4$")

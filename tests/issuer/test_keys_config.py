@@ -24,15 +24,19 @@ CC = {"grant_type": "client_credentials"}
 
 def pem(key: object) -> bytes:
     return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @pytest.mark.parametrize(
     "issuer",
-    [pytest.param("http://x", id="http-remote"), pytest.param("https://x?q=1", id="query"),
-     pytest.param("https://x#f", id="fragment"), pytest.param("ftp://x", id="scheme"),
-     pytest.param("/relative", id="relative")],
+    [
+        pytest.param("http://x", id="http-remote"),
+        pytest.param("https://x?q=1", id="query"),
+        pytest.param("https://x#f", id="fragment"),
+        pytest.param("ftp://x", id="scheme"),
+        pytest.param("/relative", id="relative"),
+    ],
 )
 def test_insecure_or_malformed_issuer_refused(issuer: str) -> None:
     """REQ-1/MD-2: non-https issuers (except loopback) and query/fragment are refused."""
@@ -51,8 +55,9 @@ def test_access_token_lifetime_cap() -> None:
     """RS-6: access tokens above one hour need an explicit override."""
     with pytest.raises(ConfigurationError):
         IssuerConfig(issuer="https://x", audience=AUDIENCE, access_token_ttl=7200)
-    IssuerConfig(issuer="https://x", audience=AUDIENCE, access_token_ttl=7200,
-                 allow_long_lived_tokens=True)
+    IssuerConfig(
+        issuer="https://x", audience=AUDIENCE, access_token_ttl=7200, allow_long_lived_tokens=True
+    )
     assert IssuerConfig(issuer="https://x", audience=AUDIENCE).access_token_ttl == 600
 
 
@@ -76,17 +81,25 @@ def test_bad_pem_refused_without_leaking() -> None:
     assert "QUJD" not in str(info.value)
 
 
-@pytest.mark.parametrize("alg", [pytest.param("RS256", id="rs256"),
-                                 pytest.param("ES256", id="es256"),
-                                 pytest.param("EdDSA", id="eddsa")])
+@pytest.mark.parametrize(
+    "alg",
+    [
+        pytest.param("RS256", id="rs256"),
+        pytest.param("ES256", id="es256"),
+        pytest.param("EdDSA", id="eddsa"),
+    ],
+)
 def test_jwks_members_and_roundtrip(alg: str) -> None:
     """KEY-2/AT-8: public members only, one alg per key, kid = RFC 7638 thumbprint."""
     key = generate_key(alg)
     assert load_key(key.private_pem()).kid == key.kid
     jwk = KeySet(current=key).jwks()["keys"][0]
-    assert jwk["alg"] == alg and jwk["use"] == "sig" and jwk["kid"] == key.kid
+    assert jwk["alg"] == alg
+    assert jwk["use"] == "sig"
+    assert jwk["kid"] == key.kid
     assert not {"d", "p", "q", "dp", "dq", "qi", "oth", "k", "key_ops"} & set(jwk)
-    assert "private_key" not in repr(key) and "BEGIN" not in repr(key)
+    assert "private_key" not in repr(key)
+    assert "BEGIN" not in repr(key)
     with pytest.raises(ConfigurationError):
         generate_key("HS256")  # SEC-6: no shared-secret signing
 
@@ -100,8 +113,10 @@ def test_key_rotation_lifecycle() -> None:
     issuer.publish_next_key(second)
     kids = [k["kid"] for k in json.loads(call.request("/jwks.json", method="GET").body)["keys"]]
     assert kids == [first.kid, second.kid]
-    assert jwt.get_unverified_header(json.loads(call.token(CC).body)["access_token"])[
-        "kid"] == first.kid  # next does not sign yet
+    assert (
+        jwt.get_unverified_header(json.loads(call.token(CC).body)["access_token"])["kid"]
+        == first.kid
+    )  # next does not sign yet
     issuer.rotate_keys()
     new = json.loads(call.token(CC).body)["access_token"]
     assert jwt.get_unverified_header(new)["kid"] == second.kid
@@ -152,29 +167,45 @@ def test_load_config(tmp_path: Path) -> None:
     """The TOML format: settings, clients, users, relative key paths."""
     (tmp_path / "c.toml").write_text(CONFIG)
     loaded = load_config(tmp_path / "c.toml")
-    assert loaded.config.token_format == "opaque" and loaded.config.access_token_ttl == 300
+    assert loaded.config.token_format == "opaque"
+    assert loaded.config.access_token_ttl == 300
     assert loaded.signing_keys == (tmp_path / "k.pem", tmp_path / "old.pem")
     client = loaded.clients[0]
-    assert client.auth_method == "client_secret_post" and len(client.secret_hashes) == 2
+    assert client.auth_method == "client_secret_post"
+    assert len(client.secret_hashes) == 2
     assert client.effective_default_scopes == frozenset({"a"})
     user = loaded.users[0]
-    assert user.subject != "alice" and len(user.subject) == 36  # stable opaque id
+    assert user.subject != "alice"
+    assert len(user.subject) == 36
 
 
 @pytest.mark.parametrize(
     "text",
     [
         pytest.param('audience = "x"\nissuer = "https://a"\ntypo_setting = 1', id="unknown-key"),
-        pytest.param('audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n',
-                     id="client-without-secret"),
-        pytest.param('audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
-                     'secret = "s"\ngrant_types = ["implicit"]', id="bad-grant"),
-        pytest.param('audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
-                     'secret = "s"\nscopes = ["bad\\"scope"]', id="bad-scope"),
-        pytest.param('audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
-                     'secret = "$scrypt$garbage"', id="bad-hash"),
-        pytest.param('audience = "x"\nissuer = "https://a"\n[[users]]\nusername = "u"\n',
-                     id="user-without-password"),
+        pytest.param(
+            'audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n',
+            id="client-without-secret",
+        ),
+        pytest.param(
+            'audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
+            'secret = "s"\ngrant_types = ["implicit"]',
+            id="bad-grant",
+        ),
+        pytest.param(
+            'audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
+            'secret = "s"\nscopes = ["bad\\"scope"]',
+            id="bad-scope",
+        ),
+        pytest.param(
+            'audience = "x"\nissuer = "https://a"\n[[clients]]\nid = "c"\n'
+            'secret = "$scrypt$garbage"',
+            id="bad-hash",
+        ),
+        pytest.param(
+            'audience = "x"\nissuer = "https://a"\n[[users]]\nusername = "u"\n',
+            id="user-without-password",
+        ),
         pytest.param("not toml [", id="not-toml"),
         pytest.param('issuer = "https://a"', id="no-audience"),
     ],
@@ -208,8 +239,9 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_hash_secret_from_stdin(monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_hash_secret_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """hash-secret reads stdin and prints a verifiable hash, never the secret."""
     from scopegate.issuer import verify_secret
 
@@ -217,7 +249,8 @@ def test_cli_hash_secret_from_stdin(monkeypatch: pytest.MonkeyPatch,
     args = parse("hash-secret", "--scheme", "scrypt")
     assert args.handler(args) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith("$scrypt$") and verify_secret(out, "top-secret")
+    assert out.startswith("$scrypt$")
+    assert verify_secret(out, "top-secret")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert args.handler(args) == 2
 
@@ -229,7 +262,8 @@ def test_cli_hash_secret_generate(capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("hash-secret", "--generate")
     assert args.handler(args) == 0
     secret, hashed = capsys.readouterr().out.split()
-    assert len(secret) >= 43 and verify_secret(hashed, secret)
+    assert len(secret) >= 43
+    assert verify_secret(hashed, secret)
 
 
 def test_cli_hash_secret_refuses_argv() -> None:
@@ -245,7 +279,8 @@ def test_cli_keys_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert args.handler(args) == 0
     assert out.stat().st_mode & 0o777 == 0o600
     jwk = json.loads(capsys.readouterr().out)
-    assert load_key(out.read_bytes()).kid == jwk["kid"] and "d" not in jwk
+    assert load_key(out.read_bytes()).kid == jwk["kid"]
+    assert "d" not in jwk
     assert args.handler(args) == 1
     args = parse("keys", "generate")
     assert args.handler(args) == 0
@@ -254,11 +289,14 @@ def test_cli_keys_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_import_issuer_pulls_no_framework() -> None:
     """Importing scopegate.issuer (core + WSGI) does not import Starlette or uvicorn."""
-    code = ("import sys, scopegate.issuer; "
-            "print(any(m.split('.')[0] in ('starlette', 'uvicorn', 'flask', 'django') "
-            "for m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, scopegate.issuer; "
+        "print(any(m.split('.')[0] in ('starlette', 'uvicorn', 'flask', 'django') "
+        "for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 

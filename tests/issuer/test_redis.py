@@ -29,12 +29,16 @@ KEYS = KeySet(current=generate_key("ES256"))
 
 
 def make(url: str, issuer: str = "https://auth.example", **settings: object) -> Issuer:
-    config = IssuerConfig(issuer=issuer, audience=AUDIENCE, allow_password_grant=True,
-                          **settings)  # type: ignore[arg-type]
+    config = IssuerConfig(issuer=issuer, audience=AUDIENCE, allow_password_grant=True, **settings)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Issuer(config, clients=standard_clients(), users=standard_users(), keys=KEYS,
-                      store=RedisStore(url))
+        return Issuer(
+            config,
+            clients=standard_clients(),
+            users=standard_users(),
+            keys=KEYS,
+            store=RedisStore(url),
+        )
 
 
 @contextlib.contextmanager
@@ -58,8 +62,9 @@ def refresh(call: Caller, token: str):  # type: ignore[no-untyped-def]
     return call.token({"grant_type": "refresh_token", "refresh_token": token})
 
 
-@pytest.mark.parametrize("token_format", [pytest.param("jwt", id="jwt"),
-                                          pytest.param("opaque", id="opaque")])
+@pytest.mark.parametrize(
+    "token_format", [pytest.param("jwt", id="jwt"), pytest.param("opaque", id="opaque")]
+)
 def test_two_issuers_share_refresh_families(redis_server: RedisServer, token_format: str) -> None:
     """Refresh in one instance, reuse detected in the other, revocation seen by both."""
     with pair(redis_server.url, token_format=token_format) as (one, two):
@@ -71,7 +76,8 @@ def test_two_issuers_share_refresh_families(redis_server: RedisServer, token_for
         assert refresh(two, r2["refresh_token"]).status == 400
         for call in (one, two):
             assert call.introspect(r2["access_token"], auth=("rs", "rs-secret")) == {
-                "active": False}
+                "active": False
+            }
 
 
 def test_revocation_visible_to_both(redis_server: RedisServer) -> None:
@@ -106,8 +112,9 @@ def test_concurrent_refresh_one_winner_across_instances(redis_server: RedisServe
             barrier.wait()
             statuses.append(refresh(call, r1["refresh_token"]).status)
 
-        threads = [threading.Thread(target=worker, args=(one if i % 2 else two,))
-                   for i in range(20)]
+        threads = [
+            threading.Thread(target=worker, args=(one if i % 2 else two,)) for i in range(20)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -123,17 +130,26 @@ def test_real_servers_share_state(redis_server: RedisServer) -> None:
     from scopegate.issuer import create_asgi_app
 
     try:
-        with run_asgi(create_asgi_app(issuer_a), port=port_a) as a, \
-                run_wsgi(create_wsgi_app(issuer_b), port=port_b) as b:
+        with (
+            run_asgi(create_asgi_app(issuer_a), port=port_a) as a,
+            run_wsgi(create_wsgi_app(issuer_b), port=port_b) as b,
+        ):
             auth = ("svc", "s3cret-Value_~.")
             first = httpx.post(f"{a}/token", data=PW, auth=auth).json()
-            second = httpx.post(f"{b}/token", auth=auth, data={
-                "grant_type": "refresh_token", "refresh_token": first["refresh_token"]}).json()
-            reuse = httpx.post(f"{a}/token", auth=auth, data={
-                "grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+            second = httpx.post(
+                f"{b}/token",
+                auth=auth,
+                data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+            ).json()
+            reuse = httpx.post(
+                f"{a}/token",
+                auth=auth,
+                data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+            )
             assert reuse.json()["error"] == "invalid_grant"
-            info = httpx.post(f"{b}/introspect", data={"token": second["access_token"]},
-                              auth=("rs", "rs-secret")).json()
+            info = httpx.post(
+                f"{b}/introspect", data={"token": second["access_token"]}, auth=("rs", "rs-secret")
+            ).json()
             assert info == {"active": False}
     finally:
         issuer_a.close()
@@ -147,8 +163,11 @@ def test_redis_outage_is_503_and_recovers(redis_server: RedisServer) -> None:
     try:
         assert call.token({"grant_type": "client_credentials"}).status == 200
         redis_server.stop()
-        for response in (call.token(PW), call.revoke("x"),
-                         call.request("/introspect", {"token": "x"})):
+        for response in (
+            call.token(PW),
+            call.revoke("x"),
+            call.request("/introspect", {"token": "x"}),
+        ):
             assert response.status == 503
             assert "retry-after" in dict(response.headers)
         redis_server.start()
@@ -166,11 +185,17 @@ def test_store_records_hold_no_token_values(redis_server: RedisServer) -> None:
         client = redis.Redis.from_url(redis_server.url)
         try:
             dump = b"".join(
-                key + repr(client.type(key)).encode() + b"".join(
-                    str(v).encode() for v in (
-                        [client.get(key)] if client.type(key) == b"string"
-                        else client.hgetall(key).values() if client.type(key) == b"hash"
-                        else client.smembers(key))
+                key
+                + repr(client.type(key)).encode()
+                + b"".join(
+                    str(v).encode()
+                    for v in (
+                        [client.get(key)]
+                        if client.type(key) == b"string"
+                        else client.hgetall(key).values()
+                        if client.type(key) == b"hash"
+                        else client.smembers(key)
+                    )
                 )
                 for key in client.keys("*")
             )
@@ -185,8 +210,14 @@ def test_redis_store_direct_api(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url)
     try:
         record = RefreshTokenRecord(
-            client_id="c", subject="s", scopes=("a",), audience="x", family_id="f1",
-            issued_at=1, expires_at=10**10, idle_expires_at=10**10,
+            client_id="c",
+            subject="s",
+            scopes=("a",),
+            audience="x",
+            family_id="f1",
+            issued_at=1,
+            expires_at=10**10,
+            idle_expires_at=10**10,
         )
         store.create_refresh_token("k1", record, 100.0)
         assert store.rotate_refresh_token("k1", "k2", record, 100.0) == "active"
@@ -195,7 +226,8 @@ def test_redis_store_direct_api(redis_server: RedisServer) -> None:
         store.revoke_family("f1", 100.0)
         assert store.rotate_refresh_token("k2", "k5", record, 100.0) == "revoked"
         fetched = store.get_refresh_token("k2", 100.0)
-        assert fetched is not None and fetched.state == "revoked"
+        assert fetched is not None
+        assert fetched.state == "revoked"
     finally:
         store.close()
 

@@ -39,7 +39,8 @@ def test_client_credentials_golden(call: Caller) -> None:
     body = json.loads(response.body)
     assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
     assert body["token_type"] == "Bearer"
-    assert body["expires_in"] == 600 and isinstance(body["expires_in"], int)
+    assert body["expires_in"] == 600
+    assert isinstance(body["expires_in"], int)
     assert body["scope"] == "read"
 
 
@@ -53,8 +54,11 @@ def test_client_credentials_has_no_refresh_token(call: Caller) -> None:
 
 @pytest.mark.parametrize(
     ("method"),
-    [pytest.param("GET", id="get"), pytest.param("PUT", id="put"),
-     pytest.param("DELETE", id="delete")],
+    [
+        pytest.param("GET", id="get"),
+        pytest.param("PUT", id="put"),
+        pytest.param("DELETE", id="delete"),
+    ],
 )
 def test_non_post_is_invalid_request(call: Caller, method: str) -> None:
     """REQ-2: any method but POST -> 400 invalid_request with no-store headers."""
@@ -70,8 +74,11 @@ def test_non_post_is_invalid_request(call: Caller, method: str) -> None:
         pytest.param("application/json", json.dumps(CC), id="json"),
         pytest.param("multipart/form-data; boundary=x", "--x--", id="multipart"),
         pytest.param(None, "grant_type=client_credentials", id="missing"),
-        pytest.param("application/x-www-form-urlencoded; charset=latin-1",
-                     "grant_type=client_credentials", id="other-charset"),
+        pytest.param(
+            "application/x-www-form-urlencoded; charset=latin-1",
+            "grant_type=client_credentials",
+            id="other-charset",
+        ),
     ],
 )
 def test_wrong_content_type_is_rejected(call: Caller, content_type: str | None, body: str) -> None:
@@ -172,17 +179,27 @@ def test_oversized_body_is_rejected(call: Caller) -> None:
     ("form", "auth", "expected"),
     [
         pytest.param({}, ("svc", SECRET), "invalid_request", id="missing-grant"),
-        pytest.param({"grant_type": "foo"}, ("svc", SECRET), "unsupported_grant_type",
-                     id="unknown-grant"),
-        pytest.param({"grant_type": "authorization_code"}, ("svc", SECRET),
-                     "unsupported_grant_type", id="unsupported-grant"),
-        pytest.param({"grant_type": "refresh_token", "refresh_token": "x"},
-                     ("cconly", "cc-secret"), "unauthorized_client", id="grant-not-registered"),
+        pytest.param(
+            {"grant_type": "foo"}, ("svc", SECRET), "unsupported_grant_type", id="unknown-grant"
+        ),
+        pytest.param(
+            {"grant_type": "authorization_code"},
+            ("svc", SECRET),
+            "unsupported_grant_type",
+            id="unsupported-grant",
+        ),
+        pytest.param(
+            {"grant_type": "refresh_token", "refresh_token": "x"},
+            ("cconly", "cc-secret"),
+            "unauthorized_client",
+            id="grant-not-registered",
+        ),
         pytest.param(CC, ("rs", "rs-secret"), "unauthorized_client", id="rs-cannot-get-tokens"),
     ],
 )
-def test_grant_type_errors(call: Caller, form: dict[str, str], auth: tuple[str, str],
-                           expected: str) -> None:
+def test_grant_type_errors(
+    call: Caller, form: dict[str, str], auth: tuple[str, str], expected: str
+) -> None:
     """REQ-9: missing, unknown/disabled and not-registered grant types."""
     assert error_of(call.token(form, auth=auth)) == expected
 
@@ -290,8 +307,11 @@ def test_invalid_client_bodies_are_identical(call: Caller) -> None:
 
 @pytest.mark.parametrize(
     "secret",
-    [pytest.param("é" * 10, id="non-ascii"), pytest.param("\u0000", id="nul"),
-     pytest.param("x" * 5000, id="too-long")],
+    [
+        pytest.param("é" * 10, id="non-ascii"),
+        pytest.param("\u0000", id="nul"),
+        pytest.param("x" * 5000, id="too-long"),
+    ],
 )
 def test_odd_secrets_never_crash(call: Caller, secret: str) -> None:
     """CA-8: non-ASCII or huge secrets -> 401 invalid_client, never 500."""
@@ -314,7 +334,8 @@ def test_secret_rotation_with_several_secrets() -> None:
 def test_failed_client_auth_is_throttled_per_address(call: Caller) -> None:
     """CA-11: repeated failures from one address -> 429 with Retry-After."""
     statuses = [call.token(CC, auth=("svc", "wrong")).status for _ in range(25)]
-    assert statuses[0] == 401 and statuses[-1] == 429
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
     blocked = call.token(CC)
     assert blocked.status == 429
     assert int(dict(blocked.headers)["retry-after"]) >= 1
@@ -378,7 +399,8 @@ def test_error_description_never_reflects_input(call: Caller) -> None:
     """ER-2: request bytes never appear in error_description."""
     response = call.token("grant_type=%22%0d%0aX-Evil&scope=%22%0d%0aY")
     description = json.loads(response.body)["error_description"]
-    assert "Evil" not in description and "\r" not in description
+    assert "Evil" not in description
+    assert "\r" not in description
 
 
 def test_storage_failure_is_generic_500(issuer: Issuer, call: Caller) -> None:
@@ -438,11 +460,15 @@ def test_jwt_access_token_format(call: Caller) -> None:
     jwks = json.loads(call.request("/jwks.json", method="GET").body)
     assert header["kid"] in {k["kid"] for k in jwks["keys"]}
     claims = jwt.decode(
-        body["access_token"], RS_KEY.private_key.public_key(), algorithms=["RS256"],
-        audience=AUDIENCE, issuer=ISSUER,
+        body["access_token"],
+        RS_KEY.private_key.public_key(),
+        algorithms=["RS256"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
     )
     assert {"iss", "exp", "aud", "sub", "client_id", "iat", "jti", "scope"} <= set(claims)
-    assert isinstance(claims["scope"], str) and claims["scope"] == "read write"
+    assert isinstance(claims["scope"], str)
+    assert claims["scope"] == "read write"
     assert all(isinstance(claims[c], int) for c in ("exp", "iat"))
     assert claims["exp"] - claims["iat"] == body["expires_in"]
 
@@ -450,8 +476,9 @@ def test_jwt_access_token_format(call: Caller) -> None:
 def test_jti_is_unique(call: Caller) -> None:
     """AT-6: jti values do not repeat (sampled)."""
     jtis = {
-        jwt.decode(json.loads(call.token(CC).body)["access_token"],
-                   options={"verify_signature": False})["jti"]
+        jwt.decode(
+            json.loads(call.token(CC).body)["access_token"], options={"verify_signature": False}
+        )["jti"]
         for _ in range(2000)
     }
     assert len(jtis) == 2000

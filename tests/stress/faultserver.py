@@ -153,13 +153,20 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, document)
 
 
+class Server(ThreadingHTTPServer):
+    """Threaded server with a real listen backlog (the stdlib default of 5 drops SYNs
+    under concurrent load, which would look like a 1 s network stall)."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def main() -> None:
     """Parse ``--port`` and serve until terminated."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", args.port), Handler)
     server.serve_forever()
 
 

@@ -151,9 +151,21 @@ class Throttle:
             return 0.0
         return max(0.0, until - now)
 
-    def fail(self, key: str, now: float) -> None:
-        """Record one failure."""
-        self._store.add_failure(key, now, self._window)
+    def fail(self, key: str, now: float) -> int:
+        """Record one failure; returns the consecutive-failure count.
+
+        Crossing the backoff or lockout threshold logs a WARNING (the alert hook of
+        RFC 6749 §4.3.2); the log names the hashed key only, never a username.
+        """
+        count, _ = self._store.add_failure(key, now, self._window)
+        if count in (self._threshold, self._lockout):
+            logger.warning(
+                "brute-force protection: %s after %d consecutive failures (key %s)",
+                "lockout" if count == self._lockout else "backoff",
+                count,
+                key,
+            )
+        return count
 
     def clear(self, key: str) -> None:
         """Forget the failures of *key*."""
@@ -387,10 +399,10 @@ class RefreshTokenGrant(_FamilyIssuer):
             auth_time=record.auth_time,
             now=now,
         )
-        refresh = secrets.token_urlsafe(32)
-        outcome = self._store.rotate_refresh_token(old_key, token_hash(refresh), successor, now)
-        if outcome != "active":
-            raise InvalidGrantError(_BAD_REFRESH)
+        # Mint first (linked to the family), then rotate: the compare-and-set winner can
+        # no longer fail afterwards, so exactly one concurrent request gets a 200. A loser
+        # discards what it minted. Requests that arrive after the rotation see a rotated
+        # token: that is reuse (strict, no grace window) and revokes the family.
         token = self._tokens.mint(
             client_id=client.client_id,
             subject=record.subject,
@@ -402,5 +414,10 @@ class RefreshTokenGrant(_FamilyIssuer):
             auth_time=record.auth_time,
         )
         if token is None:
+            raise InvalidGrantError(_BAD_REFRESH)
+        refresh = secrets.token_urlsafe(32)
+        outcome = self._store.rotate_refresh_token(old_key, token_hash(refresh), successor, now)
+        if outcome != "active":
+            self._tokens.discard(token, now)
             raise InvalidGrantError(_BAD_REFRESH)
         return _response(token, scopes, refresh)

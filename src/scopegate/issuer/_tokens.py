@@ -144,6 +144,13 @@ class TokenFactory:
         value = (signing_input + b"." + _b64url(signature)).decode("ascii")
         return IssuedAccessToken(value, ttl, jti, exp)
 
+    def discard(self, token: IssuedAccessToken, now: float) -> None:
+        """Invalidate a token that was minted but never handed out."""
+        if self._config.token_format == "opaque":  # noqa: S105 - not a secret
+            self._store.delete_access_token(token_hash(token.value))
+        else:
+            self._store.revoke_jti(token.jti, token.expires_at, now)
+
     def inspect(self, token: str, now: float) -> TokenInfo | None:
         """Re-verify an access token: signature, ``iss``, ``exp``, denylist (RFC 7662 §2.2).
 
