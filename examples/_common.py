@@ -9,9 +9,7 @@ import json
 import os
 from typing import Any
 
-from scopegate._config import from_env, settings_from_env
-from scopegate._token import AccessToken
-from scopegate._verifier import TokenVerifier
+from scopegate import AccessToken, TokenVerifier, from_env, settings_from_env
 
 #: The items served by GET /items.
 ITEMS: list[dict[str, Any]] = [

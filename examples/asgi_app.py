@@ -27,8 +27,7 @@ from _common import (
     parse_json_object,
 )
 
-from scopegate._context import current_token
-from scopegate._scopes import require_scope
+from scopegate import current_token, require_scope
 from scopegate.asgi import BearerAuthMiddleware
 
 Scope = dict[str, Any]

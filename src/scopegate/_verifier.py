@@ -72,3 +72,15 @@ class HybridVerifier:
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`."""
         return await self._pick(token).averify(token)
+
+    def cached(self, token: str) -> AccessToken | None:
+        """A verified token from the chosen verifier's cache, without I/O; else ``None``.
+
+        Lets adapters skip creating a coroutine on a cache hit. Never raises.
+        """
+        verifier = self.jwt if looks_like_jws(token) else self.introspection
+        probe = getattr(verifier, "cached", None)
+        if probe is None:
+            return None
+        result: AccessToken | None = probe(token)
+        return result

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH, Credentials
+from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError
 from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard
@@ -240,34 +240,27 @@ class BearerAuthMiddleware:
             return
         try:
             body: bytes | None = None
-            if guard.wants_form_body(
+            if headers.content_type is not None and guard.wants_form_body(
                 method, headers.content_type, has_header=bool(headers.authorization)
             ):
                 body, receive = await _buffer_form(
                     receive, headers.content_length, guard.max_form_body
                 )
+            query = scope.get("query_string")
             credentials = guard.extract(
                 authorization=headers.authorization,
                 method=method,
-                query_string=_query_string(scope),
+                query_string=query.decode("latin-1") if query else "",
                 form_body=body,
             )
+            # A cache hit needs no coroutine; only a miss awaits the verifier.
             token = guard.cached(credentials)
             if token is None:
                 token = await guard.averify(credentials)
         except BearerError as error:
             await self._send_error(send, error)
             return
-        await self._call_http(scope, receive, send, token, credentials)
 
-    async def _call_http(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        token: AccessToken | None,
-        credentials: Credentials,
-    ) -> None:
         private = credentials.source == "query"
         started = False
 

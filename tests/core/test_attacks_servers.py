@@ -27,23 +27,45 @@ SERVERS = [
 ]
 
 
-def _serve(kind: str, verifier: Any = None, **options: Any) -> Any:
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "query": {"allow_query_token": True},
+    "form": {"allow_form_token": True},
+    "crash": {"verifier": FakeVerifier(TypeError("x"))},
+}
+
+
+def _variant_apps(kind: str) -> Any:
+    """One server for every middleware configuration, picked by the X-Variant header
+    (fewer server start/stop cycles)."""
+    make = asgi_app if kind == "asgi" else wsgi_app
+    apps = {name: make(**options) for name, options in VARIANTS.items()}
     if kind == "asgi":
-        return run_asgi(asgi_app(verifier, **options))
-    return run_wsgi(wsgi_app(verifier, **options))
+
+        async def asgi_dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            variant = dict(scope.get("headers", [])).get(b"x-variant", b"default").decode()
+            await apps[variant](scope, receive, send)
+
+        return run_asgi(asgi_dispatch)
+
+    def wsgi_dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        return apps[environ.get("HTTP_X_VARIANT", "default")](environ, start_response)
+
+    return run_wsgi(wsgi_dispatch)
 
 
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(kind, base URL) of the protected test app under a real server, fake verifier."""
-    with _serve(request.param) as base:
+    with _variant_apps(request.param) as base:
         yield request.param, base
 
 
 @pytest.fixture(scope="module", params=SERVERS)
 def jwt_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(kind, base URL) of the protected test app verifying real JWTs (static keys)."""
-    with _serve(request.param, static_verifier()) as base:
+    app = asgi_app(static_verifier()) if request.param == "asgi" else wsgi_app(static_verifier())
+    with (run_asgi if request.param == "asgi" else run_wsgi)(app) as base:
         yield request.param, base
 
 
@@ -126,41 +148,29 @@ def test_matrix_subset_through_real_server(
         assert "Authorization" in response.headers["vary"]
 
 
-def test_form_post_through_real_server() -> None:
+def test_form_post_through_real_server(server: tuple[str, str]) -> None:
     """A7 and the form transport over real sockets, body replayed to the app."""
-    for serve in (run_asgi, run_wsgi):
-        app = (
-            asgi_app(allow_form_token=True)
-            if serve is run_asgi
-            else wsgi_app(allow_form_token=True)
-        )
-        with serve(app) as base:
-            ok = httpx.post(f"{base}/echo", data={"access_token": GOOD, "x": "1"})
-            assert ok.status_code == 200
-            assert ok.json()["body"] == f"access_token={GOOD}&x=1"
-            both = httpx.post(
-                f"{base}/echo",
-                data={"access_token": GOOD},
-                headers={"Authorization": f"Bearer {GOOD}"},
-            )
-            assert both.status_code == 400
-            assert error_of(both) == "invalid_request"
+    _, base = server
+    form = {"X-Variant": "form"}
+    ok = httpx.post(f"{base}/echo", data={"access_token": GOOD, "x": "1"}, headers=form)
+    assert ok.status_code == 200
+    assert ok.json()["body"] == f"access_token={GOOD}&x=1"
+    both = httpx.post(
+        f"{base}/echo",
+        data={"access_token": GOOD},
+        headers={**form, "Authorization": f"Bearer {GOOD}"},
+    )
+    assert both.status_code == 400
+    assert error_of(both) == "invalid_request"
 
 
-def test_duplicate_authorization_under_uvicorn_is_400() -> None:
-    """A-5 under uvicorn: the raw header list shows both fields: 400 invalid_request."""
-    with run_asgi(asgi_app()) as base:
-        result = raw_get(base, "/me", [("Authorization", f"Bearer {GOOD}")] * 2)
-    assert result.status == 400
-    assert error_of(result) == "invalid_request"
-
-
-def test_duplicate_authorization_under_waitress_is_refused() -> None:
-    """A-5 under waitress: the merged value fails the grammar: 401 invalid_token."""
-    with run_wsgi(wsgi_app()) as base:
-        result = raw_get(base, "/me", [("Authorization", f"Bearer {GOOD}")] * 2)
-    assert result.status == 401
-    assert error_of(result) == "invalid_token"
+def test_duplicate_authorization_under_real_server(server: tuple[str, str]) -> None:
+    """A-5: uvicorn keeps both fields (400 invalid_request); waitress merges them into one
+    value that fails the grammar (401 invalid_token)."""
+    kind, base = server
+    result = raw_get(base, "/me", [("Authorization", f"Bearer {GOOD}")] * 2)
+    expected = (400, "invalid_request") if kind == "asgi" else (401, "invalid_token")
+    assert (result.status, error_of(result)) == expected
 
 
 @pytest.mark.parametrize(
@@ -195,13 +205,14 @@ def test_oversized_header_never_500(server: tuple[str, str]) -> None:
     assert result.status in {400, 401, 413, 431}
 
 
-def test_query_token_enabled_through_real_server() -> None:
-    """A-8 with query transport on: 200 and Cache-Control: private, under both servers."""
-    for kind in ("asgi", "wsgi"):
-        with _serve(kind, allow_query_token=True) as base:
-            response = httpx.get(f"{base}/me", params={"access_token": GOOD})
-            assert response.status_code == 200
-            assert "private" in response.headers["cache-control"]
+def test_query_token_enabled_through_real_server(server: tuple[str, str]) -> None:
+    """A-8 with query transport on: 200 and Cache-Control: private."""
+    _, base = server
+    response = httpx.get(
+        f"{base}/me", params={"access_token": GOOD}, headers={"X-Variant": "query"}
+    )
+    assert response.status_code == 200
+    assert "private" in response.headers["cache-control"]
 
 
 @pytest.mark.parametrize(
@@ -256,17 +267,18 @@ def test_real_jwts_through_real_server(
         assert "\r" not in response.headers["www-authenticate"]
 
 
-def test_i1_crashing_verifier_through_real_servers() -> None:
-    """I-1: a verifier raising a non-scopegate exception is 401 under both servers."""
-    for kind in ("asgi", "wsgi"):
-        with _serve(kind, FakeVerifier(TypeError("x"))) as base:
-            response = httpx.get(f"{base}/me", headers={"Authorization": f"Bearer {GOOD}"})
-            assert response.status_code == 401
-            assert error_of(response) == "invalid_token"
+def test_i1_crashing_verifier_through_real_server(server: tuple[str, str]) -> None:
+    """I-1: a verifier raising a non-scopegate exception is 401, never 500."""
+    _, base = server
+    response = httpx.get(
+        f"{base}/me", headers={"Authorization": f"Bearer {GOOD}", "X-Variant": "crash"}
+    )
+    assert response.status_code == 401
+    assert error_of(response) == "invalid_token"
 
 
-def test_raw_request_helper_reads_status() -> None:
+def test_raw_request_helper_reads_status(server: tuple[str, str]) -> None:
     """raw_request parses the status line of a real server's answer."""
-    with run_wsgi(wsgi_app()) as base:
-        result = raw_request(base, b"GET /public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    _, base = server
+    result = raw_request(base, b"GET /public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert result.status == 200

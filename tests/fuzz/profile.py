@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
 
 from hypothesis import HealthCheck, settings
 
+T = TypeVar("T")
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 
 settings.register_profile(
@@ -45,3 +48,13 @@ def fuzz_settings(dev: int, ci: int) -> settings:
 def count(name: str) -> None:
     """Record that one example of property *name* ran."""
     EXAMPLES[name] += 1
+
+
+def attempt(
+    fn: Callable[[], T], *errors: type[BaseException]
+) -> tuple[T | None, BaseException | None]:
+    """Call *fn*; return ``(result, None)``, or ``(None, exc)`` for one of *errors*."""
+    try:
+        return fn(), None
+    except errors as exc:
+        return None, exc

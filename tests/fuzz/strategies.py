@@ -22,7 +22,9 @@ json_scalars = (
 )
 json_values: st.SearchStrategy[Any] = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -32,9 +34,9 @@ header_text = st.text(
     max_size=80,
 )
 
-b64token = st.text(alphabet=B64TOKEN_ALPHABET, min_size=1, max_size=60).map(
-    lambda s: s
-) | st.text(alphabet=B64TOKEN_ALPHABET, min_size=1, max_size=40).map(lambda s: s + "==")
+b64token = st.text(alphabet=B64TOKEN_ALPHABET, min_size=1, max_size=60).map(lambda s: s) | st.text(
+    alphabet=B64TOKEN_ALPHABET, min_size=1, max_size=40
+).map(lambda s: s + "==")
 
 
 def b64url(data: bytes) -> str:
@@ -50,8 +52,16 @@ def segment(value: Any) -> str:
 #: A three-segment compact token whose header/payload are arbitrary JSON or bytes.
 jws_shaped = st.builds(
     lambda h, p, s: f"{h}.{p}.{s}",
-    st.one_of(json_values.map(segment), st.binary(max_size=40).map(b64url), st.text(B64URL_ALPHABET, max_size=30)),
-    st.one_of(json_values.map(segment), st.binary(max_size=40).map(b64url), st.text(B64URL_ALPHABET, max_size=30)),
+    st.one_of(
+        json_values.map(segment),
+        st.binary(max_size=40).map(b64url),
+        st.text(B64URL_ALPHABET, max_size=30),
+    ),
+    st.one_of(
+        json_values.map(segment),
+        st.binary(max_size=40).map(b64url),
+        st.text(B64URL_ALPHABET, max_size=30),
+    ),
     st.one_of(st.binary(max_size=300).map(b64url), st.text(B64URL_ALPHABET, max_size=30)),
 )
 

@@ -44,11 +44,19 @@ _addresses = itertools.count()
 
 def _issuer(*, password: bool) -> Issuer:
     clients = [
-        Client("svc", (SECRET,), grant_types=frozenset({"client_credentials"}),
-               scopes=frozenset({"items:read", "items:write"})),
-        Client("post", (POST_SECRET,), auth_method="client_secret_post",
-               grant_types=frozenset({"client_credentials", "refresh_token", "password"}),
-               scopes=frozenset({"items:read"})),
+        Client(
+            "svc",
+            (SECRET,),
+            grant_types=frozenset({"client_credentials"}),
+            scopes=frozenset({"items:read", "items:write"}),
+        ),
+        Client(
+            "post",
+            (POST_SECRET,),
+            auth_method="client_secret_post",
+            grant_types=frozenset({"client_credentials", "refresh_token", "password"}),
+            scopes=frozenset({"items:read"}),
+        ),
         Client("id:with:colon", (COLON_SECRET,), scopes=frozenset({"items:read"}), introspect=True),
     ]
     users = [User("u-1", "alice", PASSWORD, scopes=frozenset({"items:read"}))]
@@ -78,19 +86,51 @@ authorizations = st.one_of(
     st.builds(lambda b: "Basic " + base64.b64encode(b).decode(), st.binary(max_size=40)),
     st.builds(lambda t: "Basic " + t, st.text(max_size=30)),
     st.sampled_from(
-        ["Basic", "Basic ", "Basic !!!", "Basic " + base64.b64encode(b"%zz:x").decode(),
-         "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(), "Bearer abc", "basic " + "A" * 5000]
+        [
+            "Basic",
+            "Basic ",
+            "Basic !!!",
+            "Basic " + base64.b64encode(b"%zz:x").decode(),
+            "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+            "Bearer abc",
+            "basic " + "A" * 5000,
+        ]
     ),
 )
 param_names = st.sampled_from(
-    ["grant_type", "scope", "client_id", "client_secret", "username", "password",
-     "refresh_token", "token", "token_type_hint", "extra"]
+    [
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "refresh_token",
+        "token",
+        "token_type_hint",
+        "extra",
+    ]
 )
 param_values = st.one_of(
     st.sampled_from(
-        ["client_credentials", "refresh_token", "password", "authorization_code", "",
-         "items:read", "items:read items:write", "admin", 'bad"scope', "svc", "post",
-         POST_SECRET, SECRET, "RefreshCanary", "access_token", "refresh_token"]
+        [
+            "client_credentials",
+            "refresh_token",
+            "password",
+            "authorization_code",
+            "",
+            "items:read",
+            "items:read items:write",
+            "admin",
+            'bad"scope',
+            "svc",
+            "post",
+            POST_SECRET,
+            SECRET,
+            "RefreshCanary",
+            "access_token",
+            "refresh_token",
+        ]
     ),
     st.text(max_size=20),
 )
@@ -112,9 +152,15 @@ requests_ = st.fixed_dictionaries(
         "method": st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
         "path": st.sampled_from(["/token", "/token", "/introspect", "/revoke"]),
         "content_type": st.sampled_from(
-            ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8",
-             "APPLICATION/X-WWW-FORM-URLENCODED", "application/x-www-form-urlencoded; charset=latin-1",
-             "application/json", "multipart/form-data", ""]
+            [
+                "application/x-www-form-urlencoded",
+                "application/x-www-form-urlencoded; charset=utf-8",
+                "APPLICATION/X-WWW-FORM-URLENCODED",
+                "application/x-www-form-urlencoded; charset=latin-1",
+                "application/json",
+                "multipart/form-data",
+                "",
+            ]
         ),
         "query": st.sampled_from(["", "", "", "grant_type=client_credentials", "client_secret=x"]),
         "authorization": authorizations,
@@ -150,7 +196,8 @@ def check_response(response: HTTPResponse, caplog: pytest.LogCaptureFixture) -> 
     assert response.status in (200, 400, 401, 413, 429), response.body
     headers = dict(response.headers)
     assert headers["content-type"] == "application/json"
-    assert headers["cache-control"] == "no-store" and headers["pragma"] == "no-cache"
+    assert headers["cache-control"] == "no-store"
+    assert headers["pragma"] == "no-cache"
     body = json.loads(response.body)
     assert isinstance(body, dict)
     if response.status != 200:
@@ -173,16 +220,25 @@ def test_endpoints_total(request: dict[str, Any], caplog: pytest.LogCaptureFixtu
     caplog.clear()
     body = check_response(_send(ISSUER, request), caplog)
     if "access_token" in body:
-        assert body["token_type"] == "Bearer" and type(body["expires_in"]) is int
+        assert body["token_type"] == "Bearer"
+        assert type(body["expires_in"]) is int
         assert "refresh_token" not in body  # client_credentials never gets one (RFC 6749 §4.4.3)
 
 
 @fuzz_settings(dev=200, ci=2000)
 @given(
-    scope=st.one_of(st.none(), st.sampled_from(["items:read", "items:write items:read", "admin", ""]), st.text(max_size=12)),
-    extra=st.lists(st.tuples(st.sampled_from(["foo", "audience", "resource"]), st.text(max_size=8)), max_size=2),
+    scope=st.one_of(
+        st.none(),
+        st.sampled_from(["items:read", "items:write items:read", "admin", ""]),
+        st.text(max_size=12),
+    ),
+    extra=st.lists(
+        st.tuples(st.sampled_from(["foo", "audience", "resource"]), st.text(max_size=8)), max_size=2
+    ),
 )
-def test_valid_client_credentials(scope: str | None, extra: list[tuple[str, str]], caplog: pytest.LogCaptureFixture) -> None:
+def test_valid_client_credentials(
+    scope: str | None, extra: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
     """Correct Basic credentials get a token exactly when the scope is allowed (RFC 6749 §3.3)."""
     count("issuer.valid_client_credentials")
     caplog.clear()
@@ -192,8 +248,14 @@ def test_valid_client_credentials(scope: str | None, extra: list[tuple[str, str]
     names = [n for n, _ in pairs]
     response = _send(
         ISSUER,
-        {"method": "POST", "path": "/token", "content_type": "application/x-www-form-urlencoded",
-         "query": "", "authorization": basic("svc", SECRET), "body": urlencode(pairs).encode()},
+        {
+            "method": "POST",
+            "path": "/token",
+            "content_type": "application/x-www-form-urlencoded",
+            "query": "",
+            "authorization": basic("svc", SECRET),
+            "body": urlencode(pairs).encode(),
+        },
     )
     body = check_response(response, caplog)
     requested = set((scope or "").split(" ")) - {""}
@@ -213,7 +275,9 @@ def test_valid_client_credentials(scope: str | None, extra: list[tuple[str, str]
     password=st.text(max_size=12) | st.just(SECRET),
     encode=st.booleans(),
 )
-def test_basic_credentials_parsing(user: str, password: str, encode: bool, caplog: pytest.LogCaptureFixture) -> None:
+def test_basic_credentials_parsing(
+    user: str, password: str, encode: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     """Any Basic user/password pair authenticates only as the registered client with its secret."""
     count("issuer.basic_parsing")
     caplog.clear()
@@ -223,11 +287,21 @@ def test_basic_credentials_parsing(user: str, password: str, encode: bool, caplo
         return
     response = _send(
         ISSUER,
-        {"method": "POST", "path": "/token", "content_type": "application/x-www-form-urlencoded",
-         "query": "", "authorization": header, "body": b"grant_type=client_credentials"},
+        {
+            "method": "POST",
+            "path": "/token",
+            "content_type": "application/x-www-form-urlencoded",
+            "query": "",
+            "authorization": header,
+            "body": b"grant_type=client_credentials",
+        },
     )
     body = check_response(response, caplog)
-    good = user == "svc" and password == SECRET and (encode or ("%" not in password and "+" not in password))
+    good = (
+        user == "svc"
+        and password == SECRET
+        and (encode or ("%" not in password and "+" not in password))
+    )
     if good:
         assert response.status == 200, body
     else:
@@ -243,18 +317,32 @@ PASSWORD_ISSUER = _issuer(password=True)
     password=st.sampled_from([PASSWORD, "", "x" * 5000]) | st.text(max_size=8),
 )
 def test_password_grant(username: str, password: str, caplog: pytest.LogCaptureFixture) -> None:
-    """The password grant answers a token or invalid_grant/invalid_request, never leaking the password."""
+    """The password grant gives a token or invalid_grant/invalid_request; no password leaks."""
     count("issuer.password_grant")
     caplog.clear()
-    form = urlencode([("grant_type", "password"), ("username", username), ("password", password),
-                      ("client_id", "post"), ("client_secret", POST_SECRET)]).encode()
+    form = urlencode(
+        [
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("client_id", "post"),
+            ("client_secret", POST_SECRET),
+        ]
+    ).encode()
     response = _send(
         PASSWORD_ISSUER,
-        {"method": "POST", "path": "/token", "content_type": "application/x-www-form-urlencoded",
-         "query": "", "authorization": None, "body": form},
+        {
+            "method": "POST",
+            "path": "/token",
+            "content_type": "application/x-www-form-urlencoded",
+            "query": "",
+            "authorization": None,
+            "body": form,
+        },
     )
     body = check_response(response, caplog)
     if response.status == 200:
-        assert password == PASSWORD and body["refresh_token"] not in caplog.text
+        assert password == PASSWORD
+        assert body["refresh_token"] not in caplog.text
     elif username and password:
         assert body["error"] in ("invalid_grant", "temporarily_unavailable")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +26,7 @@ from scopegate.issuer import (
     generate_key,
 )
 from scopegate.issuer._keys import KeySet
+from tests.servers import wait_for_port
 
 ISSUER = "https://auth.example"
 AUDIENCE = "api://demo"
@@ -143,6 +146,34 @@ def make_issuer(
             keys=keys or KeySet(current=RS_KEY),
             clock=clock or FakeClock(),
         )
+
+
+@contextlib.contextmanager
+def run_waitress(app: Any, port: int) -> Iterator[str]:
+    """Like tests.servers.run_wsgi, but lets client connections drain before closing.
+
+    Closing a waitress server from another thread while a keep-alive channel is still
+    open races with its select() loop (EBADF in the server thread), so wait until only
+    the listener and the trigger remain.
+    """
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=port, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        deadline = time.monotonic() + 5
+        while len(server._map) > 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        from waitress import wasyncore
+
+        # Close every fd from inside the loop thread; the loop ends when its map is empty.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(10)
+        server.task_dispatcher.shutdown()
 
 
 @pytest.fixture

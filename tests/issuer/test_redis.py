@@ -20,8 +20,14 @@ from scopegate.issuer import (
 )
 from scopegate.issuer._keys import KeySet
 from scopegate.issuer._store import RefreshTokenRecord
-from tests.issuer.conftest import AUDIENCE, Caller, standard_clients, standard_users
-from tests.servers import RedisServer, free_port, run_asgi, run_wsgi
+from tests.issuer.conftest import (
+    AUDIENCE,
+    Caller,
+    run_waitress,
+    standard_clients,
+    standard_users,
+)
+from tests.servers import RedisServer, free_port, run_asgi
 
 pytestmark = pytest.mark.redis
 PW = {"grant_type": "password", "username": "alice", "password": "alice-pw"}
@@ -132,7 +138,7 @@ def test_real_servers_share_state(redis_server: RedisServer) -> None:
     try:
         with (
             run_asgi(create_asgi_app(issuer_a), port=port_a) as a,
-            run_wsgi(create_wsgi_app(issuer_b), port=port_b) as b,
+            run_waitress(create_wsgi_app(issuer_b), port=port_b) as b,
         ):
             auth = ("svc", "s3cret-Value_~.")
             first = httpx.post(f"{a}/token", data=PW, auth=auth).json()

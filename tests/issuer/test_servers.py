@@ -23,8 +23,8 @@ from requests_oauthlib import OAuth2Session
 
 from scopegate.issuer import Client, Issuer, IssuerConfig, User, create_wsgi_app, generate_key
 from scopegate.issuer._keys import KeySet
-from tests.issuer.conftest import ALICE_HASH, ALL_GRANTS
-from tests.servers import free_port, run_asgi, run_process, run_wsgi
+from tests.issuer.conftest import ALICE_HASH, ALL_GRANTS, run_waitress
+from tests.servers import free_port, run_asgi, run_process
 
 with warnings.catch_warnings():
     # Authlib announces a future module move on import; not our concern here.
@@ -71,7 +71,7 @@ def serve(kind: str, **kwargs: str) -> Iterator[str]:
         with run_asgi(create_asgi_app(issuer), port=port) as url:
             yield url
     else:
-        with run_wsgi(create_wsgi_app(issuer), port=port) as url:
+        with run_waitress(create_wsgi_app(issuer), port=port) as url:
             yield url
 
 

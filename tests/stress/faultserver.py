@@ -59,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = "faultserver"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the test output is what matters."""
 
     def _json(self, status: int, payload: Any, content_type: str = "application/json") -> None:

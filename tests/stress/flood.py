@@ -1,7 +1,8 @@
 """Memory under a flood of distinct junk tokens, sent in-process to the ASGI middleware.
 
-``python -m tests.stress.flood --jwks-uri URL --count N`` builds the middleware over a
-:class:`~scopegate.HybridVerifier` (JWTs checked against the JWKS at *URL*; opaque
+``python -m tests.stress.flood --jwks-uri URL --count N`` (URL on a fault server,
+:mod:`tests.stress.faultserver`, which it first loads with its own keys) builds the
+middleware over a :class:`~scopegate.HybridVerifier` (JWTs checked against the JWKS at *URL*; opaque
 tokens introspected through an in-process transport that answers ``active: false``),
 sends *N* requests each carrying a different junk token, and prints one JSON line with
 the process RSS (KiB) after warm-up, at the half-way mark and at the end, plus the size
@@ -57,18 +58,17 @@ def inactive(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"active": False})
 
 
-HEADER = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"at+jwt","kid":"').rstrip(b"=")
-
-
 def junk(i: int) -> bytes:
     """The i-th distinct junk token (as header bytes)."""
-    kind = i % 10
+    kind = i % 20
     tag = f"{i:08x}".encode()
-    if kind < 5:
+    if kind < 11:
         # A well-formed compact JWS with an unknown kid.
-        header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"at+jwt","kid":"k' + tag + b'"}').rstrip(b"=")
+        header = base64.urlsafe_b64encode(
+            b'{"alg":"RS256","typ":"at+jwt","kid":"k' + tag + b'"}'
+        ).rstrip(b"=")
         return header + b".eyJzdWIiOiJ4In0." + tag * 8
-    if kind < 8:
+    if kind < 19:
         return b"junk" + tag + b"!!" + tag  # outside the b64token grammar
     return b"opaque" + tag * 4  # introspected: active false
 
@@ -161,6 +161,11 @@ def main() -> None:
     parser.add_argument("--jwks-uri", required=True)
     parser.add_argument("--count", type=int, default=1_000_000)
     args = parser.parse_args()
+    # Keys are generated per process: publish ours on the JWKS server first.
+    control = args.jwks_uri.rsplit("/", 1)[0] + "/_control"
+    httpx.post(
+        control, json={"documents": {"/jwks": material.jwks()}}, timeout=10
+    ).raise_for_status()
     try:
         result = asyncio.run(flood(args.jwks_uri, args.count))
     except BearerError as exc:  # pragma: no cover - a bug: report it, never a traceback

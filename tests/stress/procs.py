@@ -33,7 +33,7 @@ class Proc:
         self.env = {**os.environ, **(env or {})}
         self.ready_path = ready_path
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(f"/tmp/scopegate-stress-{self.port}.log")  # noqa: S108
+        self.log = Path(f"/tmp/scopegate-stress-{self.port}.log")
 
     @property
     def url(self) -> str:
@@ -49,7 +49,9 @@ class Proc:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args} exited with {self.proc.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"{self.args} exited with {self.proc.returncode}:\n{self.output()}"
+                )
             try:
                 httpx.get(self.url + self.ready_path, timeout=0.5)
                 return

@@ -45,7 +45,11 @@ def answers(n: int = 20) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for i in range(n):
         table[f"active-{i}"] = {
-            "active": True, "scope": "items:read", "sub": f"user-{i}", "client_id": "app", "exp": exp,
+            "active": True,
+            "scope": "items:read",
+            "sub": f"user-{i}",
+            "client_id": "app",
+            "exp": exp,
         }
         table[f"inactive-{i}"] = {"active": False}
     return table
@@ -102,7 +106,8 @@ def test_fault_without_cache_is_503_cached_tokens_survive(
         assert isinstance(outcome, IntrospectionUnavailableError), outcome
         assert elapsed < LATENCY_BOUND
         response = outcome.to_response()
-        assert response.status == 503 and dict(response.headers)["retry-after"].isdigit()
+        assert response.status == 503
+        assert dict(response.headers)["retry-after"].isdigit()
         cached, _ = run(verifier, "active-0", use_async)
         assert isinstance(cached, AccessToken)  # the cached answer rides out the fault
         record(f"introspection fault: {fault}")
@@ -121,11 +126,17 @@ def _right(token: str, outcome: Any) -> bool:
 
 
 @pytest.mark.redis
-def test_redis_stopped_and_restarted_under_load(as_server: FaultServer, redis_server: RedisServer) -> None:
-    """Two verifiers sharing Redis answer correctly while Redis stops and restarts, then reuse it."""
-    caches = [RedisCache(redis_server.url, socket_timeout=0.5, retry_interval=0.5) for _ in range(2)]
+def test_redis_stopped_and_restarted_under_load(
+    as_server: FaultServer, redis_server: RedisServer
+) -> None:
+    """Two verifiers sharing Redis stay correct while Redis stops and restarts, then reuse it."""
+    caches = [
+        RedisCache(redis_server.url, socket_timeout=0.5, retry_interval=0.5) for _ in range(2)
+    ]
     verifiers = [make_verifier(as_server, cache=cache, negative_ttl=30) for cache in caches]
-    tokens = [f"active-{i}" for i in range(10)] + [f"inactive-{i}" for i in range(10)] + ["unknown-x"]
+    tokens = (
+        [f"active-{i}" for i in range(10)] + [f"inactive-{i}" for i in range(10)] + ["unknown-x"]
+    )
     stop = threading.Event()
     wrong: list[str] = []
     tally: Counter[str] = Counter()

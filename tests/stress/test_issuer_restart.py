@@ -101,12 +101,16 @@ class IssuerClient:
 
     def revoke(self, token: str) -> None:
         """RFC 7009 revocation by the owning client."""
-        response = self.http.post(self.base + "/revoke", data={"token": token}, auth=("app", APP_SECRET))
+        response = self.http.post(
+            self.base + "/revoke", data={"token": token}, auth=("app", APP_SECRET)
+        )
         assert response.status_code == 200, response.text
 
     def active(self, token: str) -> bool:
         """RFC 7662 introspection by the resource server."""
-        response = self.http.post(self.base + "/introspect", data={"token": token}, auth=("rs", RS_SECRET))
+        response = self.http.post(
+            self.base + "/introspect", data={"token": token}, auth=("rs", RS_SECRET)
+        )
         assert response.status_code == 200, response.text
         return response.json()["active"] is True
 
@@ -116,8 +120,19 @@ def issuer(tmp_path: Path, redis_server: RedisServer) -> Any:
     """A real issuer process using Redis for its state."""
     config = write_config(tmp_path, redis_server.url)
     proc = Proc(
-        [PYTHON, "-m", "scopegate", "issuer", "serve", "--config", str(config), "--port", "{port}",
-         "--log-level", "warning"],
+        [
+            PYTHON,
+            "-m",
+            "scopegate",
+            "issuer",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+        ],
         ready_path="/.well-known/oauth-authorization-server",
     )
     with proc:
@@ -225,5 +240,6 @@ def test_redis_outage_is_503_then_recovers(issuer: Proc, redis_server: RedisServ
         time.sleep(0.2)
     login = response.json()
     assert client.refresh(login["refresh_token"]).status_code == 200
-    assert issuer.proc is not None and issuer.proc.poll() is None
+    assert issuer.proc is not None
+    assert issuer.proc.poll() is None
     client.close()

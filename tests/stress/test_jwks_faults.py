@@ -85,7 +85,9 @@ def heal(server: FaultServer, fault: str) -> None:
     server.control(mode="ok", documents={"/jwks": material.jwks()})
 
 
-def run(verifier: JWTVerifier, token: str, use_async: bool) -> tuple[AccessToken | BearerError, float]:
+def run(
+    verifier: JWTVerifier, token: str, use_async: bool
+) -> tuple[AccessToken | BearerError, float]:
     """Verify *token*; return the outcome and how long it took."""
     start = time.monotonic()
     try:
@@ -106,7 +108,9 @@ def jwks_server(fault_server: FaultServer) -> FaultServer:
 
 
 @pytest.mark.parametrize(("fault", "use_async"), CASES)
-def test_cold_cache_fault_is_503_then_recovers(jwks_server: FaultServer, fault: str, use_async: bool) -> None:
+def test_cold_cache_fault_is_503_then_recovers(
+    jwks_server: FaultServer, fault: str, use_async: bool
+) -> None:
     """With nothing cached, a JWKS fault is a bounded-time 503 with Retry-After, then recovery."""
     verifier = make_verifier(jwks_server)
     token = material.mint()
@@ -117,7 +121,8 @@ def test_cold_cache_fault_is_503_then_recovers(jwks_server: FaultServer, fault: 
         assert isinstance(outcome, KeySetUnavailableError), outcome
         assert elapsed < LATENCY_BOUND
         response = outcome.to_response()
-        assert response.status == 503 and ("retry-after", str(outcome.retry_after)) in response.headers
+        assert response.status == 503
+        assert ("retry-after", str(outcome.retry_after)) in response.headers
         assert "invalid_token" not in dict(response.headers)["www-authenticate"]
         record(f"jwks fault (cold cache): {fault}")
         time.sleep(COOLDOWN + 0.05)
@@ -148,7 +153,11 @@ def test_warm_cache_rides_out_fault(jwks_server: FaultServer, fault: str, use_as
     assert isinstance(outcome, KeySetUnavailableError), outcome  # cannot know the new kid yet
     assert elapsed < LATENCY_BOUND
     heal(jwks_server, fault)
-    jwks_server.control(documents={"/jwks": {"keys": material.jwks()["keys"] + material.jwks(rsa_kid="rsa-2")["keys"][:1]}})
+    jwks_server.control(
+        documents={
+            "/jwks": {"keys": material.jwks()["keys"] + material.jwks(rsa_kid="rsa-2")["keys"][:1]}
+        }
+    )
     time.sleep(COOLDOWN + 0.05)
     outcome, _ = run(verifier, rotated, use_async)
     assert isinstance(outcome, AccessToken), outcome
@@ -171,7 +180,7 @@ def _expected(kind: str, outcome: AccessToken | BearerError) -> bool:
 
 
 def test_faults_under_concurrent_load(jwks_server: FaultServer) -> None:
-    """Threads verifying mixed tokens through down/slow/flap/garbage phases all get the right answer."""
+    """Threads verifying mixed tokens through down/slow/flap/garbage phases all answer right."""
     verifier = make_verifier(jwks_server)
     tokens = {kind: make() for kind, make in TOKENS.items()}
     assert isinstance(verifier.verify(tokens["valid"]), AccessToken)
@@ -198,7 +207,14 @@ def test_faults_under_concurrent_load(jwks_server: FaultServer) -> None:
     for thread in threads:
         thread.start()
     try:
-        for fault, seconds in [("down", 2.0), ("slow", 2.5), ("flap", 2.0), ("garbage", 2.0), ("huge", 1.5), ("reset", 1.5)]:
+        for fault, seconds in [
+            ("down", 2.0),
+            ("slow", 2.5),
+            ("flap", 2.0),
+            ("garbage", 2.0),
+            ("huge", 1.5),
+            ("reset", 1.5),
+        ]:
             inject(jwks_server, fault)
             time.sleep(seconds)
             heal(jwks_server, fault)
