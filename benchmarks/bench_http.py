@@ -6,7 +6,10 @@ Servers (1 process each, all started once, **pinned to CPU 0** with ``taskset``)
   bare, Starlette behind scopegate's ASGI middleware (+ ``@require_scope``), and the anchor
   Starlette ``AuthenticationMiddleware`` + PyJWT;
 * ``gunicorn -w 1 -k gthread --threads 8`` serving Flask bare, Flask + scopegate
-  (``@require_scope``) and Flask + Authlib ``ResourceProtector`` (RFC 9068 validator).
+  (``ScopeGate`` + ``@require_scope``, and the WSGI middleware) and Flask + Authlib
+  ``ResourceProtector`` (RFC 9068 validator);
+* ``waitress-serve --threads=8`` (the project's own WSGI server) serving Flask bare,
+  Flask + scopegate and Flask + Authlib.
 
 The load generator is pinned to CPU 1: ``wrk -t2 -c64 -d<D>s --latency`` with a Lua script
 that sends either the same RS256 token on every request or a new one per request (25 000
@@ -53,6 +56,7 @@ TARGETS = {
     "uvicorn repeated": 0.80,
     "uvicorn unique": 0.45,
     "flask vs authlib": 1.5,
+    "flask vs authlib waitress": 1.5,
 }
 
 _REPEATED_LUA = """
@@ -123,6 +127,9 @@ SERVERS = (
     Server("gunicorn flask scopegate", "gunicorn", "flask_scopegate_app"),
     Server("gunicorn flask scopegate-mw", "gunicorn", "flask_scopegate_mw_app"),
     Server("gunicorn flask Authlib RP", "gunicorn", "flask_authlib_app"),
+    Server("waitress flask bare", "waitress", "flask_bare_app"),
+    Server("waitress flask scopegate", "waitress", "flask_scopegate_app"),
+    Server("waitress flask Authlib RP", "waitress", "flask_authlib_app"),
 )
 
 CONFIGS = (
@@ -179,6 +186,22 @@ CONFIGS = (
         "repeated",
         True,
     ),
+    # The project's own WSGI server (examples/serve.py, tests/servers.py).
+    Config("waitress flask bare", "waitress flask bare", "/protected", "repeated", False),
+    Config(
+        "waitress flask + scopegate, repeated token",
+        "waitress flask scopegate",
+        "/protected",
+        "repeated",
+        True,
+    ),
+    Config(
+        "waitress flask + Authlib RP, repeated token",
+        "waitress flask Authlib RP",
+        "/protected",
+        "repeated",
+        True,
+    ),
 )
 
 #: (A, B, target key or None): A/B of req/s per round.
@@ -203,12 +226,22 @@ PAIRS = (
     ),
     ("gunicorn flask + scopegate, repeated token", "gunicorn flask bare", None),
     ("gunicorn flask + Authlib RP, repeated token", "gunicorn flask bare", None),
+    (
+        "waitress flask + scopegate, repeated token",
+        "waitress flask + Authlib RP, repeated token",
+        "flask vs authlib waitress",
+    ),
+    ("waitress flask + scopegate, repeated token", "waitress flask bare", None),
+    ("waitress flask + Authlib RP, repeated token", "waitress flask bare", None),
 )
 
 FIGURES = {
     "uvicorn repeated": "uvicorn protected ÷ unprotected, repeated token (req/s)",
     "uvicorn unique": "uvicorn protected ÷ unprotected, unique token per request (req/s)",
-    "flask vs authlib": "Flask + scopegate ÷ Flask + Authlib ResourceProtector (req/s)",
+    "flask vs authlib": "gunicorn: Flask + scopegate ÷ Flask + Authlib ResourceProtector (req/s)",
+    "flask vs authlib waitress": (
+        "waitress: Flask + scopegate ÷ Flask + Authlib ResourceProtector (req/s)"
+    ),
 }
 
 
@@ -257,12 +290,11 @@ def server_description() -> str:
     """The server settings actually used (they depend on what is installed)."""
     http = "httptools" if _importable("httptools") else "h11"
     loop = "uvloop" if _importable("uvloop") else "asyncio"
-    wsgi = (
-        "gunicorn -w 1 -k gthread --threads 8"
-        if (BIN / "gunicorn").exists()
-        else "waitress --threads 8 (gunicorn not installed)"
+    gunicorn = "" if (BIN / "gunicorn").exists() else " (not installed: its configs skipped)"
+    return (
+        f"uvicorn --workers 1 --http {http} --loop {loop} --no-access-log; "
+        f"gunicorn -w 1 -k gthread --threads 8{gunicorn}; waitress-serve --threads=8"
     )
-    return f"uvicorn --workers 1 --http {http} --loop {loop} --no-access-log; {wsgi}"
 
 
 def server_command(server: Server, port: int) -> list[str]:
@@ -287,7 +319,7 @@ def server_command(server: Server, port: int) -> list[str]:
             "--log-level",
             "warning",
         ]
-    if not (BIN / "gunicorn").exists():
+    if server.kind == "waitress":
         # waitress imports the factory from benchmarks/ (PYTHONPATH set by start_server).
         return [
             str(BIN / "waitress-serve"),
@@ -564,16 +596,18 @@ def check_server(config: Config, url: str, token: str) -> None:
 
 
 def available(server: Server) -> bool:
-    """False for scopegate apps while the scopegate modules they need do not exist yet."""
-    if "scopegate" not in server.factory:
-        return True
-    needed = ("scopegate._jwt", "scopegate.asgi" if server.kind == "uvicorn" else "scopegate.wsgi")
-    try:
-        for module in needed:
-            __import__(module)
-    except ImportError:
+    """False when the server binary or the scopegate modules an app needs are missing."""
+    binary = {"uvicorn": "uvicorn", "gunicorn": "gunicorn", "waitress": "waitress-serve"}
+    if not (BIN / binary[server.kind]).exists():
         return False
-    return True
+    needed: tuple[str, ...] = ()
+    if server.factory == "starlette_scopegate_app":
+        needed = ("scopegate._jwt", "scopegate.asgi")
+    elif server.factory == "flask_scopegate_app":
+        needed = ("scopegate._jwt", "scopegate.integrations.flask")
+    elif server.factory == "flask_scopegate_mw_app":
+        needed = ("scopegate._jwt", "scopegate.wsgi")
+    return all(_importable(module) for module in needed)
 
 
 def run(

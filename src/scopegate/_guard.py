@@ -26,8 +26,10 @@ List each spelling you want public.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -61,6 +63,11 @@ DEFAULT_MAX_FORM_BODY = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Printable ASCII without whitespace, '?', '#': a path as it appears on the wire.
 _PATH_CHARS = re.compile(r"/[\x21\x24-\x3e\x40-\x7e]*")
+# Authorization values whose token verified, remembered so that a repeated request skips
+# the grammar check and hashes its token only once (the memo hands back the same str
+# object the verifier cached, whose hash is stored in it). Bounded; the oldest eighth
+# goes when full.
+_KNOWN_HEADERS = 2048
 
 
 def _normalized_exclude(path: str) -> str:
@@ -125,6 +132,8 @@ class BearerGuard:
     """
 
     __slots__ = (
+        "_known",
+        "_known_lock",
         "_probe",
         "allow_form_token",
         "allow_preflight",
@@ -177,6 +186,8 @@ class BearerGuard:
         self.max_form_body = max_form_body
         probe = getattr(verifier, "cached", None)
         self._probe: Callable[[str], AccessToken | None] | None = probe if callable(probe) else None
+        self._known: dict[str, Credentials] = {}
+        self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -230,8 +241,7 @@ class BearerGuard:
         """
         if not query_string and form_body is None and len(authorization) == 1:
             # The common case, a single header and nothing else to cross-check.
-            token = parse_authorization(authorization[0], self.max_token_length)
-            return NO_CREDENTIALS if token is None else Credentials(token, "header")
+            return self.header_credentials(authorization[0])
         return extract_token(
             authorization=authorization,
             method=method,
@@ -241,6 +251,51 @@ class BearerGuard:
             allow_form_token=self.allow_form_token,
             max_token_length=self.max_token_length,
         )
+
+    def header_credentials(self, value: str) -> Credentials:
+        """Credentials of a request whose only credential is one ``Authorization`` *value*.
+
+        Same outcome as :meth:`extract` for such a request (no query string, no form
+        body). A value passed to :meth:`remember` earlier is answered from a bounded memo
+        without parsing it again: its length and grammar checks depend on nothing else.
+
+        Raises:
+            InvalidTokenError: A malformed or oversized bearer token.
+        """
+        credentials = self._known.get(value)
+        if credentials is None:
+            token = parse_authorization(value, self.max_token_length)
+            credentials = NO_CREDENTIALS if token is None else Credentials(token, "header")
+        return credentials
+
+    def cached_header(self, value: str) -> AccessToken | None:
+        """The token of a remembered ``Authorization`` *value* from the verifier's cache.
+
+        The fast path of async adapters for a request whose only credential is *value*:
+        no parsing, no coroutine, no I/O, never raises. ``None`` means "not known or not
+        cached": go through :meth:`header_credentials` and :meth:`averify`.
+        """
+        credentials = self._known.get(value)
+        if credentials is None or self._probe is None:
+            return None
+        try:
+            return self._probe(credentials.token)  # type: ignore[arg-type]
+        except Exception:  # a probe must not fail a request; averify decides
+            return None
+
+    def remember(self, value: str, credentials: Credentials) -> None:
+        """Memoise *value* -> *credentials* after the token verified (see
+        :meth:`header_credentials`). Only verified values are kept, so a flood of
+        well-formed garbage cannot churn the memo."""
+        known = self._known
+        if value in known or credentials.token is None:
+            return
+        with self._known_lock:
+            if len(known) >= _KNOWN_HEADERS:
+                # Insertion order: drop the oldest eighth in one pass (amortised O(1)).
+                for old in list(itertools.islice(known, _KNOWN_HEADERS // 8)):
+                    del known[old]
+            known[value] = credentials
 
     def _absent(self) -> AccessToken | None:
         if not self.optional:
@@ -312,6 +367,13 @@ class BearerGuard:
         Raises:
             BearerError: The RFC 6750 outcome to render with :meth:`error_response`.
         """
+        if not query_string and form_body is None and len(authorization) == 1:
+            value = authorization[0]
+            credentials = self.header_credentials(value)
+            token = self.verify(credentials)
+            if token is not None:
+                self.remember(value, credentials)
+            return token
         credentials = self.extract(
             authorization=authorization,
             method=method,
@@ -329,13 +391,23 @@ class BearerGuard:
         form_body: bytes | None = None,
     ) -> AccessToken | None:
         """Async twin of :meth:`authenticate`."""
+        if not query_string and form_body is None and len(authorization) == 1:
+            value = authorization[0]
+            credentials = self.header_credentials(value)
+            token = self.cached(credentials)
+            if token is None:
+                token = await self.averify(credentials)
+            if token is not None:
+                self.remember(value, credentials)
+            return token
         credentials = self.extract(
             authorization=authorization,
             method=method,
             query_string=query_string,
             form_body=form_body,
         )
-        return await self.averify(credentials)
+        token = self.cached(credentials)
+        return token if token is not None else await self.averify(credentials)
 
     def error_response(self, error: BearerError) -> ErrorResponse:
         """Render *error* for this guard's realm, with ``Vary: Authorization`` added."""

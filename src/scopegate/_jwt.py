@@ -675,9 +675,20 @@ class JWTVerifier:
         Lets a caller skip creating a coroutine on a hit; ``exp``/``nbf`` and key
         presence are re-checked exactly as :meth:`verify` does.
         """
-        if not self._cache_enabled:
+        # _cached inlined: this probe is the whole cost of a repeated request.
+        entry = self._cache.get(token)
+        if entry is None:
             return None
-        return self._cached(token)
+        now = self._clock()
+        if (
+            now < entry[1] + self.leeway
+            and (entry[2] is None or entry[2] <= now + self.leeway)
+            and (self._static or self._key_present(entry[3]))
+        ):
+            return entry[0]
+        with self._cache_lock:
+            self._cache.pop(token, None)
+        return None
 
     def _key_present(self, key: VerificationKey) -> bool:
         current = self._source.current()

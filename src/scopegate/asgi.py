@@ -29,11 +29,11 @@ route that needs a token, and remember that ``exclude_paths`` match the raw path
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Container, Iterable, MutableMapping
 from typing import Any
 
 from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
-from scopegate._context import reset_current_token, set_current_token
+from scopegate._context import _current, reset_current_token, set_current_token
 from scopegate._errors import BearerError
 from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard
 from scopegate._token import AccessToken
@@ -54,31 +54,54 @@ _VARY = (b"vary", b"Authorization")
 _PRIVATE = (b"cache-control", b"private")
 
 
-class _RequestHeaders:
+# The request headers the guard reads.
+_WANTED_LIST = (
+    b"authorization",
+    b"content-type",
+    b"content-length",
+    b"origin",
+    b"access-control-request-method",
+)
+_WANTED = frozenset(_WANTED_LIST)
+
+
+# authorization fields, content-type, content-length, has Origin, has
+# Access-Control-Request-Method.
+_Headers = tuple[list[str], str | None, str | None, bool, bool]
+
+
+def _read_headers(
+    raw: Iterable[tuple[bytes, bytes]], wanted: Container[bytes] = _WANTED
+) -> _Headers:
     """The few request headers the guard needs, read in one pass over the raw list."""
-
-    __slots__ = ("authorization", "content_length", "content_type", "origin", "request_method")
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        self.authorization: list[str] = []
-        self.content_type: str | None = None
-        self.content_length: str | None = None
-        self.origin = False
-        self.request_method = False
-        # ASGI servers lower-case header names (ASGI HTTP spec); a server that did not
-        # would only hide headers from us, which fails closed (401).
+    authorization: list[str] = []
+    content_type: str | None = None
+    content_length: str | None = None
+    origin = request_method = False
+    # ASGI servers lower-case header names (ASGI HTTP spec); a server that did not
+    # would only hide headers from us, which fails closed (401).
+    try:
         for name, value in raw:
+            # One set lookup rejects each of the many headers we do not read.
+            if name not in wanted:
+                continue
             if name == b"authorization":
                 # Keep every field: a repeated Authorization header is a 400 (RFC 9110 §5.3).
-                self.authorization.append(value.decode("latin-1"))
+                authorization.append(value.decode("latin-1"))
             elif name == b"content-type":
-                self.content_type = value.decode("latin-1")
+                content_type = value.decode("latin-1")
             elif name == b"content-length":
-                self.content_length = value.decode("latin-1")
+                content_length = value.decode("latin-1")
             elif name == b"origin":
-                self.origin = True
-            elif name == b"access-control-request-method":
-                self.request_method = True
+                origin = True
+            else:
+                request_method = True
+    except TypeError:
+        if wanted is _WANTED_LIST:
+            raise
+        # Unhashable names (bytearray) from a lax server: compare them one by one.
+        return _read_headers(raw, _WANTED_LIST)
+    return authorization, content_type, content_length, origin, request_method
 
 
 def _raw_path(scope: Scope) -> str:
@@ -140,23 +163,25 @@ def _patch_headers(message: Message, private: bool) -> Message:
     has_vary = has_private = False
     for name, value in headers:
         # Length first: most headers are neither, and that test is cheaper than lower().
-        if len(name) == 4 and name.lower() == b"vary":
+        size = len(name)
+        if size == 4 and name.lower() == b"vary":
             fields = {f.strip().lower() for f in value.split(b",")}
             has_vary = has_vary or b"authorization" in fields or b"*" in fields
-        elif private and len(name) == 13 and name.lower() == b"cache-control":
+        elif private and size == 13 and name.lower() == b"cache-control":
             lvalue = value.lower()
             has_private = has_private or b"private" in lvalue or b"no-store" in lvalue
-    extra: list[tuple[bytes, bytes]] = []
-    if not has_vary:
-        # The response depends on who asked: shared caches must key on Authorization.
-        extra.append(_VARY)
     if private and not has_private:
         # RFC 6750 §2.3: a response to a URI-query token must not be cached publicly.
-        extra.append(_PRIVATE)
-    if not extra:
+        extra = (_PRIVATE,) if has_vary else (_VARY, _PRIVATE)
+    elif not has_vary:
+        # The response depends on who asked: shared caches must key on Authorization.
+        extra = (_VARY,)
+    else:
         return message
     # A new list and message: the app may reuse its header list between responses.
-    return {**message, "headers": [*headers, *extra]}
+    patched = dict(message)
+    patched["headers"] = [*headers, *extra]
+    return patched
 
 
 class BearerAuthMiddleware:
@@ -207,6 +232,18 @@ class BearerAuthMiddleware:
             allow_preflight=allow_preflight,
             max_form_body=max_form_body,
         )
+        # Excluded paths as raw bytes: compared with raw_path without decoding it (they
+        # are printable ASCII, checked by the guard).
+        self._excluded = frozenset(p.encode("ascii") for p in self.guard.exclude_paths)
+
+    def _is_excluded(self, scope: Scope) -> bool:
+        raw = scope.get("raw_path")
+        if type(raw) is bytes:
+            if b"?" in raw:
+                # Some servers include the query string in raw_path; we want the path only.
+                raw = raw.partition(b"?")[0]
+            return raw in self._excluded
+        return self.guard.is_excluded(_raw_path(scope))
 
     def populate_scope(self, scope: Scope, token: AccessToken | None) -> None:
         """Publish the verified token in *scope* (``scope["scopegate.token"]``).
@@ -217,22 +254,21 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
-        if scope_type == "http":
-            await self._http(scope, receive, send)
-        elif scope_type == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope_type != "http":
+            if scope_type == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # HTTP, inline: one coroutine frame per request instead of two.
         guard = self.guard
         method: str = scope.get("method", "GET")
-        headers = _RequestHeaders(scope.get("headers", ()))
-        if guard.skips(
-            method,
-            _raw_path(scope),
-            origin=headers.origin,
-            request_method=headers.request_method,
+        authorization, content_type, content_length, origin, request_method = _read_headers(
+            scope.get("headers", ())
+        )
+        if (self._excluded and self._is_excluded(scope)) or (
+            guard.allow_preflight
+            and guard.is_preflight(method, origin=origin, request_method=request_method)
         ):
             # Anonymous by configuration: downstream code can still read the key.
             self.populate_scope(scope, None)
@@ -240,39 +276,52 @@ class BearerAuthMiddleware:
             return
         try:
             body: bytes | None = None
-            if headers.content_type is not None and guard.wants_form_body(
-                method, headers.content_type, has_header=bool(headers.authorization)
+            if content_type is not None and guard.wants_form_body(
+                method, content_type, has_header=bool(authorization)
             ):
-                body, receive = await _buffer_form(
-                    receive, headers.content_length, guard.max_form_body
-                )
+                body, receive = await _buffer_form(receive, content_length, guard.max_form_body)
             query = scope.get("query_string")
-            credentials = guard.extract(
-                authorization=headers.authorization,
-                method=method,
-                query_string=query.decode("latin-1") if query else "",
-                form_body=body,
-            )
-            # A cache hit needs no coroutine; only a miss awaits the verifier.
-            token = guard.cached(credentials)
-            if token is None:
-                token = await guard.averify(credentials)
+            private = False
+            if not query and body is None and len(authorization) == 1:
+                # The common request: one header, nothing to cross-check. A value whose
+                # token verified before needs no parsing (BearerGuard.remember), and a
+                # cache hit needs no coroutine.
+                value = authorization[0]
+                token = guard.cached_header(value)
+                if token is None:
+                    credentials = guard.header_credentials(value)
+                    token = guard.cached(credentials)
+                    if token is None:
+                        token = await guard.averify(credentials)
+                    if token is not None:
+                        guard.remember(value, credentials)
+            else:
+                credentials = guard.extract(
+                    authorization=authorization,
+                    method=method,
+                    query_string=query.decode("latin-1") if query else "",
+                    form_body=body,
+                )
+                private = credentials.source == "query"
+                token = guard.cached(credentials)
+                if token is None:
+                    token = await guard.averify(credentials)
         except BearerError as error:
             await self._send_error(send, error)
             return
 
-        private = credentials.source == "query"
         started = False
 
-        async def send_patched(message: Message) -> None:
+        # A plain function returning send's awaitable: no extra coroutine frame per message.
+        def send_patched(message: Message) -> Awaitable[None]:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 message = _patch_headers(message, private)
-            await send(message)
+            return send(message)
 
         self.populate_scope(scope, token)
-        marker = set_current_token(token)
+        marker = _current.set(token)
         try:
             await self.app(scope, receive, send_patched)
         except BearerError as error:
@@ -280,7 +329,7 @@ class BearerAuthMiddleware:
                 raise
             await self._send_error(send, error)
         finally:
-            reset_current_token(marker)
+            _current.reset(marker)
 
     async def _send_error(self, send: Send, error: BearerError) -> None:
         start, body = self.guard.asgi_error_messages(error)
@@ -289,14 +338,13 @@ class BearerAuthMiddleware:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         guard = self.guard
-        if guard.is_excluded(_raw_path(scope)):
+        if self._excluded and self._is_excluded(scope):
             self.populate_scope(scope, None)
             await self.app(scope, receive, send)
             return
-        headers = _RequestHeaders(scope.get("headers", ()))
         try:
             credentials = guard.extract(
-                authorization=headers.authorization,
+                authorization=_read_headers(scope.get("headers", ()))[0],
                 method="GET",  # a WebSocket handshake is a GET (RFC 6455 §4.1)
                 query_string=_query_string(scope),
             )

@@ -114,9 +114,9 @@ def test_http_quick_with_wrk(bench_env: dict[str, str], tmp_path: Path) -> None:
             "--only",
             "uvicorn starlette bare",
             "--only",
-            "scopegate, unique",
+            "starlette + scopegate, unique",
             "--only",
-            "gunicorn flask + Authlib",
+            "waitress flask + Authlib",
         ],
         bench_env,
         tmp_path,
@@ -125,8 +125,7 @@ def test_http_quick_with_wrk(bench_env: dict[str, str], tmp_path: Path) -> None:
     assert set(rows) == {
         "uvicorn starlette bare",
         "uvicorn starlette + scopegate, unique token",
-        "gunicorn flask + scopegate, unique token",
-        "gunicorn flask + Authlib RP, repeated token",
+        "waitress flask + Authlib RP, repeated token",
     }
     for samples in rows.values():
         assert samples[0]["rps"] > 0
@@ -142,15 +141,15 @@ def test_http_quick_python_client(bench_env: dict[str, str], tmp_path: Path) -> 
             "--load",
             "python",
             "--only",
-            "gunicorn flask bare",
+            "waitress flask bare",
             "--only",
-            "flask + scopegate, repeated",
+            "waitress flask + scopegate",
         ],
         bench_env,
         tmp_path,
     )
     rows = data["rows"]
-    assert set(rows) == {"gunicorn flask bare", "gunicorn flask + scopegate, repeated token"}
+    assert set(rows) == {"waitress flask bare", "waitress flask + scopegate, repeated token"}
     assert all(samples[0]["rps"] > 0 for samples in rows.values())
     assert "Flask + scopegate ÷ Flask + Authlib" not in json.dumps(data["targets"])
 

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -175,9 +176,23 @@ class FakeVerifier:
         return self.verify(token)
 
 
-async def _plain_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+#: The body the current example sent; the app must read exactly these bytes.
+SENT_BODY: list[bytes] = [b""]
+
+
+async def _plain_asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     # Only the exactly-excluded path reaches the app without a verified token.
     assert scope.get("scopegate.token") is not None or scope["raw_path"] == b"/public"
+    # A body buffered to look for access_token is replayed intact, chunks in order.
+    received = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        received += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    assert received == SENT_BODY[0]
     await send(
         {
             "type": "http.response.start",
@@ -194,6 +209,8 @@ def _plain_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         or environ["REQUEST_URI"].startswith("/public?")
         or environ["REQUEST_URI"] == "/public"
     )
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    assert environ["wsgi.input"].read(length) == SENT_BODY[0]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 
@@ -228,6 +245,7 @@ requests_ = st.fixed_dictionaries(
         "query": query_strings(),
         "form": st.none() | query_strings(),
         "lenient": st.booleans(),
+        "cuts": st.lists(st.integers(0, 80), max_size=3),
         "extra": st.lists(
             st.tuples(
                 st.sampled_from([b"origin", b"x-a", b"content-length"]), st.binary(max_size=10)
@@ -264,13 +282,19 @@ def test_asgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptur
         "query_string": request["query"].encode("latin-1"),
         "headers": raw_headers,
     }
-    sent: list[dict[str, Any]] = []
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[MutableMapping[str, Any]] = []
+    SENT_BODY[0] = body
+    cuts = sorted({min(c, len(body)) for c in request["cuts"]})
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    chunks = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
 
     async def receive() -> dict[str, Any]:
         return chunks.pop(0) if chunks else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     app = ASGI_LENIENT if request["lenient"] else ASGI_APP
@@ -289,6 +313,7 @@ def test_wsgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptur
     count("bearer.wsgi_middleware")
     caplog.clear()
     body = request["form"].encode("latin-1") if request["form"] is not None else b""
+    SENT_BODY[0] = body
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request["method"],
         "PATH_INFO": request["path"],
@@ -313,3 +338,54 @@ def test_wsgi_middleware_total(request: dict[str, Any], caplog: pytest.LogCaptur
     _check_response(captured["status"], captured["headers"], out)
     assert "unexpected" not in caplog.text
     assert CANARY not in caplog.text
+
+
+@fuzz_settings(dev=200, ci=1500)
+@given(
+    headers=st.lists(authorization_values(), max_size=2),
+    query=query_strings(),
+    http_response=st.booleans(),
+    lenient=st.booleans(),
+)
+def test_asgi_websocket_total(
+    headers: list[str], query: str, http_response: bool, lenient: bool
+) -> None:
+    """A WebSocket handshake is accepted only with a verified token, else denied before accept."""
+    count("bearer.asgi_websocket")
+    reached: list[Any] = []
+
+    async def ws_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["scopegate.token"])
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = ASGIMiddleware(ws_app, verifier=FakeVerifier(), allow_query_token=lenient)
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": query.encode("latin-1"),
+        "headers": [(b"authorization", v.encode("latin-1")) for v in headers],
+        "extensions": {"websocket.http.response": {}} if http_response else {},
+    }
+    sent: list[MutableMapping[str, Any]] = []
+    inbox = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    if reached:
+        assert reached[0] is not None
+        assert reached[0].token.startswith(GOOD_PREFIX)
+        assert sent[0]["type"] == "websocket.accept"
+    elif http_response:
+        assert sent[0]["type"] == "websocket.http.response.start"
+        assert sent[0]["status"] in (400, 401)
+        assert CANARY.encode() not in repr(sent).encode()
+    else:
+        assert sent == [{"type": "websocket.close", "code": 1008}]

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import re
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from scopegate._errors import BearerError, IntrospectionUnavailableError, InvalidTokenError
 from scopegate._flow import HTTPRunner
 from scopegate._introspection import IntrospectionVerifier
+from scopegate._token import AccessToken
 from tests.fuzz.profile import count, fuzz_settings
 from tests.fuzz.strategies import json_values
 
@@ -68,6 +70,8 @@ _time = st.one_of(
     st.integers(min_value=-100_000, max_value=100_000).map(lambda d: int(NOW) + d),
     st.floats(min_value=NOW - 100_000, max_value=NOW + 100_000),
     st.sampled_from([True, "1900000000", [1], {}]),
+    # Integers beyond float range: valid JSON numbers that overflow float arithmetic.
+    st.sampled_from([10**400, -(10**400)]),
 )
 _str_or_junk = st.sampled_from(["x", "", 1, True, ["x"], {}])
 answers = st.fixed_dictionaries(
@@ -126,9 +130,10 @@ def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
     exp, nbf, iat = (
         answer.get(n) if _number(answer.get(n)) else None for n in ("exp", "nbf", "iat")
     )
-    refused |= exp is not None and exp + LEEWAY < NOW
-    refused |= nbf is not None and nbf > NOW + LEEWAY
-    refused |= iat is not None and iat > NOW + LEEWAY
+    now = Fraction(NOW)
+    refused |= exp is not None and Fraction(exp) + LEEWAY < now
+    refused |= nbf is not None and Fraction(nbf) > now + LEEWAY
+    refused |= iat is not None and Fraction(iat) > now + LEEWAY
     refused |= type(answer.get("iss")) is str and answer["iss"] != ISSUER
     token_type = answer.get("token_type")
     refused |= type(token_type) is str and token_type.lower() not in ("bearer", "access_token")
@@ -182,7 +187,11 @@ def test_json_answers_match_oracle(
         assert isinstance(outcome, InvalidTokenError)
         return
     malformed, refused = classify(answer)
-    if malformed and refused:
+    huge = any(type(answer.get(n)) is int and abs(answer[n]) > 2**63 for n in ("exp", "nbf", "iat"))
+    if huge:
+        # Out-of-range NumericDates: any documented outcome is defensible, a crash is not.
+        assert isinstance(outcome, AccessToken | IntrospectionUnavailableError | InvalidTokenError)
+    elif malformed and refused:
         assert isinstance(outcome, IntrospectionUnavailableError | InvalidTokenError)
     elif malformed:
         assert isinstance(outcome, IntrospectionUnavailableError), outcome
@@ -256,3 +265,15 @@ def test_token_format_before_network(token: str, caplog: pytest.LogCaptureFixtur
         assert isinstance(outcome, IntrospectionUnavailableError)
     else:
         assert isinstance(outcome, InvalidTokenError)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [pytest.param("exp", id="exp"), pytest.param("nbf", id="nbf"), pytest.param("iat", id="iat")],
+)
+def test_out_of_float_range_numericdate(member: str) -> None:
+    """A NumericDate of 10**400 (valid JSON) gives a documented outcome, not OverflowError."""
+    Answer.status, Answer.content_type = 200, "application/json"
+    Answer.body = b'{"active": true, "%s": 1%s}' % (member.encode(), b"0" * 400)
+    outcome = _call(f"{TOKEN_PREFIX}{next(_tokens)}")
+    assert isinstance(outcome, AccessToken | IntrospectionUnavailableError | InvalidTokenError)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -122,7 +123,7 @@ def header_oracle(header: dict[str, Any]) -> bool:
     if type(typ) is not str or typ.lower() not in ("at+jwt", "application/at+jwt"):
         return False
     # Without kid exactly one key allows RS256, so it is found.
-    return header.get("kid", material.RSA_KID) == material.RSA_KID
+    return bool(header.get("kid", material.RSA_KID) == material.RSA_KID)
 
 
 @fuzz_settings(dev=200, ci=1500)
@@ -148,13 +149,15 @@ def test_header_bytes(raw: bytes) -> None:
 
 # -- claim checks ------------------------------------------------------------------
 
-_time = st.one_of(
+_time: st.SearchStrategy[Any] = st.one_of(
     st.integers(min_value=-200_000, max_value=200_000).map(lambda d: int(NOW) + d),
     st.floats(min_value=NOW - 200_000, max_value=NOW + 200_000),
     st.sampled_from([True, False, None, "1900000300", float("inf"), 10**30, [1], {}]),
+    # Integers no float can hold: arithmetic with them overflows unless done exactly.
+    st.sampled_from([10**400, -(10**400), 2**1024]),
 )
 _text_claim = st.sampled_from(["user-1", "", 5, None, True, ["a"]]) | st.text(max_size=5)
-_scope = st.sampled_from(
+_scope: st.SearchStrategy[Any] = st.sampled_from(
     [
         "items:read",
         "a b",
@@ -216,8 +219,12 @@ def _numeric(value: Any) -> bool:
     return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
+def _frac(value: Any) -> Fraction:
+    return Fraction(value)
+
+
 def _near(value: Any, edge: float) -> bool:
-    return _numeric(value) and abs(value - edge) < 1
+    return _numeric(value) and abs(Fraction(value) - Fraction(edge)) < 1
 
 
 def claims_oracle(c: dict[str, Any]) -> bool:
@@ -239,11 +246,13 @@ def claims_oracle(c: dict[str, Any]) -> bool:
         return False
     if c["iss"] != material.ISSUER:
         return False
-    if c["exp"] + LEEWAY <= NOW or c["iat"] > NOW + LEEWAY:
+    # Exact arithmetic: a NumericDate may be an integer far beyond float range.
+    now, exp, iat = Fraction(NOW), Fraction(c["exp"]), Fraction(c["iat"])
+    if exp + LEEWAY <= now or iat > now + LEEWAY:
         return False
-    if "nbf" in c and c["nbf"] > NOW + LEEWAY:
+    if "nbf" in c and Fraction(c["nbf"]) > now + LEEWAY:
         return False
-    if c["exp"] - c["iat"] > MAX_LIFETIME or "cnf" in c:
+    if exp - iat > MAX_LIFETIME or "cnf" in c:
         return False
     scopes: set[str] = set()
     for name in ("scope", "scp", "permissions"):
@@ -268,7 +277,9 @@ def test_claims_match_oracle(claims: dict[str, Any]) -> None:
     # Stay clear of the boundaries, where float rounding makes both answers defensible.
     assume(not _near(exp, NOW - LEEWAY) and not _near(iat, NOW + LEEWAY))
     assume(not _near(nbf, NOW + LEEWAY))
-    assume(not (_numeric(exp) and _numeric(iat) and abs(exp - iat - MAX_LIFETIME) < 1))
+    assume(
+        not (_numeric(exp) and _numeric(iat) and abs(_frac(exp) - _frac(iat) - MAX_LIFETIME) < 1)
+    )
     token = _sign({"alg": "RS256", "typ": "at+jwt", "kid": material.RSA_KID}, claims)
     if claims_oracle(claims):
         access = VERIFIER.verify(token)

@@ -246,3 +246,74 @@ def test_redis_store_unreachable() -> None:
             store.is_jti_revoked("x", 0.0)
     finally:
         store.close()
+
+
+def test_two_cli_processes_share_redis(redis_server: RedisServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two `scopegate issuer serve` processes with one redis_url and one key agree."""
+    import signal
+    import sys
+
+    from tests.servers import run_process
+
+    key = generate_key("RS256")
+    (tmp_path / "k.pem").write_bytes(key.private_pem())
+    port_a, port_b = free_port(), free_port()
+    config = tmp_path / "issuer.toml"
+    config.write_text(
+        f'issuer = "http://127.0.0.1:{port_a}"\naudience = "api://demo"\n'
+        f'signing_key = "k.pem"\nredis_url = "{redis_server.url}"\n'
+        "allow_password_grant = true\n"
+        '[[clients]]\nid = "app"\nsecret = "app-secret"\n'
+        'grant_types = ["password", "refresh_token"]\nscopes = ["items:read"]\n'
+        '[[clients]]\nid = "rs"\nsecret = "rs-secret"\ngrant_types = []\nintrospect = true\n'
+        '[[users]]\nusername = "alice"\npassword = "alice-pw"\nscopes = ["items:read"]\n'
+    )
+
+    def args(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "scopegate",
+            "issuer",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ]
+
+    ready = "/.well-known/oauth-authorization-server"
+    with (
+        run_process(args(port_a), port_a, ready_path=ready) as proc_a,
+        run_process(args(port_b), port_b, ready_path=ready) as proc_b,
+    ):
+        a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+        auth = ("app", "app-secret")
+        first = httpx.post(f"{a}/token", data=PW, auth=auth).json()
+        second = httpx.post(
+            f"{b}/token",
+            auth=auth,
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        ).json()
+        assert (
+            httpx.post(
+                f"{a}/introspect", data={"token": second["access_token"]}, auth=("rs", "rs-secret")
+            ).json()["active"]
+            is True
+        )
+        reuse = httpx.post(
+            f"{a}/token",
+            auth=auth,
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        )
+        assert reuse.json()["error"] == "invalid_grant"
+        for base in (a, b):
+            info = httpx.post(
+                f"{base}/introspect",
+                data={"token": second["access_token"]},
+                auth=("rs", "rs-secret"),
+            ).json()
+            assert info == {"active": False}
+        for proc in (proc_a, proc_b):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0

@@ -196,6 +196,24 @@ def test_real_server_protocol_errors(server: str) -> None:
     )
     assert big.status_code == 413
     assert httpx.get(f"{server}/missing").status_code == 404
+    twice = httpx.post(
+        f"{server}/token",
+        data={"grant_type": "client_credentials"},
+        headers=[
+            ("authorization", "Basic c3ZjOnN2Yy1zZWNyZXQ="),
+            ("authorization", "Basic c3ZjOnN2Yy1zZWNyZXQ="),
+        ],
+    )
+    assert twice.status_code == 400
+    assert twice.json()["error"] == "invalid_request"
+    once = httpx.post(
+        f"{server}/token",
+        data={"grant_type": "client_credentials"},
+        headers={"authorization": "Basic c3ZjOnN2Yy1zZWNyZXQ="},
+    )
+    assert once.status_code == 200
+    head = httpx.head(f"{server}{WELL_KNOWN}")
+    assert head.status_code == 200
 
 
 def test_concurrent_refresh_against_real_server(server: str) -> None:
@@ -309,10 +327,15 @@ def test_opaque_tokens_pass_introspection_verifier() -> None:
             client_secret="rs-secret",
             audience=AUDIENCE,
         )
+        discovering = IntrospectionVerifier(
+            issuer=base, client_id="rs", client_secret="rs-secret", audience=AUDIENCE
+        )
         try:
             access = verifier.verify(token)
+            assert discovering.verify(token).client_id == "svc"
         finally:
             verifier.close()
+            discovering.close()
         assert access.client_id == "svc"
         assert access.scopes == frozenset({"items:read", "items:write"})
 

@@ -487,3 +487,13 @@ def test_jti_is_unique(call: Caller) -> None:
 def test_not_found_path(call: Caller) -> None:
     """Unknown paths answer 404, never 500."""
     assert call.request("/nope", method="GET").status == 404
+
+
+def test_repeated_authorization_header_is_invalid_request(call: Caller) -> None:
+    """CA-5: two Authorization fields (joined by the server) are ambiguous -> 400."""
+    from tests.issuer.conftest import basic
+
+    joined = f"{basic('svc', SECRET)}, {basic('other', 'other-secret')}"
+    response = call.token(CC, auth=None, headers={"authorization": joined})
+    assert response.status == 400
+    assert error_of(response) == "invalid_request"

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -280,7 +280,7 @@ def _requests() -> list[tuple[list[str], str]]:
     return cases
 
 
-async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _asgi_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -292,7 +292,7 @@ def test_asgi_responses_leak_nothing(captured: pytest.LogCaptureFixture) -> None
     secrets: list[str] = [OPAQUE, RS_SECRET]
     for values, query in _requests():
         secrets += [v.split(" ", 1)[1] for v in values if v.startswith("Bearer ")]
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
         scope = {
             "type": "http",
             "method": "GET",
@@ -305,7 +305,9 @@ def test_asgi_responses_leak_nothing(captured: pytest.LogCaptureFixture) -> None
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b""}
 
-        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+        async def send(
+            message: MutableMapping[str, Any], sent: list[MutableMapping[str, Any]] = sent
+        ) -> None:
             sent.append(message)
 
         asyncio.run(app(scope, receive, send))

@@ -23,6 +23,7 @@ import gc
 import json
 import os
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def inner(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     """The protected application: a fixed 200."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -96,7 +97,7 @@ async def flood(jwks_uri: str, count: int) -> dict[str, Any]:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             sink.append(message["status"])
 

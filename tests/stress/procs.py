@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -86,7 +86,7 @@ class Proc:
         assert self.proc is not None
         return rss_kib(self.proc.pid)
 
-    def __enter__(self) -> Proc:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

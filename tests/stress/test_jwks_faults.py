@@ -271,3 +271,52 @@ async def test_faults_under_concurrent_async_load(jwks_server: FaultServer) -> N
     assert slowest[0] < LATENCY_BOUND
     record("jwks async verifications under fault load (all correct)", done[0])
     await verifier.aclose()
+
+
+DISCOVERY_FAULTS = [
+    pytest.param("down", id="down"),
+    pytest.param("slow", id="slow"),
+    pytest.param("garbage", id="garbage"),
+    pytest.param("redirect", id="redirect"),
+    pytest.param("error", id="http-500"),
+    pytest.param("mismatch", id="issuer-mismatch"),
+    pytest.param("bad-jwks-uri", id="jwks-uri-not-allowed"),
+]
+
+
+@pytest.mark.parametrize("fault", DISCOVERY_FAULTS)
+def test_discovery_fault_is_503_then_recovers(fault_server: FaultServer, fault: str) -> None:
+    """RFC 8414 discovery faults (incl. an issuer mix-up) are a bounded 503, then recovery."""
+    issuer = fault_server.url
+    good = {"issuer": issuer, "jwks_uri": issuer + "/jwks"}
+    well_known = "/.well-known/oauth-authorization-server"
+    fault_server.control(documents={well_known: good, "/jwks": material.jwks()})
+    if fault == "mismatch":
+        fault_server.control(documents={well_known: {**good, "issuer": issuer + "/evil"}})
+    elif fault == "bad-jwks-uri":
+        fault_server.control(
+            documents={well_known: {**good, "jwks_uri": "http://203.0.113.9/jwks"}}
+        )
+    else:
+        inject(fault_server, fault)
+    verifier = JWTVerifier(
+        issuer=issuer,
+        audience=material.AUDIENCE,
+        http_timeout=TIMEOUT,
+        jwks_cooldown=COOLDOWN,
+        cache_verified=False,
+    )
+    token = material.mint(issuer=issuer)
+    outcome, elapsed = run(verifier, token, use_async=False)
+    assert isinstance(outcome, KeySetUnavailableError), outcome
+    assert elapsed < LATENCY_BOUND
+    record(f"discovery fault: {fault}")
+    if fault == "down":
+        fault_server.start()
+    fault_server.control(mode="ok", documents={well_known: good, "/jwks": material.jwks()})
+    deadline = time.monotonic() + outcome.retry_after + 3
+    while isinstance(outcome, KeySetUnavailableError) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        outcome, _ = run(verifier, token, use_async=False)
+    assert isinstance(outcome, AccessToken), outcome
+    verifier.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from tests.servers import ROOT
 from tests.stress.conftest import note, record
 from tests.stress.procs import PYTHON, FaultServer
@@ -16,6 +18,7 @@ from tests.stress.procs import PYTHON, FaultServer
 COUNT = 1_000_000
 
 
+@pytest.mark.timeout(400)
 def test_million_junk_tokens_memory_bounded(fault_server: FaultServer) -> None:
     """1,000,000 distinct junk tokens: all 401, caches at or under their bounds, RSS flat."""
     result = subprocess.run(
@@ -31,7 +34,7 @@ def test_million_junk_tokens_memory_bounded(fault_server: FaultServer) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
         check=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])

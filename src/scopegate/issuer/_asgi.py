@@ -44,6 +44,16 @@ def _to_starlette(response: HTTPResponse) -> Response:
     return out
 
 
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # Repeated fields are joined as RFC 9110 §5.3 describes (as WSGI servers do), so two
+    # Authorization headers reach the core as one ambiguous value (400), never "last wins".
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+    return headers
+
+
 def create_asgi_app(issuer: Issuer) -> Starlette:
     """A Starlette app serving every issuer endpoint.
 
@@ -69,7 +79,7 @@ def create_asgi_app(issuer: Issuer) -> Starlette:
             method=request.method,
             path=request.url.path,
             query=request.url.query,
-            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw},
+            headers=_headers(request.headers.raw),
             body=bytes(body),
             client_address=client.host if client else None,
         )

@@ -240,6 +240,10 @@ class ClientAuthenticator:
         body_id = form.get("client_id")
         body_secret = form.get("client_secret")
         if authorization is not None and authorization.strip():
+            if "," in authorization:
+                # Basic credentials are a token68 (no comma): a comma means repeated
+                # Authorization fields joined by the server, i.e. ambiguous credentials.
+                raise InvalidRequestError("The Authorization header was repeated")
             if authorization.strip().split(" ", 1)[0].lower() != "basic":
                 raise InvalidClientError()
             if body_secret is not None:
