@@ -87,11 +87,12 @@ def _buffer_form(environ: Environ, limit: int) -> bytes | None:
 def _patch_headers(headers: list[tuple[str, str]], private: bool) -> list[tuple[str, str]]:
     has_vary = has_private = False
     for name, value in headers:
-        lname = name.lower()
-        if lname == "vary":
+        # Length first: most headers are neither, and that test is cheaper than lower().
+        size = len(name)
+        if size == 4 and name.lower() == "vary":
             fields = {f.strip().lower() for f in value.split(",")}
             has_vary = has_vary or "authorization" in fields or "*" in fields
-        elif lname == "cache-control" and private:
+        elif private and size == 13 and name.lower() == "cache-control":
             lvalue = value.lower()
             has_private = has_private or "private" in lvalue or "no-store" in lvalue
     if has_vary and not (private and not has_private):
@@ -184,11 +185,14 @@ class BearerAuthMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         guard = self.guard
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        if guard.skips(
-            method,
-            _raw_path(environ),
-            origin="HTTP_ORIGIN" in environ,
-            request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
+        # The raw path is only computed when there are paths to exclude.
+        if (guard.exclude_paths and guard.is_excluded(_raw_path(environ))) or (
+            guard.allow_preflight
+            and guard.is_preflight(
+                method,
+                origin="HTTP_ORIGIN" in environ,
+                request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
+            )
         ):
             # Anonymous by configuration: downstream code can still read the key.
             self.populate_environ(environ, None)
@@ -197,17 +201,28 @@ class BearerAuthMiddleware:
         authorization = (header,) if isinstance(header, str) else ()
         try:
             body: bytes | None = None
-            if guard.wants_form_body(
-                method, environ.get("CONTENT_TYPE"), has_header=bool(authorization)
+            content_type = environ.get("CONTENT_TYPE")
+            if content_type and guard.wants_form_body(
+                method, content_type, has_header=bool(authorization)
             ):
                 body = _buffer_form(environ, guard.max_form_body)
-            credentials = guard.extract(
-                authorization=authorization,
-                method=method,
-                query_string=str(environ.get("QUERY_STRING", "")),
-                form_body=body,
-            )
-            token = guard.verify(credentials)
+            query = environ.get("QUERY_STRING")
+            if not query and body is None and authorization:
+                # The common request: one header, nothing to cross-check; a value whose
+                # token verified before needs no parsing (BearerGuard.remember).
+                value = authorization[0]
+                credentials = guard.header_credentials(value)
+                token = guard.verify(credentials)
+                if token is not None:
+                    guard.remember(value, credentials)
+            else:
+                credentials = guard.extract(
+                    authorization=authorization,
+                    method=method,
+                    query_string=str(query or ""),
+                    form_body=body,
+                )
+                token = guard.verify(credentials)
         except BearerError as error:
             return self._error(start_response, error)
 

@@ -14,30 +14,20 @@ import httpx
 import pytest
 
 from tests.servers import RedisServer
-from tests.stress.procs import PYTHON, Proc
-from tests.stress.test_issuer_restart import APP_SECRET, PASSWORD, RS_SECRET, write_config
+from tests.stress.issuer_support import (
+    APP_SECRET,
+    PASSWORD,
+    RS_SECRET,
+    issuer_process,
+    write_config,
+)
 
 
 @pytest.mark.redis
 def test_issuer_debug_output_has_no_secrets(tmp_path: Path, redis_server: RedisServer) -> None:
     """Every issuer flow at DEBUG level, then the process output is free of secrets and tokens."""
     config = write_config(tmp_path, redis_server.url)
-    proc = Proc(
-        [
-            PYTHON,
-            "-m",
-            "scopegate",
-            "issuer",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "{port}",
-            "--log-level",
-            "debug",
-        ],
-        ready_path="/.well-known/oauth-authorization-server",
-    )
+    proc = issuer_process(config, log_level="debug")
     issued: list[str] = []
     with proc, httpx.Client(base_url=proc.url, timeout=30) as http:
         app = ("app", APP_SECRET)

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.stress.figures import FIGURES, NOTES
 from tests.stress.procs import FaultServer
-
-#: Faults injected (and survived, when the test passed) per kind; load figures.
-FIGURES: Counter[str] = Counter()
-NOTES: list[str] = []
-
-
-def record(kind: str, n: int = 1) -> None:
-    """Add *n* to the figure *kind*."""
-    FIGURES[kind] += n
-
-
-def note(line: str) -> None:
-    """Remember a line for the end-of-run summary (measured values)."""
-    NOTES.append(line)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import pytest
 
 from tests.servers import ROOT, free_port
 
@@ -119,3 +120,25 @@ class FaultServer(Proc):
         """How many times *path* was requested."""
         stats = httpx.get(self.url + "/_stats", timeout=5).json()
         return int(stats["hits"].get(path, 0))
+
+
+#: Failure modes of the fault server, as test parameters (``down`` stops the process).
+ASYNC_FAULTS = ("down", "slow", "garbage", "redirect")
+FAULTS = [
+    pytest.param("down", id="down"),
+    pytest.param("slow", id="slow"),
+    pytest.param("drip", id="drip"),
+    pytest.param("error", id="http-500"),
+    pytest.param("garbage", id="garbage"),
+    pytest.param("redirect", id="redirect"),
+    pytest.param("huge", id="huge-body"),
+    pytest.param("reset", id="connection-reset"),
+]
+
+
+def inject(server: FaultServer, fault: str) -> None:
+    """Put the server into *fault* (stopping the process for ``down``)."""
+    if fault == "down":
+        server.stop()
+    else:
+        server.control(mode=fault, delay=3.0 if fault == "slow" else 4.0)

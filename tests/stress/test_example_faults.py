@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.fuzz import material
-from tests.stress.conftest import record
+from tests.stress.figures import record
 from tests.stress.procs import PYTHON, FaultServer, Proc
 from tests.stress.test_load import answers
 

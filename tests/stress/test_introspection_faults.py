@@ -26,9 +26,8 @@ from scopegate._errors import BearerError, IntrospectionUnavailableError, Invali
 from scopegate._introspection import IntrospectionVerifier
 from scopegate._token import AccessToken
 from tests.servers import RedisServer
-from tests.stress.conftest import record
-from tests.stress.procs import FaultServer
-from tests.stress.test_jwks_faults import ASYNC_FAULTS, FAULTS, inject
+from tests.stress.figures import record
+from tests.stress.procs import ASYNC_FAULTS, FAULTS, FaultServer, inject
 
 TIMEOUT = 1.0
 LATENCY_BOUND = 2 * TIMEOUT + 2.0

@@ -17,9 +17,8 @@ import httpx
 import pytest
 
 from tests.servers import RedisServer
-from tests.stress.conftest import record
-from tests.stress.procs import PYTHON, Proc
-from tests.stress.test_issuer_restart import APP_SECRET, PASSWORD, write_config
+from tests.stress.figures import record
+from tests.stress.issuer_support import APP_SECRET, PASSWORD, issuer_process, write_config
 
 RACERS = 40
 ROUNDS = 5
@@ -29,25 +28,7 @@ ROUNDS = 5
 def test_refresh_race_has_at_most_one_winner(tmp_path: Path, redis_server: RedisServer) -> None:
     """At most one of 40 simultaneous refreshes (two processes) wins; never two live successors."""
     config = write_config(tmp_path, redis_server.url)
-    issuers = [
-        Proc(
-            [
-                PYTHON,
-                "-m",
-                "scopegate",
-                "issuer",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                "{port}",
-                "--log-level",
-                "warning",
-            ],
-            ready_path="/.well-known/oauth-authorization-server",
-        )
-        for _ in range(2)
-    ]
+    issuers = [issuer_process(config) for _ in range(2)]
     with issuers[0], issuers[1]:
         clients = [
             httpx.Client(base_url=p.url, timeout=30, auth=("app", APP_SECRET)) for p in issuers

@@ -18,56 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scopegate._jwt import JWTVerifier
 from tests.servers import RedisServer
-from tests.stress.conftest import record
-from tests.stress.procs import PYTHON, Proc
-
-APP_SECRET = "app-secret-for-restart-test"
-RS_SECRET = "rs-secret-for-restart-test"
-PASSWORD = "alice-password-for-restart"
-
-
-def write_config(directory: Path, redis_url: str) -> Path:
-    """An issuer TOML config with Redis state and a fixed signing key file."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    (directory / "issuer.pem").write_bytes(pem)
-    config = directory / "issuer.toml"
-    config.write_text(
-        f"""
-audience = "api://restart"
-allow_password_grant = true
-signing_key = "issuer.pem"
-redis_url = "{redis_url}"
-address_max_failures = 1000
-
-[[clients]]
-id = "app"
-secret = "{APP_SECRET}"
-grant_types = ["password", "refresh_token", "client_credentials"]
-scopes = ["items:read", "items:write"]
-
-[[clients]]
-id = "rs"
-secret = "{RS_SECRET}"
-grant_types = ["client_credentials"]
-introspect = true
-
-[[users]]
-username = "alice"
-password = "{PASSWORD}"
-scopes = ["items:read", "items:write"]
-"""
-    )
-    return config
+from tests.stress.figures import record
+from tests.stress.issuer_support import (
+    APP_SECRET,
+    PASSWORD,
+    RS_SECRET,
+    issuer_process,
+    write_config,
+)
+from tests.stress.procs import Proc
 
 
 class IssuerClient:
@@ -119,22 +81,7 @@ class IssuerClient:
 def issuer(tmp_path: Path, redis_server: RedisServer) -> Any:
     """A real issuer process using Redis for its state."""
     config = write_config(tmp_path, redis_server.url)
-    proc = Proc(
-        [
-            PYTHON,
-            "-m",
-            "scopegate",
-            "issuer",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-        ],
-        ready_path="/.well-known/oauth-authorization-server",
-    )
+    proc = issuer_process(config)
     with proc:
         yield proc
 

@@ -28,25 +28,13 @@ from scopegate._errors import BearerError, InvalidTokenError, KeySetUnavailableE
 from scopegate._jwt import JWTVerifier
 from scopegate._token import AccessToken
 from tests.fuzz import material
-from tests.stress.conftest import record
-from tests.stress.procs import FaultServer
+from tests.stress.figures import record
+from tests.stress.procs import ASYNC_FAULTS, FAULTS, FaultServer, inject
 
 TIMEOUT = 1.0
 # The runner's overall deadline is 2 x timeout; allow generous scheduling slack on CI.
 LATENCY_BOUND = 2 * TIMEOUT + 2.0
 COOLDOWN = 0.5
-
-ASYNC_FAULTS = ("down", "slow", "garbage", "redirect")
-FAULTS = [
-    pytest.param("down", id="down"),
-    pytest.param("slow", id="slow"),
-    pytest.param("drip", id="drip"),
-    pytest.param("error", id="http-500"),
-    pytest.param("garbage", id="garbage"),
-    pytest.param("redirect", id="redirect"),
-    pytest.param("huge", id="huge-body"),
-    pytest.param("reset", id="connection-reset"),
-]
 
 # Every fault through the sync driver; the async driver runs the same flow, so a subset.
 CASES = [pytest.param(p.values[0], False, id=f"sync-{p.id}") for p in FAULTS] + [
@@ -68,14 +56,6 @@ def make_verifier(server: FaultServer, **overrides: Any) -> JWTVerifier:
     }
     options.update(overrides)
     return JWTVerifier(**options)
-
-
-def inject(server: FaultServer, fault: str) -> None:
-    """Put the server into *fault* (stopping the process for ``down``)."""
-    if fault == "down":
-        server.stop()
-    else:
-        server.control(mode=fault, delay=3.0 if fault == "slow" else 4.0)
 
 
 def heal(server: FaultServer, fault: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.fuzz import material
 from tests.servers import RedisServer
-from tests.stress.conftest import note, record
+from tests.stress.figures import note, record
 from tests.stress.procs import PYTHON, FaultServer, Proc
 
 DURATION = 8.0

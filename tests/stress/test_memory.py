@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.servers import ROOT
-from tests.stress.conftest import note, record
+from tests.stress.figures import note, record
 from tests.stress.procs import PYTHON, FaultServer
 
 COUNT = 1_000_000

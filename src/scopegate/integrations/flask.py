@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast
 
 try:
-    from flask import Flask, Response, current_app, g, request
+    from flask import Flask, Request, Response, current_app, g, has_app_context, request
     from werkzeug.local import LocalProxy
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides flask
     raise ImportError(
@@ -153,34 +153,49 @@ def _render_error(error: BearerError) -> Response:
 
 def _add_vary(response: Response) -> Response:
     # Only responses whose content depended on the token: shared caches must key on it.
-    if _G_KEY in g:
-        response.headers["Vary"] = add_vary(response.headers.get("Vary"))
+    if _G_KEY in g._get_current_object():
+        headers = response.headers
+        vary = headers.get("Vary")
+        if vary is None:
+            headers.add("Vary", "Authorization")  # cheaper than set() when absent
+        else:
+            headers["Vary"] = add_vary(vary)
     return response
 
 
 def _authenticate() -> AccessToken:
     """Verify the current request's token once per request (cached on ``g``)."""
-    cached: AccessToken | None = g.get(_G_KEY)
+    # Each context-local proxy access costs a lookup: resolve g, request and the app once.
+    ctx_g = g._get_current_object()
+    cached: AccessToken | None = ctx_g.get(_G_KEY)
     if cached is not None:
         return cached
-    guard = ScopeGate.guard()
+    guard = ScopeGate.guard(current_app._get_current_object())  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    environ = req.environ
     # Marks the response as token-dependent (Vary) even when verification fails below.
-    setattr(g, _G_KEY, None)
-    authorization = request.headers.getlist("Authorization")
+    setattr(ctx_g, _G_KEY, None)
+    # PEP 3333: the server merged repeated fields into this one variable, so this is
+    # what request.headers.getlist("Authorization") returns, without scanning environ.
+    header = environ.get("HTTP_AUTHORIZATION")
+    authorization = (header,) if isinstance(header, str) else ()
+    method = req.method
     body: bytes | None = None
-    if guard.wants_form_body(request.method, request.content_type, has_header=bool(authorization)):
-        length = request.content_length
+    if method != "GET" and guard.wants_form_body(
+        method, environ.get("CONTENT_TYPE"), has_header=bool(authorization)
+    ):
+        length = req.content_length
         if length is not None and length <= guard.max_form_body:
-            body = request.get_data(cache=True)
+            body = req.get_data(cache=True)
     token = guard.authenticate(
         authorization=authorization,
-        method=request.method,
-        query_string=request.query_string.decode("latin-1"),
+        method=method,
+        query_string=req.query_string.decode("latin-1"),
         form_body=body,
     )
     if token is None:  # pragma: no cover - the guard is never optional here
         raise ConfigurationError("the Flask guard must not be optional")
-    setattr(g, _G_KEY, token)
+    setattr(ctx_g, _G_KEY, token)
     return token
 
 
@@ -247,7 +262,9 @@ def require_token(view: Callable[P, R]) -> Callable[P, R]:
 
 def get_current_token() -> AccessToken | None:
     """The token verified for the current request by a decorator, or ``None``."""
-    token: AccessToken | None = g.get(_G_KEY) if g else None
+    if not has_app_context():
+        return None
+    token: AccessToken | None = g._get_current_object().get(_G_KEY)
     return token
 
 
