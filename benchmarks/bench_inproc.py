@@ -14,7 +14,7 @@ ResourceProtector.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_inproc.py [--rounds 15] [--target 0.08] [--json OUT]
+    .venv/bin/python benchmarks/bench_inproc.py [--rounds 41] [--target 0.025] [--json OUT]
 """
 
 from __future__ import annotations
@@ -306,8 +306,8 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--target", type=float, default=0.08, help="seconds per sample")
+    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--target", type=float, default=0.025, help="seconds per sample")
     parser.add_argument("--json", help="write results here")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ Every ratio is taken inside a round and then summarised (min / median / max).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_verify.py [--rounds 15] [--target 0.06] [--json OUT]
+    .venv/bin/python benchmarks/bench_verify.py [--rounds 31] [--target 0.03] [--json OUT]
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ def report(stats: dict[str, _harness.Stat], algs: tuple[str, ...]) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--target", type=float, default=0.06, help="seconds per sample")
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--target", type=float, default=0.03, help="seconds per sample")
     parser.add_argument("--algs", default=",".join(_fixtures.ALGORITHMS))
     parser.add_argument("--json", help="write results here")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts")

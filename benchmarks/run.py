@@ -54,8 +54,8 @@ def suites(quick: bool, skip_http: bool) -> list[Suite]:
     """The suites in run order, with the settings of a full (or quick) run."""
     q = ["--quick"] if quick else []
     out = [
-        Suite("verify", "bench_verify.py", q or ["--rounds", "15", "--target", "0.06"], 240),
-        Suite("inproc", "bench_inproc.py", q or ["--rounds", "15", "--target", "0.08"], 240),
+        Suite("verify", "bench_verify.py", q or ["--rounds", "31", "--target", "0.03"], 240),
+        Suite("inproc", "bench_inproc.py", q or ["--rounds", "41", "--target", "0.025"], 240),
         Suite("profile", "bench_profile.py", q, 120),
         Suite("introspection", "bench_introspection.py", q, 120),
         Suite("issuer", "bench_issuer.py", q, 120),

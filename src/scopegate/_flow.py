@@ -177,8 +177,11 @@ class HTTPRunner:
     def _buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
         # Content-Encoding is dropped: the raw bytes were capped before any decompression,
         # so a small gzip bomb cannot expand past the limit.
-        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in
-                   ("content-encoding", "transfer-encoding")]
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "transfer-encoding")
+        ]
         return httpx.Response(response.status_code, headers=headers, content=raw, request=request)
 
     def close(self) -> None:
@@ -248,10 +251,11 @@ class AsyncSingleFlight(Generic[T]):
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         """Await *fn* once for all concurrent callers with *key*."""
         future = self._calls.get(key)
-        if future is not None and not future.done() and future.get_loop() is asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        if future is not None and not future.done() and future.get_loop() is loop:
             # shield: one waiter being cancelled must not cancel the shared call.
             return await asyncio.shield(future)
-        future = asyncio.get_running_loop().create_future()
+        future = loop.create_future()
         self._calls[key] = future
         try:
             result = await fn()
@@ -267,4 +271,3 @@ class AsyncSingleFlight(Generic[T]):
         finally:
             if self._calls.get(key) is future:
                 del self._calls[key]
-

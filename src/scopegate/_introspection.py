@@ -17,7 +17,9 @@ What is enforced (RFC 7662 §2.2, §4; see also RFC 9700 §2.3):
 
 * ``active`` must be the JSON literal ``true``; ``false`` is ``invalid_token``; anything
   else (missing, ``"true"``, ``1``) is a malformed answer.
-* ``exp``, ``nbf`` and ``iat`` are checked with ``leeway``; ``iss`` must equal the
+* ``exp``, ``nbf`` and ``iat`` must be NumericDates from 1970 to the end of year 9999
+  (anything else, e.g. ``10**400``, is a malformed answer) and are checked with
+  ``leeway``; ``iss`` must equal the
   configured issuer and ``aud`` must name the configured audience when the response
   carries them; a ``token_type`` other than an access token (a refresh token sent as a
   bearer token) is refused; a sender-constrained token (``cnf``) is refused because a
@@ -42,6 +44,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import math
 import os
 import re
 import time
@@ -95,8 +98,15 @@ def _redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _is_number(value: object) -> bool:
-    return type(value) is int or type(value) is float
+# RFC 7519 §2 NumericDate, bounded to what an AS can mean: the epoch to the end of year
+# 9999 (the last second a datetime holds). JSON integers are unbounded, and one beyond
+# float range would overflow the leeway and TTL arithmetic (OverflowError, not a 503).
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+
+def _is_numeric_date(value: object) -> bool:
+    # Compared before any float arithmetic; NaN and infinities fail the comparison too.
+    return (type(value) is int or type(value) is float) and 0 <= value <= _MAX_NUMERIC_DATE
 
 
 class IntrospectionVerifier:
@@ -157,8 +167,9 @@ class IntrospectionVerifier:
             )
         if not 0 <= leeway <= 300:
             raise ConfigurationError("leeway must be between 0 and 300 seconds")
-        if cache_ttl < 0 or negative_ttl < 0:
-            raise ConfigurationError("cache_ttl and negative_ttl must not be negative")
+        if not (0 <= cache_ttl < math.inf and 0 <= negative_ttl < math.inf):
+            # Also refuses NaN and infinity: the TTL becomes a Redis PX integer.
+            raise ConfigurationError("cache_ttl and negative_ttl must be finite, not negative")
         if http_timeout <= 0:
             raise ConfigurationError("http_timeout must be positive")
         if introspection_uri is not None and not check_endpoint_url(introspection_uri):
@@ -498,7 +509,8 @@ class IntrospectionVerifier:
 
         Raises:
             InvalidTokenError: The AS vouches for the token, but not for our use of it.
-            IntrospectionUnavailableError: A member has the wrong JSON type.
+            IntrospectionUnavailableError: A member has the wrong JSON type, or a
+                NumericDate is out of range.
         """
         for name in _STRING_MEMBERS:
             value = claims.get(name)
@@ -506,7 +518,7 @@ class IntrospectionVerifier:
                 raise self._malformed(name, log)
         for name in _TIME_MEMBERS:
             value = claims.get(name)
-            if value is not None and not _is_number(value):
+            if value is not None and not _is_numeric_date(value):
                 raise self._malformed(name, log)
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
         if exp is not None and now > exp + self.leeway:

@@ -92,8 +92,13 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
     except UnicodeDecodeError as exc:
         raise StrictJSONError("invalid UTF-8") from exc
     # Counting brackets bounds the depth from above in one C-speed pass; the exact
-    # (slower) measurement only runs for the rare document that could be too deep.
-    if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
+    # (slower) measurement only runs for the rare document that could be too deep. A
+    # flat object (no "[", no second "{"; memchr-fast tests) cannot be deep at all.
+    if (
+        ("[" in text or text.find("{", 1) != -1 or max_depth < 1)
+        and text.count("[") + text.count("{") > max_depth
+        and _depth(text) > max_depth
+    ):
         raise StrictJSONError("nesting too deep")
     try:
         if text[:1] in _WHITESPACE:

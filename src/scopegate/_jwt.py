@@ -106,11 +106,12 @@ MAX_TOKEN_LENGTH = 16384
 MAX_LEEWAY = 300.0
 
 _TOKEN_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
-_TO_STD = bytes.maketrans(b"-_", b"+/")
+_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 # A final base64url character may carry unused bits; they must be zero (RFC 7515 §2,
 # RFC 4648 §3.5), otherwise several strings decode to the same bytes.
 _FINAL_2 = frozenset(b"AQgw")
 _FINAL_3 = frozenset(b"AEIMQUYcgkosw048")
+_PADDING = (b"", b"===", b"==", b"=")
 _KID = re.compile(r"[\x20-\x7e]{1,256}")
 _SCOPE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _STRICT_TYP = frozenset({"at+jwt", "application/at+jwt"})
@@ -155,42 +156,63 @@ class _KeySource(Protocol):
 _Entry = tuple[AccessToken, float, float | None, VerificationKey]
 
 
-# (alg, kid, signing input, payload segment, signature): a plain tuple, built per
-# request, is ten times cheaper than a NamedTuple.
+# (alg, kid, signing input, decoded payload bytes, signature): a plain tuple, built per
+# request, is ten times cheaper than a NamedTuple. The payload is only base64-decoded
+# before the signature check; it is parsed as JSON after it.
 _Parsed = tuple[str, str | None, bytes, bytes, bytes]
 
 
 def _b64decode(segment: bytes) -> bytes:
-    # The alphabet was checked on the whole token already.
+    """Strict unpadded base64url (RFC 7515 §2): any other byte, padding included, fails."""
     rest = len(segment) % 4
-    if rest:
-        if rest == 1 or segment[-1] not in (_FINAL_2 if rest == 2 else _FINAL_3):
-            raise _invalid("malformed")
-        segment += b"=" * (4 - rest)
+    if rest and (rest == 1 or segment[-1] not in (_FINAL_2 if rest == 2 else _FINAL_3)):
+        raise _invalid("malformed")
     try:
-        return binascii.a2b_base64(segment.translate(_TO_STD))
-    except binascii.Error as exc:  # pragma: no cover - excluded by the checks above
+        # _TO_STD maps "+", "/" and "=" of the input to "!", which strict mode refuses
+        # like every other byte outside the alphabet: the decode checks the alphabet.
+        return binascii.a2b_base64(segment.translate(_TO_STD) + _PADDING[rest], strict_mode=True)
+    except binascii.Error as exc:
         raise _invalid("malformed") from exc
 
 
-def _split(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+def _segments(token: str) -> tuple[bytes, int, int]:
+    """The token's ASCII bytes and the positions of its two dots (three non-empty parts).
+
+    The alphabet of each part is checked when it is decoded (:func:`_b64decode`); a
+    header found in the header cache is byte-identical to one that was.
+    """
     if len(token) > MAX_TOKEN_LENGTH:
         raise _invalid("too_long")
     if not token.isascii():
         raise _invalid("malformed")
     raw = token.encode("ascii")
-    # translate(None, alphabet) deletes every allowed byte: anything left is foreign.
-    if raw.translate(None, _TOKEN_ALPHABET) or raw.count(b".") != 2:
+    first = raw.find(b".")
+    second = raw.find(b".", first + 1)
+    if (
+        first <= 0  # no dot, or an empty header
+        or second <= first + 1  # one dot only, or an empty payload
+        or second == len(raw) - 1  # an empty signature
+        or raw.find(b".", second + 1) != -1  # more than three parts (JWE has five)
+    ):
         raise _invalid("malformed")
-    header, payload, signature = raw.split(b".")
-    if not header or not payload or not signature:
+    return raw, first, second
+
+
+def _split(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+    raw, first, second = _segments(token)
+    # explain() reports a foreign byte anywhere as a format failure up front.
+    if raw.translate(None, _TOKEN_ALPHABET):
         raise _invalid("malformed")
-    return raw, header, payload, signature
+    return raw, raw[:first], raw[first + 1 : second], raw[second + 1 :]
 
 
 def _json(segment: bytes) -> dict[str, Any]:
+    return _object(_b64decode(segment))
+
+
+def _object(data: bytes) -> dict[str, Any]:
     try:
-        return loads_object(_b64decode(segment))
+        return loads_object(data)
     except StrictJSONError as exc:
         raise _invalid("malformed") from exc
 
@@ -315,6 +337,7 @@ class JWTVerifier:
         if isinstance(client_id_claims, str) or not client_id_claims:
             raise ConfigurationError("client_id_claims must be a non-empty sequence of names")
         self.client_id_claims = tuple(client_id_claims)
+        self._client_id_set = frozenset(self.client_id_claims)
         if isinstance(required_claims, str):
             raise ConfigurationError("required_claims must be a sequence of names")
         required = set(required_claims) | {"exp"}
@@ -517,8 +540,9 @@ class JWTVerifier:
         The hot path runs this; :meth:`explain` runs the separate checks. A test
         asserts both give the same first reason for every corpus entry.
         """
-        if not self._required <= claims.keys() or (
-            self._require_client_id and not any(c in claims for c in self.client_id_claims)
+        keys = claims.keys()
+        if not self._required <= keys or (
+            self._require_client_id and keys.isdisjoint(self._client_id_set)
         ):
             raise _invalid("missing_claim")
         exp: Any = claims.get("exp")
@@ -554,8 +578,13 @@ class JWTVerifier:
             raise _invalid("not_yet_valid")
         if iat is not _MISSING and iat > now + leeway:
             raise _invalid("issued_in_future")
-        if self.max_lifetime is not None:
-            self._check_lifetime(claims, now)
+        max_lifetime = self.max_lifetime
+        if max_lifetime is not None and (
+            exp - iat > max_lifetime
+            if iat is not _MISSING
+            else exp - now > max_lifetime + leeway
+        ):
+            raise _invalid("lifetime")
         if "cnf" in claims:
             raise _invalid("sender_constrained")
 
@@ -567,7 +596,8 @@ class JWTVerifier:
     # -- pipeline -------------------------------------------------------------------
 
     def _parse(self, token: str) -> _Parsed:
-        raw, header_b64, payload_b64, signature_b64 = _split(token)
+        raw, first, second = _segments(token)
+        header_b64 = raw[:first]
         known = self._headers.get(header_b64)
         if known is None:
             header = _json(header_b64)
@@ -581,9 +611,9 @@ class JWTVerifier:
         return (
             known[0],
             known[1],
-            raw[: len(header_b64) + 1 + len(payload_b64)],
-            payload_b64,
-            _b64decode(signature_b64),
+            raw[:second],
+            _b64decode(raw[first + 1 : second]),
+            _b64decode(raw[second + 1 :]),
         )
 
     def _scopes(self, claims: dict[str, Any]) -> frozenset[str]:
@@ -591,7 +621,7 @@ class JWTVerifier:
         # top-level string (or absent), the validated set is memoised by those strings.
         key: tuple[Any, ...] | None = None
         if self._flat_scope_claims is not None:
-            key = tuple(claims.get(name) for name in self._flat_scope_claims)
+            key = tuple(map(claims.get, self._flat_scope_claims))
             try:
                 # Stored keys hold only str/None, so a hit means the same strings.
                 found = self._scope_cache.get(key)
@@ -618,15 +648,16 @@ class JWTVerifier:
             client_id = claims.get(name)
             if client_id is not None:
                 break
-        exp = claims["exp"]
+        # Positional: measurably cheaper than keywords for the frozen dataclass; the
+        # order is AccessToken's documented field order.
         return AccessToken(
-            subject=claims.get("sub"),
-            client_id=client_id,
-            scopes=scopes,
-            expires_at=math.floor(exp),
-            claims=MappingProxyType(claims),
-            issuer=claims.get("iss"),
-            token=token,
+            claims.get("sub"),
+            client_id,
+            scopes,
+            math.floor(claims["exp"]),
+            MappingProxyType(claims),
+            claims.get("iss"),
+            token,
         )
 
     def _run_validator(self, claims: Mapping[str, Any]) -> None:
@@ -642,11 +673,16 @@ class JWTVerifier:
             raise _invalid("claims_validator") from exc
 
     def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
-        _check_signature(parsed, key)
-        claims = _json(parsed[3])
+        # _check_signature inlined, with the key's per-alg verifier looked up directly:
+        # Python frames are most of the cost above the signature itself.
+        verifier = key._verifiers.get(parsed[0])
+        if verifier is None or not verifier(parsed[2], parsed[4]):
+            raise _invalid("bad_signature")
+        claims = _object(parsed[3])
         self._check_claims(claims, self._clock())
         access = self._build(claims, token)
-        self._run_validator(access.claims)
+        if self.claims_validator is not None:
+            self._run_validator(access.claims)
         if self._cache_enabled:
             self._remember(token, access, claims, key)
         return access
@@ -730,7 +766,14 @@ class JWTVerifier:
                 return hit
         try:
             parsed = self._parse(token)
-            return self._finish(parsed, self._key(parsed), token)
+            # _key inlined (see there): a key-source failure is an outage, not a token error.
+            try:
+                key = self._source.get(parsed[1], parsed[0])
+            except BearerError:
+                raise
+            except Exception as exc:
+                raise KeySetUnavailableError(reason="jwks_unavailable") from exc
+            return self._finish(parsed, key, token)
         except BearerError:
             raise
         except Exception as exc:

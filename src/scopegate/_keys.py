@@ -318,7 +318,7 @@ class KeySet:
     key allowing the alg (a PEM key configured for an AS that sends kids).
     """
 
-    __slots__ = ("_anonymous", "_by_kid", "_members", "keys")
+    __slots__ = ("_anonymous", "_by_kid", "_exact", "_members", "keys")
 
     def __init__(self, keys: Iterable[VerificationKey]) -> None:
         self.keys: tuple[VerificationKey, ...] = tuple(keys)
@@ -329,6 +329,16 @@ class KeySet:
         self._by_kid = {kid: tuple(group) for kid, group in by_kid.items()}
         self._anonymous = tuple(key for key in self.keys if key.kid is None)
         self._members = frozenset(id(key) for key in self.keys)
+        # Every (kid, alg) that find() answers with one key, precomputed: a token's lookup
+        # is then one dict probe. Unknown kids still take the full path below.
+        exact: dict[tuple[str | None, str], VerificationKey] = {}
+        algs = {alg for key in self.keys for alg in key.algorithms}
+        for alg in algs:
+            for kid, group in (*self._by_kid.items(), (None, self.keys)):
+                matches = [key for key in group if alg in key.algorithms]
+                if len(matches) == 1:
+                    exact[kid, alg] = matches[0]
+        self._exact = exact
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -353,6 +363,9 @@ class KeySet:
                 (``key_alg_mismatch`` / ``ambiguous_key``), or the token has no kid and
                 not exactly one key allows *alg* (``unknown_key`` / ``ambiguous_key``).
         """
+        found = self._exact.get((kid, alg))
+        if found is not None:
+            return found
         if kid is None:
             # RFC 7515 §4.1.4: without a kid only an unambiguous key may be used; trying
             # every key would multiply the work of a forged token.

@@ -70,7 +70,8 @@ class ScopeMapping:
     Each configured claim is a name or a dotted path into nested objects (Keycloak's
     ``realm_access.roles``). A value may be a space-delimited string or a list of strings
     (``scp``, ``permissions``, roles); ``scope`` itself must be a string (RFC 8693 §4.2).
-    Any other JSON type is a malformed token, never a crash. Scopes from every configured claim are united.
+    Any other JSON type is a malformed token, never a crash. Scopes from every configured
+    claim are united.
 
     Args:
         claims: Claim names or dotted paths, read in order.
@@ -109,7 +110,11 @@ class ScopeMapping:
             if isinstance(value, str):
                 found.update(value.split(" "))
                 found.discard("")
-            elif path != ("scope",) and isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            elif (
+                path != ("scope",)
+                and isinstance(value, list | tuple)
+                and all(isinstance(v, str) for v in value)
+            ):
                 found.update(_flatten(value))
             else:
                 raise InvalidTokenError(

@@ -13,6 +13,7 @@ No exception text or repr ever contains the token or an attacker-chosen header v
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -83,6 +84,10 @@ def test_junk_is_invalid_token(token: str) -> None:
     """Arbitrary strings are invalid_token: never accepted, never another exception."""
     count("jwt.junk")
     _rejected(token)
+    # The diagnostics path (``scopegate token inspect``) never raises either.
+    checks = VERIFIER.explain(token)
+    assert checks
+    assert not all(check.passed for check in checks)
 
 
 # -- header policy -----------------------------------------------------------------
@@ -329,3 +334,6 @@ def test_mutations_rejected(token: str) -> None:
     count("jwt.mutations")
     assume(token != VALID)
     _rejected(token)
+    # The async driver shares the logic: same verdict.
+    with pytest.raises(InvalidTokenError):
+        asyncio.run(VERIFIER.averify(token))

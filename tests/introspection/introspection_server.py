@@ -197,14 +197,18 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str | None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self.send_response(status)
-        if content_type is not None:
-            self.send_header("Content-Type", content_type)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            if content_type is not None:
+                self.send_header("Content-Type", content_type)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            # The client gave up first (a timeout test): nothing left to answer.
+            self.close_connection = True
 
     def _send_padded(self, reply: Reply) -> None:
         # A valid-looking JSON object made huge with a padding member.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from scopegate._cache import MemoryCache, RedisCache
+from scopegate._cache import CacheEntry, MemoryCache, RedisCache
 from scopegate._errors import (
     ConfigurationError,
     IntrospectionUnavailableError,
@@ -396,6 +397,24 @@ MALFORMED = [
         _json(active(exp="2100-01-01")), UNAVAILABLE, "malformed_response", id="h14-exp-string"
     ),
     pytest.param(_json(active(exp=True)), UNAVAILABLE, "malformed_response", id="h14-exp-bool"),
+    # NumericDates outside 1970..9999: 10**400 is valid JSON yet overflows float arithmetic.
+    pytest.param(
+        _json(active(exp=10**400)), UNAVAILABLE, "malformed_response", id="h14-exp-beyond-float"
+    ),
+    pytest.param(
+        _json(active(exp=-(10**400))), UNAVAILABLE, "malformed_response", id="h14-exp-below-float"
+    ),
+    pytest.param(
+        _json(active(nbf=10**400)), UNAVAILABLE, "malformed_response", id="h14-nbf-beyond-float"
+    ),
+    pytest.param(
+        _json(active(iat=10**400)), UNAVAILABLE, "malformed_response", id="h14-iat-beyond-float"
+    ),
+    pytest.param(
+        _json(active(exp=253_402_300_800)), UNAVAILABLE, "malformed_response", id="h14-exp-y10k"
+    ),
+    pytest.param(_json(active(exp=1e300)), UNAVAILABLE, "malformed_response", id="h14-exp-1e300"),
+    pytest.param(_json(active(exp=-1)), UNAVAILABLE, "malformed_response", id="h14-exp-negative"),
     pytest.param(_json(active(aud=7)), UNAVAILABLE, "malformed_response", id="h14-aud-number"),
     pytest.param(
         _json(active(aud=["api", 7])), UNAVAILABLE, "malformed_response", id="h14-aud-mixed"
@@ -501,6 +520,7 @@ def test_retry_after_from_the_as_is_passed_on(
         pytest.param(active(exp=int(NOW) - 30), id="expired-within-leeway"),
         pytest.param(active(nbf=int(NOW) + 30), id="nbf-within-leeway"),
         pytest.param(active(exp=NOW + 100.5), id="float-exp"),
+        pytest.param(active(exp=253_402_300_799), id="exp-end-of-year-9999"),
         pytest.param({"active": True}, id="minimal"),
     ],
 )
@@ -511,6 +531,20 @@ def test_acceptable_answers(
     server.tokens[TOKEN] = claims
     verifier = make_verifier(issuer="https://as.example", audience="api")
     assert verifier.verify(TOKEN).claims["active"] is True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cached_entry_with_out_of_range_date_is_not_used(
+    server: IntrospectionServer, make_verifier: MakeVerifier, mode: str
+) -> None:
+    """A cached entry whose exp no float holds (old version, tampering) is re-asked, no crash."""
+    server.tokens[TOKEN] = active()
+    cache = MemoryCache()
+    verifier = make_verifier(cache=cache)
+    key = verifier._prefix + hashlib.sha256(TOKEN.encode()).hexdigest()
+    cache.set(key, CacheEntry(True, {**active(), "exp": 10**400}, NOW + 60), 60)
+    assert verify_both(verifier, TOKEN, mode).expires_at == int(NOW) + 3600
+    assert server.calls == 1
 
 
 def test_answers_without_iss_or_aud_pass_configured_checks(
@@ -640,6 +674,9 @@ def test_shared_runner_is_not_closed(
         pytest.param({"auth_method": "private_key_jwt"}, id="bad-auth-method"),
         pytest.param({"leeway": 301}, id="leeway-too-big"),
         pytest.param({"cache_ttl": -1}, id="negative-ttl"),
+        pytest.param({"cache_ttl": float("inf")}, id="infinite-ttl"),
+        pytest.param({"cache_ttl": float("nan")}, id="nan-ttl"),
+        pytest.param({"negative_ttl": float("inf")}, id="infinite-negative-ttl"),
         pytest.param({"http_timeout": 0}, id="zero-timeout"),
         pytest.param({"scope_claims": ("a..b",)}, id="bad-scope-path"),
     ],
@@ -737,6 +774,14 @@ def test_from_env_with_redis_url_uses_redis_cache() -> None:
                 "SCOPEGATE_INTROSPECTION_CACHE_TTL": "soon",
             },
             id="bad-ttl",
+        ),
+        pytest.param(
+            {
+                "SCOPEGATE_INTROSPECTION_CLIENT_ID": "rs",
+                "SCOPEGATE_INTROSPECTION_CLIENT_SECRET": "s",
+                "SCOPEGATE_INTROSPECTION_CACHE_TTL": "inf",
+            },
+            id="infinite-ttl",
         ),
     ],
 )

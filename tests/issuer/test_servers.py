@@ -216,6 +216,47 @@ def test_real_server_protocol_errors(server: str) -> None:
     assert head.status_code == 200
 
 
+_GOOD = "Basic c3ZjOnN2Yy1zZWNyZXQ="  # svc:svc-secret
+_WRONG = "Basic cnM6d3Jvbmc="  # rs:wrong
+_FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param([("authorization", _GOOD), ("authorization", _WRONG)], id="good-then-wrong"),
+        pytest.param([("authorization", _WRONG), ("authorization", _GOOD)], id="wrong-then-good"),
+        pytest.param([("authorization", _GOOD), ("authorization", "")], id="good-then-empty"),
+        pytest.param(
+            [("authorization", _GOOD), ("content-type", "application/json")], id="json-then-form"
+        ),
+        pytest.param(
+            [("authorization", _GOOD), ("content-type", f"{_FORM}; x=y")], id="form-twice"
+        ),
+    ],
+)
+@pytest.mark.parametrize("path", ["/token", "/introspect"])
+def test_real_server_repeated_singleton_fields(
+    server: str, path: str, fields: list[tuple[str, str]]
+) -> None:
+    """CA-5/REQ-3: a repeated Authorization or Content-Type field is 400 over real HTTP.
+
+    Whichever order the fields arrive in, neither value may win: a proxy reading the first
+    and the issuer reading the last would disagree on the caller (RFC 9110 §5.3).
+    """
+    content_types = [value for name, value in fields if name == "content-type"]
+    headers = [("content-type", ct) for ct in content_types] + [("content-type", _FORM)]
+    headers += [(name, value) for name, value in fields if name != "content-type"]
+    response = httpx.post(
+        f"{server}{path}",
+        content=b"grant_type=client_credentials&token=t",
+        headers=headers,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert response.headers["cache-control"] == "no-store"
+
+
 def test_concurrent_refresh_against_real_server(server: str) -> None:
     """RT-7: 16 parallel refreshes of one token over HTTP: exactly one 200."""
     first = httpx.post(
@@ -321,21 +362,22 @@ def test_opaque_tokens_pass_introspection_verifier() -> None:
             f"{base}/token", data={"grant_type": "client_credentials"}, auth=("svc", "svc-secret")
         ).json()["access_token"]
         assert "." not in token
-        verifier = IntrospectionVerifier(
-            introspection_uri=f"{base}/introspect",
-            client_id="rs",
-            client_secret="rs-secret",
-            audience=AUDIENCE,
-        )
-        discovering = IntrospectionVerifier(
-            issuer=base, client_id="rs", client_secret="rs-secret", audience=AUDIENCE
-        )
-        try:
+        with contextlib.ExitStack() as stack:
+            # Closed even when an assertion fails: a leaked client socket would surface
+            # as a ResourceWarning (an error under filterwarnings) in a later test.
+            verifier = IntrospectionVerifier(
+                introspection_uri=f"{base}/introspect",
+                client_id="rs",
+                client_secret="rs-secret",
+                audience=AUDIENCE,
+            )
+            stack.callback(verifier.close)
+            discovering = IntrospectionVerifier(
+                issuer=base, client_id="rs", client_secret="rs-secret", audience=AUDIENCE
+            )
+            stack.callback(discovering.close)
             access = verifier.verify(token)
             assert discovering.verify(token).client_id == "svc"
-        finally:
-            verifier.close()
-            discovering.close()
         assert access.client_id == "svc"
         assert access.scopes == frozenset({"items:read", "items:write"})
 

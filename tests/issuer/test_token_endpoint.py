@@ -11,7 +11,7 @@ import pytest
 
 from scopegate.issuer import Client, Issuer
 from scopegate.issuer._passwords import generate_client_secret
-from tests.issuer.conftest import AUDIENCE, ISSUER, RS_KEY, SECRET, Caller, make_issuer
+from tests.issuer.conftest import AUDIENCE, FORM, ISSUER, RS_KEY, SECRET, Caller, make_issuer
 
 CC = {"grant_type": "client_credentials"}
 _DESC_CHARS = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
@@ -84,6 +84,26 @@ def test_non_post_is_invalid_request(call: Caller, method: str) -> None:
 def test_wrong_content_type_is_rejected(call: Caller, content_type: str | None, body: str) -> None:
     """REQ-3: only form bodies are accepted."""
     response = call.token(body, content_type=content_type)
+    assert response.status == 400
+    assert error_of(response) == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param(f"application/json, {FORM}", id="json-then-form"),
+        pytest.param(f"{FORM}, application/json", id="form-then-json"),
+        pytest.param(f"{FORM}, {FORM}", id="form-twice"),
+        pytest.param(f"{FORM}; charset=utf-8, {FORM}", id="charset-then-form"),
+        pytest.param(f"{FORM}; x=y, application/json", id="parameter-then-json"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+def test_repeated_content_type_is_invalid_request(
+    call: Caller, path: str, content_type: str
+) -> None:
+    """REQ-3: Content-Type fields joined by the server (a repeat) -> 400, never "one wins"."""
+    response = call.request(path, {**CC, "token": "t"}, content_type=content_type)
     assert response.status == 400
     assert error_of(response) == "invalid_request"
 

@@ -314,6 +314,8 @@ def test_asgi_responses_leak_nothing(captured: pytest.LogCaptureFixture) -> None
         texts += [repr(message) for message in sent]
     texts += log_texts(captured)
     assert_clean(texts, secrets, "ASGI responses")
+    # Real verifiers raise only BearerError: the guard's catch-all never fired.
+    assert "unexpected" not in captured.text
 
 
 def test_wsgi_responses_leak_nothing(captured: pytest.LogCaptureFixture) -> None:

@@ -56,6 +56,11 @@ logger = logging.getLogger("scopegate.issuer")
 _MAX_FIELDS = 32
 _MAX_TOKEN_LENGTH = 8192
 _FORM_TYPE = "application/x-www-form-urlencoded"
+# Fields that may appear once (RFC 9110 §5.3). Adapters join repeated fields with ", ",
+# and neither a Basic credential (token68) nor the form media type contains a comma, so
+# a comma means the client sent the field twice: a proxy reading the first value and the
+# issuer reading the last would disagree on who is calling or what the body is.
+_SINGLETON_FIELDS = ("authorization", "content-type")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,10 @@ class HTTPRequest:
         method: The HTTP method, upper-case.
         path: The URL path.
         query: The raw query string (without ``?``).
-        headers: Header values by lower-case name.
+        headers: Header values by lower-case name. A field that arrived more than once
+            must be joined into one value with ``", "`` (RFC 9110 §5.3), as WSGI
+            servers and the ASGI adapter do, never reduced to one of its values: the
+            endpoints refuse a repeated ``Authorization`` or ``Content-Type``.
         body: The request body (adapters cap its size).
         client_address: The peer address, used for throttling. Behind a reverse proxy
             this must be the proxy-verified client address, never a header the client
@@ -106,12 +114,16 @@ def parse_form(request: HTTPRequest, max_body: int) -> dict[str, str]:
     """Parse and vet an OAuth form body (RFC 6749 §3.2, App. B).
 
     Raises:
-        InvalidRequestError: Wrong method or content type, a query string, bad encoding,
-            too many or repeated parameters.
+        InvalidRequestError: Wrong method or content type, a repeated ``Authorization``
+            or ``Content-Type`` field, a query string, bad encoding, too many or repeated
+            parameters.
         RequestTooLargeError: The body exceeds *max_body*.
     """
     if request.method != "POST":
         raise InvalidRequestError("The request must use the POST method")
+    for name in _SINGLETON_FIELDS:
+        if "," in (request.header(name) or ""):
+            raise InvalidRequestError("A header field that must appear once was repeated")
     media, _, params = (request.header("content-type") or "").partition(";")
     if media.strip().lower() != _FORM_TYPE:
         raise InvalidRequestError("The request body must be application/x-www-form-urlencoded")

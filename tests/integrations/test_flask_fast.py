@@ -1,0 +1,94 @@
+"""Flask extension fast path (one proxy hop, HTTP_AUTHORIZATION read directly), real waitress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+
+from scopegate.integrations.flask import ScopeGate, current_token, get_current_token, require_scope
+from tests.core.tokens import mint, static_verifier
+from tests.servers import run_wsgi
+
+TOKEN = mint(scope="items:read items:write")
+
+
+def build_app() -> Flask:
+    app = Flask(__name__)
+    ScopeGate(app, verifier=static_verifier())
+
+    @app.route("/items", methods=["GET", "PUT"])
+    @require_scope("items:read")
+    def items() -> Any:
+        return {"sub": current_token.subject}
+
+    @app.get("/negotiated")
+    @require_scope("items:read")
+    def negotiated() -> Any:
+        return {"sub": current_token.subject}, 200, {"Vary": "Accept"}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """A JWT-protected Flask app served by waitress."""
+    with run_wsgi(build_app()) as url:
+        yield url
+
+
+def test_repeated_token_is_accepted(base_url: str) -> None:
+    """The same real JWT works on every request (memo and verified-token cache)."""
+    for _ in range(3):
+        response = httpx.get(
+            base_url + "/items", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        )
+        assert response.json() == {"sub": "alice"}
+        assert response.headers["vary"] == "Authorization"
+
+
+def test_header_and_query_token_is_400(base_url: str) -> None:
+    """A token in the header and in the query is invalid_request, even for a known header."""
+    response = httpx.get(
+        base_url + f"/items?access_token={TOKEN}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_header_and_form_token_on_put_is_400(base_url: str) -> None:
+    """A form body repeating the header's token is read and refused on PUT too."""
+    response = httpx.put(
+        base_url + "/items",
+        data={"access_token": TOKEN},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+
+
+def test_existing_vary_is_extended(base_url: str) -> None:
+    """A view's own Vary is kept and Authorization appended."""
+    response = httpx.get(
+        base_url + "/negotiated", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.headers["vary"] == "Accept, Authorization"
+
+
+def test_unauthenticated_response_varies_too(base_url: str) -> None:
+    """A 401 from a decorated view also carries Vary: Authorization."""
+    response = httpx.get(base_url + "/items", timeout=10)
+    assert response.status_code == 401
+    assert "Authorization" in response.headers["vary"]
+
+
+def test_get_current_token_in_app_context_without_request() -> None:
+    """Inside an app context but before any decorator ran, the token is None."""
+    app = build_app()
+    with app.app_context():
+        assert get_current_token() is None
