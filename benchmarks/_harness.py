@@ -159,6 +159,8 @@ def fmt_us(stat: Stat) -> str:
 
 def fmt_summary(s: dict[str, float], prefix: str = "x", digits: int = 2) -> str:
     """``xmedian (min-max)``."""
+    if prefix == "+":  # a difference: show its sign, whichever it is
+        return f"{s['median']:+.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
     return f"{prefix}{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 

@@ -223,8 +223,20 @@ def _verdict(met: bool | None) -> str:
     return {True: "met", False: "**not met**", None: "info"}[met]
 
 
+def _shown(target: dict[str, Any]) -> str:
+    """The measured value with one more digit than the target, so a verdict is never
+    hidden by rounding (a median of 0.7996 against "≥ 0.8" shows as x0.800)."""
+    value = target.get("value")
+    if not isinstance(value, dict) or "median" not in value:
+        return str(target.get("shown", "?"))
+    if "µs" in str(target.get("target", "")) or "µs" in str(target.get("shown", "")):
+        prefix = "+" if str(target.get("shown", "")).startswith("+") else ""
+        return _harness.fmt_summary(value, prefix=prefix, digits=2) + " µs"
+    return _harness.fmt_summary(value, digits=3)
+
+
 def target_table(targets: list[dict[str, Any]]) -> str:
-    rows = [[t["figure"], t["shown"], t["target"], _verdict(t["met"])] for t in targets]
+    rows = [[t["figure"], _shown(t), t["target"], _verdict(t["met"])] for t in targets]
     return _harness.markdown_table(
         ["figure (same run)", "measured: median (min-max)", "target", "verdict"], rows
     )

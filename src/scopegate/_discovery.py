@@ -268,7 +268,15 @@ class ServerMetadata:
         url = document.get(name)
         if not isinstance(url, str) or not check_endpoint_url(url):
             logger.error("metadata of %s has no usable %s", self.issuer, name)
-            raise self.error(reason="discovery_bad_endpoint")
+            if document is self._document:
+                # The document is the fault: treat it as a failed fetch, so it is fetched
+                # again after retry_interval (as Retry-After announces) instead of being
+                # served for the whole TTL; until then it is not refetched per request.
+                self.invalidate()
+                self._failed_at = self._clock()
+            raise self.error(
+                reason="discovery_bad_endpoint", retry_after=max(1, int(self.retry_interval))
+            )
         return url
 
     def get(self) -> dict[str, Any]:

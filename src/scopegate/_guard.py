@@ -286,9 +286,16 @@ class BearerGuard:
     def remember(self, value: str, credentials: Credentials) -> None:
         """Memoise *value* -> *credentials* after the token verified (see
         :meth:`header_credentials`). Only verified values are kept, so a flood of
-        well-formed garbage cannot churn the memo."""
+        well-formed garbage cannot churn the memo. A pair that extraction would not
+        produce is ignored (checked once per new value), so a caller's mistake can never
+        hand one request's token to another value."""
         known = self._known
-        if value in known or credentials.token is None:
+        if value in known or credentials.token is None or credentials.source != "header":
+            return
+        try:
+            if parse_authorization(value, self.max_token_length) != credentials.token:
+                return
+        except InvalidTokenError:
             return
         with self._known_lock:
             if len(known) >= _KNOWN_HEADERS:

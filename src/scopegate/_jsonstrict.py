@@ -62,6 +62,12 @@ _DECODER = json.JSONDecoder(
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
+# The same decoder without the pairs hook: the C scanner builds dicts directly. Used only
+# for flat objects, where duplicates are detected by counting separators (loads_object).
+_FLAT_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float, strict=True)
+_SCAN_FLAT: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_FLAT_DECODER)  # type: ignore[arg-type]
+
+
 def _depth(text: str) -> int:
     deepest = depth = 0
     for char in _STRINGS.sub("", text):
@@ -91,16 +97,29 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise StrictJSONError("invalid UTF-8") from exc
-    # Counting brackets bounds the depth from above in one C-speed pass; the exact
-    # (slower) measurement only runs for the rare document that could be too deep. A
-    # flat object (no "[", no second "{"; memchr-fast tests) cannot be deep at all.
+    # A flat object: "{" first, no other "{" and no "[" anywhere (memchr-fast tests), so
+    # no nested container (one would need one of those outside a string): depth 1.
+    flat = text[:1] == "{" and "[" not in text and text.find("{", 1) == -1
+    # Otherwise counting brackets bounds the depth from above in one C-speed pass; the
+    # exact (slower) measurement only runs for the rare document that could be too deep.
     if (
-        ("[" in text or text.find("{", 1) != -1 or max_depth < 1)
+        (not flat or max_depth < 1)
         and text.count("[") + text.count("{") > max_depth
         and _depth(text) > max_depth
     ):
         raise StrictJSONError("nesting too deep")
     try:
+        if flat:
+            value, end = _SCAN_FLAT(text, 0)
+            if end != len(text) and text[end:].strip(_WHITESPACE):
+                raise StrictJSONError("trailing data")
+            # Duplicate members without the per-object hook: in a flat object the m
+            # members are separated by m - 1 commas outside strings, and commas inside
+            # strings only add to the count. So count == len(dict) - 1 proves that no
+            # member was merged away (m == len). Anything else (a comma in a string, a
+            # duplicate) is decided by the member-by-member parse below.
+            if text.count(",") == len(value) - 1:
+                return value  # type: ignore[no-any-return]
         if text[:1] in _WHITESPACE:
             value = _DECODER.decode(text)
         else:

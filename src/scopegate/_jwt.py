@@ -68,12 +68,15 @@ refresh). ``claims_validator`` is not re-run on hits: it must depend on the clai
 hash prepared; a header segment that passed every header check is remembered by its
 exact bytes (tokens of one key share it); validated scope sets are memoised by the
 scope-claim strings; the claim checks run fused in one frame (:meth:`explain` runs the
-same checks one by one, and a test holds the two to the same first reason).
+same checks one by one, and a test holds the two to the same first reason); each
+segment's alphabet is checked by the strict base64 decode itself, and the key for a
+``(kid, alg)`` pair is one dict probe.
 """
 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import itertools
 import logging
 import math
@@ -81,6 +84,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from math import isfinite
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -111,6 +115,13 @@ _TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 # RFC 4648 §3.5), otherwise several strings decode to the same bytes.
 _FINAL_2 = frozenset(b"AQgw")
 _FINAL_3 = frozenset(b"AEIMQUYcgkosw048")
+# _TAIL_OK[(len % 4) << 8 | last byte]: may a segment of that length end in that byte?
+# (One index instead of three tests per segment.) len % 4 == 1 never decodes.
+_TAIL_OK = bytes(
+    rest == 0 or (rest == 2 and byte in _FINAL_2) or (rest == 3 and byte in _FINAL_3)
+    for rest in range(4)
+    for byte in range(256)
+)
 _PADDING = (b"", b"===", b"==", b"=")
 _KID = re.compile(r"[\x20-\x7e]{1,256}")
 _SCOPE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
@@ -164,8 +175,8 @@ _Parsed = tuple[str, str | None, bytes, bytes, bytes]
 
 def _b64decode(segment: bytes) -> bytes:
     """Strict unpadded base64url (RFC 7515 §2): any other byte, padding included, fails."""
-    rest = len(segment) % 4
-    if rest and (rest == 1 or segment[-1] not in (_FINAL_2 if rest == 2 else _FINAL_3)):
+    rest = len(segment) & 3
+    if not _TAIL_OK[rest << 8 | segment[-1]]:
         raise _invalid("malformed")
     try:
         # _TO_STD maps "+", "/" and "=" of the input to "!", which strict mode refuses
@@ -220,6 +231,56 @@ def _object(data: bytes) -> dict[str, Any]:
 def _check_signature(parsed: _Parsed, key: VerificationKey) -> None:
     if not key.verify(parsed[0], parsed[2], parsed[4]):
         raise _invalid("bad_signature")
+
+
+_TOKEN_FIELDS = ("subject", "client_id", "scopes", "expires_at", "claims", "issuer", "token")
+
+
+def _token_factory(cls: type[AccessToken] = AccessToken) -> Callable[..., AccessToken]:
+    """A positional AccessToken constructor that fills the slots directly.
+
+    A frozen dataclass's ``__init__`` pays ``object.__setattr__`` by name for each of
+    the seven fields; writing the slot descriptors is about half that, and this runs
+    once per verified token. The shortcut is used only while AccessToken is exactly
+    the plain slotted dataclass it was written for (same fields, no ``__post_init__``);
+    otherwise the class itself is the constructor.
+    """
+    attrs = vars(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if (
+        names != _TOKEN_FIELDS
+        or hasattr(cls, "__post_init__")
+        or not all(hasattr(attrs.get(name), "__set__") for name in names)
+    ):
+        return cls
+    set_subject, set_client, set_scopes, set_exp, set_claims, set_iss, set_token = (
+        attrs[name].__set__ for name in names
+    )
+    new = object.__new__
+
+    def make(
+        subject: str | None,
+        client_id: str | None,
+        scopes: frozenset[str],
+        expires_at: int | None,
+        claims: Mapping[str, Any],
+        issuer: str | None,
+        token: str,
+    ) -> AccessToken:
+        access: AccessToken = new(cls)
+        set_subject(access, subject)
+        set_client(access, client_id)
+        set_scopes(access, scopes)
+        set_exp(access, expires_at)
+        set_claims(access, claims)
+        set_iss(access, issuer)
+        set_token(access, token)
+        return access
+
+    return make
+
+
+_new_token = _token_factory()
 
 
 def _attempt(
@@ -541,17 +602,26 @@ class JWTVerifier:
         asserts both give the same first reason for every corpus entry.
         """
         keys = claims.keys()
-        if not self._required <= keys or (
+        if not keys >= self._required or (
             self._require_client_id and keys.isdisjoint(self._client_id_set)
         ):
             raise _invalid("missing_claim")
         exp: Any = claims.get("exp")
         iat = claims.get("iat", _MISSING)
         nbf = claims.get("nbf", _MISSING)
+        # _is_numeric_date inlined for the three dates (a call each is measurable here).
         if (
-            not _is_numeric_date(exp)
-            or (iat is not _MISSING and not _is_numeric_date(iat))
-            or (nbf is not _MISSING and not _is_numeric_date(nbf))
+            (type(exp) is not int and not (type(exp) is float and isfinite(exp)))
+            or (
+                iat is not _MISSING
+                and type(iat) is not int
+                and not (type(iat) is float and isfinite(iat))
+            )
+            or (
+                nbf is not _MISSING
+                and type(nbf) is not int
+                and not (type(nbf) is float and isfinite(nbf))
+            )
         ):
             raise _invalid("bad_claim_type")
         for name in self._string_claims:
@@ -580,9 +650,7 @@ class JWTVerifier:
             raise _invalid("issued_in_future")
         max_lifetime = self.max_lifetime
         if max_lifetime is not None and (
-            exp - iat > max_lifetime
-            if iat is not _MISSING
-            else exp - now > max_lifetime + leeway
+            exp - iat > max_lifetime if iat is not _MISSING else exp - now > max_lifetime + leeway
         ):
             raise _invalid("lifetime")
         if "cnf" in claims:
@@ -596,7 +664,21 @@ class JWTVerifier:
     # -- pipeline -------------------------------------------------------------------
 
     def _parse(self, token: str) -> _Parsed:
-        raw, first, second = _segments(token)
+        # _segments inlined (same checks, same order): one frame less per token.
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _invalid("too_long")
+        if not token.isascii():
+            raise _invalid("malformed")
+        raw = token.encode("ascii")
+        first = raw.find(b".")
+        second = raw.find(b".", first + 1)
+        if (
+            first <= 0
+            or second <= first + 1
+            or second == len(raw) - 1
+            or raw.find(b".", second + 1) != -1
+        ):
+            raise _invalid("malformed")
         header_b64 = raw[:first]
         known = self._headers.get(header_b64)
         if known is None:
@@ -642,15 +724,21 @@ class JWTVerifier:
         return scopes
 
     def _build(self, claims: dict[str, Any], token: str) -> AccessToken:
-        scopes = self._scopes(claims)
+        scopes = None
+        if self._flat_scope_claims is not None:
+            # The memo hit of _scopes, inlined (the usual case).
+            try:
+                scopes = self._scope_cache.get(tuple(map(claims.get, self._flat_scope_claims)))
+            except TypeError:  # an unhashable (list) value: _scopes handles it
+                scopes = None
+        if scopes is None:
+            scopes = self._scopes(claims)
         client_id = None
         for name in self.client_id_claims:
             client_id = claims.get(name)
             if client_id is not None:
                 break
-        # Positional: measurably cheaper than keywords for the frozen dataclass; the
-        # order is AccessToken's documented field order.
-        return AccessToken(
+        return _new_token(
             claims.get("sub"),
             client_id,
             scopes,
@@ -678,7 +766,10 @@ class JWTVerifier:
         verifier = key._verifiers.get(parsed[0])
         if verifier is None or not verifier(parsed[2], parsed[4]):
             raise _invalid("bad_signature")
-        claims = _object(parsed[3])
+        try:
+            claims = loads_object(parsed[3])
+        except StrictJSONError as exc:
+            raise _invalid("malformed") from exc
         self._check_claims(claims, self._clock())
         access = self._build(claims, token)
         if self.claims_validator is not None:

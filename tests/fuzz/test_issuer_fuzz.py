@@ -175,6 +175,12 @@ def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
 
+def _address() -> str:
+    """A fresh client address per request, so address throttling never mixes examples."""
+    n = next(_addresses)
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
 def _send(issuer: Issuer, request: dict[str, Any]) -> HTTPResponse:
     headers = {"content-type": request["content_type"]} if request["content_type"] else {}
     if request["authorization"] is not None:
@@ -186,7 +192,7 @@ def _send(issuer: Issuer, request: dict[str, Any]) -> HTTPResponse:
             query=request["query"],
             headers=headers,
             body=request["body"],
-            client_address=f"10.0.{next(_addresses) % 250}.{next(_addresses) % 250}",
+            client_address=_address(),
         )
     )
 
@@ -261,6 +267,10 @@ def test_valid_client_credentials(
     requested = set((scope or "").split(" ")) - {""}
     if len(names) != len(set(names)):
         assert body["error"] == "invalid_request"
+    elif scope and not requested:
+        # Only spaces: not empty (so not "absent", RFC 6749 §3.2) yet no scope-token;
+        # the default scope or invalid_scope are both defensible.
+        assert response.status == 200 or body["error"] == "invalid_scope"
     elif requested <= {"items:read", "items:write"}:
         assert response.status == 200, body
         granted = set(body["scope"].split(" "))

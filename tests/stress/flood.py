@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from scopegate._cache import MemoryCache
 from scopegate._errors import BearerError
 from scopegate._flow import HTTPRunner
 from scopegate._introspection import IntrospectionVerifier
@@ -136,6 +137,7 @@ async def flood(jwks_uri: str, count: int) -> dict[str, Any]:
     gc.collect()
     after = rss_kib()
     source = jwt.key_source
+    cache = getattr(introspection, "_cache", None)
     result = {
         "requests": count,
         "seconds": round(elapsed, 1),
@@ -144,12 +146,13 @@ async def flood(jwks_uri: str, count: int) -> dict[str, Any]:
         "rss_before_kib": before,
         "rss_half_kib": half,
         "rss_after_kib": after,
-        "jwt_cache_entries": len(jwt._cache),
+        # Private attributes, read for the report only (no API exposes cache sizes).
+        "jwt_cache_entries": len(getattr(jwt, "_cache", ())),
         "jwt_cache_size": JWT_CACHE_SIZE,
         "jwks_negative_entries": len(getattr(source, "_negative", {})),
         "jwks_fetches": getattr(source, "fetch_count", None),
-        "introspection_cache_entries": len(introspection._cache),  # type: ignore[arg-type]
-        "introspection_cache_max": introspection._cache.maxsize,  # type: ignore[attr-defined]
+        "introspection_cache_entries": len(cache) if isinstance(cache, MemoryCache) else 0,
+        "introspection_cache_max": cache.maxsize if isinstance(cache, MemoryCache) else 0,
     }
     await introspection.aclose()
     await jwt.aclose()

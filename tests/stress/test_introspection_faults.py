@@ -227,3 +227,39 @@ async def test_redis_restart_async(as_server: FaultServer, redis_server: RedisSe
     record("async introspection requests across a redis restart (all correct)", done[0])
     await verifier.aclose()
     await cache.aclose()
+
+
+def test_flapping_endpoint_under_load(as_server: FaultServer) -> None:
+    """A flapping endpoint (200/500 in turn) gives only right answers or 503, never a wrong one."""
+    verifier = make_verifier(as_server, cache_ttl=0, negative_ttl=0)  # every request asks the AS
+    as_server.control(mode="flap")
+    tokens = [f"active-{i}" for i in range(5)] + [f"inactive-{i}" for i in range(5)]
+    seen: Counter[str] = Counter()
+    wrong: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(n, n + 60):
+            token = tokens[i % len(tokens)]
+            outcome, elapsed = run(verifier, token, use_async=False)
+            with lock:
+                if isinstance(outcome, IntrospectionUnavailableError):
+                    seen["503"] += 1
+                elif _right(token, outcome):
+                    seen["right"] += 1
+                else:
+                    wrong.append(f"{token}: {outcome!r}")
+                if elapsed >= LATENCY_BOUND:
+                    wrong.append(f"{token}: took {elapsed:.1f} s")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not wrong, wrong[:5]
+    assert seen["503"] > 0
+    assert seen["right"] > 0
+    record("introspection fault: flap (under load)")
+    record("introspection requests against a flapping endpoint (right or 503)", sum(seen.values()))
+    verifier.close()

@@ -35,8 +35,9 @@ def test_million_junk_tokens_memory_bounded(fault_server: FaultServer) -> None:
         capture_output=True,
         text=True,
         timeout=360,
-        check=True,
+        check=False,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["statuses"] == {"401": COUNT + 20_000}, figures
     assert figures["valid_accepted"] == figures["jwt_cache_size"] + 2000
