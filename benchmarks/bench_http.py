@@ -21,7 +21,7 @@ reversed every other round; ratios are computed per round. The server's CPU time
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_http.py [--rounds 3] [--duration 8] [--json OUT]
+    .venv/bin/python benchmarks/bench_http.py [--rounds 5] [--duration 5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -756,8 +756,8 @@ def report(results: dict[str, Result]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per config")
     parser.add_argument(
         "--only",

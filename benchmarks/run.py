@@ -10,7 +10,7 @@ another's interpreter), each writing JSON that this script collects:
 5. ``bench_http.py``: throughput under uvicorn and gunicorn, driven by ``wrk``.
 
 It prints the issue-6 target table and writes it, with every suite's tables and the
-machine description, to ``benchmarks/RESULTS.md``. The default run takes about seven
+machine description, to ``benchmarks/RESULTS.md``. The default run takes about eight
 minutes; ``--quick`` is a smoke run that writes nothing unless ``--output`` is given.
 
 Usage::
@@ -61,7 +61,7 @@ def suites(quick: bool, skip_http: bool) -> list[Suite]:
         Suite("issuer", "bench_issuer.py", q, 120),
     ]
     if not skip_http:
-        out.append(Suite("http", "bench_http.py", q or ["--rounds", "3", "--duration", "8"], 420))
+        out.append(Suite("http", "bench_http.py", q or ["--rounds", "5", "--duration", "5"], 600))
     return out
 
 

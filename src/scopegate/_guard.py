@@ -286,16 +286,23 @@ class BearerGuard:
     def remember(self, value: str, credentials: Credentials) -> None:
         """Memoise *value* -> *credentials* after the token verified (see
         :meth:`header_credentials`). Only verified values are kept, so a flood of
-        well-formed garbage cannot churn the memo. A pair that extraction would not
-        produce is ignored (checked once per new value), so a caller's mistake can never
-        hand one request's token to another value."""
+        well-formed garbage cannot churn the memo. A pair that is not shaped like
+        ``Bearer <spaces> token`` for this very token is ignored (a cheap structural
+        check instead of a second parse), so a caller's mix-up can never hand one
+        request's token to another value."""
         known = self._known
-        if value in known or credentials.token is None or credentials.source != "header":
+        token = credentials.token
+        if value in known or token is None or credentials.source != "header":
             return
-        try:
-            if parse_authorization(value, self.max_token_length) != credentials.token:
-                return
-        except InvalidTokenError:
+        stripped = value.strip(" \t")
+        size = len(token)
+        if not (
+            size <= self.max_token_length
+            and len(stripped) > 6 + size
+            and stripped[:6].lower() == "bearer"
+            and stripped.endswith(token)
+            and not stripped[6:-size].strip(" ")
+        ):
             return
         with self._known_lock:
             if len(known) >= _KNOWN_HEADERS:

@@ -330,6 +330,11 @@ def test_unknown_value_raises_before_memo() -> None:
         pytest.param(f"Bearer {GOOD}", Credentials(GOOD, "query"), id="other-source"),
         pytest.param("Bearer a b", Credentials("a", "header"), id="malformed-value"),
         pytest.param("Basic abc", Credentials("abc", "header"), id="other-scheme"),
+        pytest.param("Bearer a b", Credentials("b", "header"), id="space-in-token"),
+        pytest.param("Bearer\tabc", Credentials("abc", "header"), id="tab-separator"),
+        pytest.param("Bearerabc", Credentials("abc", "header"), id="no-separator"),
+        pytest.param("xBearer abc", Credentials("abc", "header"), id="prefixed-scheme"),
+        pytest.param("Bearer " + "a" * 9000, Credentials("a" * 9000, "header"), id="too-long"),
     ],
 )
 def test_remember_ignores_mismatched_pairs(value: str, credentials: Credentials) -> None:
