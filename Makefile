@@ -32,8 +32,9 @@ lint: setup
 stress: setup
 	$(BIN)/python -m pytest tests/stress -p no:cacheprovider
 
-## make bench: benchmarks; writes benchmarks/RESULTS.md.
+## make bench: benchmarks; writes benchmarks/RESULTS.md (uses wrk when installed).
 bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/run.py
 
 clean:
