@@ -780,7 +780,12 @@ class JWTVerifier:
 
     # -- verified-token cache -------------------------------------------------------
 
-    def _cached(self, token: str) -> AccessToken | None:
+    def cached(self, token: str) -> AccessToken | None:
+        """The verified token from the cache, or ``None`` (no I/O, never raises).
+
+        Lets a caller skip creating a coroutine on a hit; ``exp``/``nbf`` and key
+        presence are re-checked exactly as :meth:`verify` does.
+        """
         entry = self._cache.get(token)
         if entry is None:
             return None
@@ -792,27 +797,6 @@ class JWTVerifier:
         ):
             return entry[0]
         # Under the lock: eviction iterates the dict, which a concurrent pop would break.
-        with self._cache_lock:
-            self._cache.pop(token, None)
-        return None
-
-    def cached(self, token: str) -> AccessToken | None:
-        """The verified token from the cache, or ``None`` (no I/O, never raises).
-
-        Lets a caller skip creating a coroutine on a hit; ``exp``/``nbf`` and key
-        presence are re-checked exactly as :meth:`verify` does.
-        """
-        # _cached inlined: this probe is the whole cost of a repeated request.
-        entry = self._cache.get(token)
-        if entry is None:
-            return None
-        now = self._clock()
-        if (
-            now < entry[1] + self.leeway
-            and (entry[2] is None or entry[2] <= now + self.leeway)
-            and (self._static or self._key_present(entry[3]))
-        ):
-            return entry[0]
         with self._cache_lock:
             self._cache.pop(token, None)
         return None
@@ -852,7 +836,7 @@ class JWTVerifier:
             KeySetUnavailableError: The keys cannot be fetched (503).
         """
         if self._cache_enabled:
-            hit = self._cached(token)
+            hit = self.cached(token)
             if hit is not None:
                 return hit
         try:
@@ -874,7 +858,7 @@ class JWTVerifier:
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`; key fetches never block the event loop."""
         if self._cache_enabled:
-            hit = self._cached(token)
+            hit = self.cached(token)
             if hit is not None:
                 return hit
         try:
