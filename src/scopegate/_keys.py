@@ -22,7 +22,10 @@ the set stay usable); a refused *static* key is a :class:`ConfigurationError`.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from scopegate._errors import ConfigurationError, InvalidTokenError
 from scopegate._jsonstrict import StrictJSONError, loads_object
@@ -42,9 +46,11 @@ __all__ = [
     "UnusableKeyError",
     "VerificationKey",
     "check_algorithms",
+    "jwk_thumbprint",
     "load_static_keys",
     "parse_jwk",
     "parse_jwks",
+    "public_jwk",
 ]
 
 logger = logging.getLogger("scopegate.keys")
@@ -84,6 +90,57 @@ _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 Verify = Callable[[bytes, bytes], bool]
+
+
+# RFC 7638 §3.2: the members a thumbprint covers, per key type.
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+def public_jwk(
+    key: rsa.RSAPrivateKey
+    | rsa.RSAPublicKey
+    | ec.EllipticCurvePrivateKey
+    | ec.EllipticCurvePublicKey
+    | ed25519.Ed25519PrivateKey
+    | ed25519.Ed25519PublicKey,
+) -> dict[str, Any]:
+    """The public JWK (RFC 7517) of an RSA, EC or Ed25519 key, without ``kid``/``alg``.
+
+    A private key is reduced to its public half first, so private members can never be
+    exported. Shared by the issuer's JWKS and the testing kit.
+    """
+    public = (
+        key.public_key()
+        if isinstance(
+            key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        )
+        else key
+    )
+    jwk: dict[str, Any]
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+    else:
+        raise ConfigurationError("only RSA, EC and Ed25519 keys have a JWK form here")
+    jwk = dict(jwk)  # a fresh dict the caller may extend
+    # "use" is what we publish; RFC 7517 §4.3 advises against combining it with key_ops.
+    jwk.pop("key_ops", None)
+    return jwk
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of *jwk*, base64url without padding."""
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    digest = hashlib.sha256(canonical).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class UnusableKeyError(ValueError):

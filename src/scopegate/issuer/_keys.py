@@ -14,18 +14,15 @@ the issuer (RFC 9068 §2.1).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from scopegate._errors import ConfigurationError
+from scopegate._keys import jwk_thumbprint, public_jwk
 
 __all__ = ["SIGNING_ALGORITHMS", "KeySet", "SigningKey", "generate_key", "load_key"]
 
@@ -34,31 +31,6 @@ SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = ("RS256", "ES256", "EdDSA")
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MIN_RSA_BITS = 2048
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _public_jwk(key: PrivateKey) -> dict[str, Any]:
-    public = key.public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        return RSAAlgorithm.to_jwk(public, as_dict=True)
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return ECAlgorithm.to_jwk(public, as_dict=True)
-    return OKPAlgorithm.to_jwk(public, as_dict=True)
-
-
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    # RFC 7638 §3.2: the required members only, lexicographic order, no whitespace.
-    required = {
-        "RSA": ("e", "kty", "n"),
-        "EC": ("crv", "kty", "x", "y"),
-        "OKP": ("crv", "kty", "x"),
-    }
-    members = {name: jwk[name] for name in required[jwk["kty"]]}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    return _b64u(hashlib.sha256(canonical).digest())
 
 
 def _algorithm_for(key: object) -> SigningAlgorithm:
@@ -103,10 +75,8 @@ class SigningKey:
         if alg is not None and alg != inferred:
             raise ConfigurationError("the signing key does not match the requested algorithm")
         private = cast(PrivateKey, key)
-        jwk = _public_jwk(private)
-        kid = _thumbprint(jwk)
-        # "use" only: RFC 7517 §4.3 advises against combining it with "key_ops".
-        jwk = {k: v for k, v in jwk.items() if k != "key_ops"}
+        jwk = public_jwk(private)
+        kid = jwk_thumbprint(jwk)
         jwk = {**jwk, "kid": kid, "alg": inferred, "use": "sig"}
         assert not _PRIVATE_MEMBERS & jwk.keys()
         return cls(kid=kid, alg=inferred, private_key=private, public_jwk=jwk)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -11,9 +10,10 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, get_default_algorithms
+from jwt.algorithms import get_default_algorithms
 
 from scopegate._errors import ConfigurationError
+from scopegate._keys import jwk_thumbprint, public_jwk
 
 __all__ = ["SigningAlgorithm", "SigningKey", "b64url"]
 
@@ -142,34 +142,18 @@ class SigningKey:
         )
         return pem
 
-    def _raw_public_jwk(self) -> dict[str, Any]:
-        public = self._private_key.public_key()
-        jwk: Any
-        if isinstance(public, rsa.RSAPublicKey):
-            jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
-        elif isinstance(public, ec.EllipticCurvePublicKey):
-            jwk = ECAlgorithm.to_jwk(public, as_dict=True)
-        else:
-            jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
-        return dict(jwk)
-
     def thumbprint(self) -> str:
         """The RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key."""
-        jwk = self._raw_public_jwk()
-        required = {
-            "RSA": ("e", "kty", "n"),
-            "EC": ("crv", "kty", "x", "y"),
-            "OKP": ("crv", "kty", "x"),
-        }
-        members = {name: jwk[name] for name in required[jwk["kty"]]}
-        return b64url(hashlib.sha256(_compact_json(members)).digest())
+        return jwk_thumbprint(public_jwk(self._private_key))
 
     def public_jwk(self) -> dict[str, Any]:
         """The public JWK with ``kid``, ``alg`` and ``use: sig`` (RFC 7517 §4)."""
-        jwk = self._raw_public_jwk()
-        jwk.pop("key_ops", None)
-        jwk.update({"kid": self.kid, "alg": self.algorithm, "use": "sig"})
-        return jwk
+        return {
+            **public_jwk(self._private_key),
+            "kid": self.kid,
+            "alg": self.algorithm,
+            "use": "sig",
+        }
 
     def jwks(self) -> dict[str, Any]:
         """A JWK Set holding only this key's public half."""
