@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from scopegate._errors import ErrorResponse, ScopegateError
+from scopegate._errors import ErrorResponse, ScopegateError, quote_challenge_value
 
 __all__ = [
     "InvalidClientError",
@@ -115,8 +115,8 @@ class InvalidClientError(OAuthError):
 
     def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
         """The ``Basic`` challenge: the only client-authentication scheme offered."""
-        escaped = realm.replace("\\", "\\\\").replace('"', '\\"')
-        return (("www-authenticate", f'Basic realm="{escaped}", charset="UTF-8"'),)
+        challenge = f'Basic realm={quote_challenge_value(realm)}, charset="UTF-8"'
+        return (("www-authenticate", challenge),)
 
 
 class InvalidGrantError(OAuthError):
