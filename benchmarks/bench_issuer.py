@@ -48,8 +48,8 @@ from scopegate.issuer import (  # noqa: E402
     HTTPRequest,
     Issuer,
     IssuerConfig,
-    KeySet,
-    generate_key,
+    SigningKey,
+    SigningKeySet,
 )
 
 TITLE = "Companion issuer: client_credentials issuance (tokens/s)"
@@ -60,7 +60,7 @@ AUTH = "Basic " + base64.b64encode(b"svc-a:bench-secret").decode()
 
 def in_process(kind: str, seconds: float) -> tuple[float, float | None]:
     """(issuer tokens/s, bare jwt.encode tokens/s) for one token kind."""
-    key = generate_key("ES256" if kind == "opaque" else kind)
+    key = SigningKey.generate("ES256" if kind == "opaque" else kind)
     config = IssuerConfig(
         issuer="https://auth.example",
         audience="api://bench",
@@ -69,7 +69,7 @@ def in_process(kind: str, seconds: float) -> tuple[float, float | None]:
     issuer = Issuer(
         config,
         clients=[Client("svc-a", ("bench-secret",), scopes=frozenset({"items:read"}))],
-        keys=KeySet(current=key),
+        keys=SigningKeySet(current=key),
     )
     request = HTTPRequest(
         "POST",

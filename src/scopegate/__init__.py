@@ -21,7 +21,7 @@ from scopegate._context import current_token
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
-    ErrorResponse,
+    HTTPResponse,
     InsufficientScopeError,
     IntrospectionUnavailableError,
     InvalidRequestError,
@@ -32,12 +32,12 @@ from scopegate._errors import (
     ServiceUnavailableError,
 )
 from scopegate._flow import HTTPRunner
-from scopegate._guard import BearerGuard
+from scopegate._guard import BearerGuard, GuardOptions, RequestView
 from scopegate._introspection import IntrospectionVerifier
 from scopegate._jwt import JWTVerifier
 from scopegate._scopes import require_any_scope, require_scope
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
-from scopegate._verifier import HybridVerifier, TokenVerifier
+from scopegate._verifier import CachedVerifier, HybridVerifier, TokenVerifier
 from scopegate._version import __version__
 
 __all__ = [
@@ -45,8 +45,10 @@ __all__ = [
     "AccessToken",
     "BearerError",
     "BearerGuard",
+    "CachedVerifier",
     "ConfigurationError",
-    "ErrorResponse",
+    "GuardOptions",
+    "HTTPResponse",
     "HTTPRunner",
     "HybridVerifier",
     "InsufficientScopeError",
@@ -60,6 +62,7 @@ __all__ = [
     "MemoryCache",
     "MissingTokenError",
     "RedisCache",
+    "RequestView",
     "ScopeMapping",
     "ScopegateError",
     "ServiceUnavailableError",

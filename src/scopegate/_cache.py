@@ -1,4 +1,9 @@
-"""Where introspection results are kept between requests: in memory or in Redis.
+"""Caches: the bounded in-process map, and where introspection results are kept.
+
+:class:`BoundedDict` is the one bounded in-process map of the library (verified tokens,
+remembered headers, parsed JOSE headers, scope sets, negative kid entries, introspection
+answers): reads take no lock, writes do, and when it is full the oldest eighth goes in
+one pass, so a flood of distinct junk keys cannot grow memory without bound.
 
 An :class:`IntrospectionCache` stores one :class:`CacheEntry` per token under a key the
 verifier derives from SHA-256 of the full token; the cache never sees the token itself.
@@ -15,11 +20,16 @@ Two backends ship:
   ``SET NX PX`` lock). When Redis is down every operation degrades to a cache miss, a
   warning is logged at most once per ``log_interval``, and Redis is tried again after
   ``retry_interval``: a cache outage never fails a request.
+
+Redis work is written once, as flows of :class:`RedisConnection` commands (one effect
+that runs on the sync client in threads and on the async client on a loop; see
+:mod:`scopegate._flow`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -27,22 +37,81 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from scopegate._errors import ConfigurationError
+from scopegate._flow import Flow, arun, run
+from scopegate._settings import number
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = [
+    "BoundedDict",
     "CacheEntry",
     "IntrospectionCache",
     "MemoryCache",
     "RedisCache",
+    "RedisConnection",
     "SharedIntrospectionCache",
 ]
 
 logger = logging.getLogger("scopegate.cache")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedDict(Generic[K, V]):
+    """A dict of at most *maxsize* entries; when full, the oldest eighth is dropped.
+
+    ``get`` is the dict's own method (no lock: a lookup is atomic under the GIL);
+    ``put``, ``pop`` and ``clear`` take a lock because eviction iterates the dict.
+    Dropping an eighth in one pass keeps eviction amortised O(1): evicting one entry at
+    a time would rescan the freed slots at the front of the dict each time.
+    """
+
+    __slots__ = ("_data", "_drop", "_lock", "get", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        if type(maxsize) is not int or maxsize < 1:
+            raise ConfigurationError("a cache size must be a positive integer")
+        self.maxsize = maxsize
+        self._drop = max(1, maxsize // 8)
+        self._data: dict[K, V] = {}
+        self._lock = threading.Lock()
+        self.get = self._data.get
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def put(self, key: K, value: V) -> None:
+        """Store *value*, evicting the oldest entries first when full."""
+        data = self._data
+        with self._lock:
+            if key not in data and len(data) >= self.maxsize:
+                for old in list(itertools.islice(data, self._drop)):
+                    del data[old]
+            data[key] = value
+
+    def pop(self, key: K) -> V | None:
+        """Remove *key*; return its value, or ``None``."""
+        with self._lock:
+            return self._data.pop(key, None)
+
+    def pop_if(self, key: K, value: V) -> None:
+        """Remove *key* only while it still maps to *value* (identity)."""
+        with self._lock:
+            if self._data.get(key) is value:
+                del self._data[key]
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._data.clear()
 
 
 class CacheEntry:
@@ -156,28 +225,26 @@ class SharedIntrospectionCache(IntrospectionCache, Protocol):
 class MemoryCache:
     """A bounded in-process cache (one per worker process).
 
-    Entries expire after their own TTL; when ``maxsize`` is reached, expired entries
-    are purged and then the oldest entries are evicted, so a flood of distinct junk
-    tokens cannot grow memory without bound. Reads take no lock (a ``dict`` lookup is
-    atomic under the GIL); writes take one.
+    Entries expire after their own TTL; when ``maxsize`` is reached the oldest eighth
+    is evicted (:class:`BoundedDict`), so a flood of distinct junk tokens cannot grow
+    memory without bound.
 
     Args:
         maxsize: Most entries kept.
         timer: Monotonic clock used for expiry (tests may inject one).
     """
 
-    __slots__ = ("_data", "_lock", "_timer", "maxsize")
+    __slots__ = ("_data", "_timer", "maxsize")
 
     def __init__(
         self, maxsize: int = 10_000, *, timer: Callable[[], float] = time.monotonic
     ) -> None:
-        if maxsize < 1:
+        if type(maxsize) is not int or maxsize < 1:
             raise ConfigurationError("MemoryCache maxsize must be at least 1")
         self.maxsize = maxsize
         self._timer = timer
         # key -> (expires at on ``timer``, entry); insertion order is age order.
-        self._data: dict[str, tuple[float, CacheEntry]] = {}
-        self._lock = threading.Lock()
+        self._data: BoundedDict[str, tuple[float, CacheEntry]] = BoundedDict(maxsize)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -188,36 +255,25 @@ class MemoryCache:
         if item is None:
             return None
         if item[0] <= self._timer():
-            with self._lock:
-                if self._data.get(key) is item:
-                    del self._data[key]
+            self._data.pop_if(key, item)
             return None
         return item[1]
 
     def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        """Store *entry* for *ttl* seconds, evicting expired then oldest entries."""
-        now = self._timer()
-        with self._lock:
-            data = self._data
-            data.pop(key, None)
-            if len(data) >= self.maxsize:
-                for stale in [k for k, (exp, _) in data.items() if exp <= now]:
-                    del data[stale]
-                while len(data) >= self.maxsize:
-                    del data[next(iter(data))]
-            data[key] = (now + ttl, entry)
+        """Store *entry* for *ttl* seconds."""
+        self._data.pop(key)  # a rewrite moves the key to the young end
+        self._data.put(key, (self._timer() + ttl, entry))
 
     def clear(self) -> None:
         """Drop every entry."""
-        with self._lock:
-            self._data.clear()
+        self._data.clear()
 
     async def aget(self, key: str) -> CacheEntry | None:
-        """Async twin of :meth:`get` (never blocks)."""
+        """Same as :meth:`get` (never blocks)."""
         return self.get(key)
 
     async def aset(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        """Async twin of :meth:`set` (never blocks)."""
+        """Same as :meth:`set` (never blocks)."""
         self.set(key, entry, ttl)
 
 
@@ -241,27 +297,25 @@ return 0
 """
 
 
-class RedisCache:
-    """Introspection results shared through Redis (``pip install 'scopegate[redis]'``).
+class RedisConnection:
+    """Sync and async Redis clients for one server, with a shared circuit breaker.
 
-    Values are the JSON of a :class:`CacheEntry` stored with ``SET ... PX ttl`` so Redis
-    expires them; keys are ``prefix`` + the verifier's key (a SHA-256 hex digest).
+    Every Redis user of the library (the introspection cache, the DPoP replay store)
+    sends its commands through :meth:`command`, an effect that the flow drivers run on
+    the sync client in threads and on the async client on an event loop. After a Redis
+    error, :meth:`available` is false for ``retry_interval`` seconds (callers degrade
+    as they must: a cache misses, a replay store fails closed), and one warning is
+    logged per ``log_interval``.
 
     Args:
         url: ``redis://`` / ``rediss://`` URL; clients for both worlds are made from it.
         client: A ``redis.Redis`` to use for the sync path (not closed by us).
         async_client: A ``redis.asyncio.Redis`` for the async path (not closed by us).
             With neither it nor ``url``, async calls run the sync client in a thread.
-        prefix: Key namespace.
         socket_timeout: Seconds for connecting to and answering from Redis (own clients).
-        retry_interval: After a Redis error, seconds during which Redis is not tried
-            (requests introspect directly), then it is tried again.
+        retry_interval: After an error, seconds during which Redis is not tried.
         log_interval: At most one "Redis unavailable" warning per this many seconds.
-        lock_ttl: Lifetime of the cross-process introspection lock (``PX``); bounds how
-            long a crashed holder can delay others.
-        lock_wait: How long a process waits for another's introspection before it
-            introspects by itself.
-        poll_interval: Seconds between reads while waiting.
+        purpose: Named in log lines ("introspection cache", "DPoP replay store").
 
     Raises:
         ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
@@ -274,29 +328,28 @@ class RedisCache:
         *,
         client: Any = None,
         async_client: Any = None,
-        prefix: str = "scopegate:introspection:",
         socket_timeout: float = 1.0,
         retry_interval: float = 2.0,
         log_interval: float = 60.0,
-        lock_ttl: float = 10.0,
-        lock_wait: float = 3.0,
-        poll_interval: float = 0.02,
+        purpose: str = "Redis",
     ) -> None:
         redis, redis_asyncio = _import_redis()
         if url is None and client is None and async_client is None:
-            raise ConfigurationError("RedisCache needs url=, client= or async_client=")
-        if min(socket_timeout, lock_ttl, poll_interval) <= 0 or min(retry_interval, lock_wait) < 0:
-            raise ConfigurationError("RedisCache timeouts must be positive")
+            raise ConfigurationError("Redis needs url=, client= or async_client=")
+        if url is not None and (
+            type(url) is not str or not url.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
+        number("socket_timeout", socket_timeout, low_open=True)
+        number("retry_interval", retry_interval)
+        number("log_interval", log_interval)
         self.url = url
-        self.prefix = prefix
-        self.lock_wait = lock_wait
-        self.poll_interval = poll_interval
-        self._lock_ms = max(1, int(lock_ttl * 1000))
+        self.purpose = purpose
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._retry_interval = retry_interval
         self._log_interval = log_interval
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        # Our circuit breaker below decides when to try again; redis-py's own retries
-        # with backoff would stall every request while Redis is down.
+        # Our circuit breaker decides when to try again; redis-py's own retries with
+        # backoff would stall every request while Redis is down.
         self._client_kwargs: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
@@ -319,14 +372,18 @@ class RedisCache:
 
     def __repr__(self) -> str:
         # The URL may carry a password: never show it.
-        return f"RedisCache(prefix={self.prefix!r})"
+        return f"RedisConnection({self.purpose!r})"
 
-    # -- health --------------------------------------------------------------------
+    def command(self, *args: Any) -> _Command:
+        """An effect sending one Redis command (``GET``, ``SET``, ``EVAL``...)."""
+        return _Command(self, args)
 
-    def _available(self) -> bool:
+    def available(self) -> bool:
+        """False while the circuit breaker is open after an error."""
         return self._down_until <= time.monotonic()
 
-    def _failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
+        """Record a Redis error: open the breaker, log at most once per interval."""
         now = time.monotonic()
         with self._state_lock:
             self._down_until = now + self._retry_interval
@@ -337,71 +394,19 @@ class RedisCache:
         if should_log:
             # The exception class only: redis-py messages may echo the URL.
             logger.warning(
-                "Redis cache unavailable (%s); introspecting without it, retrying in %.1fs",
+                "%s unavailable (%s); retrying in %.1fs",
+                self.purpose,
                 type(exc).__name__,
                 self._retry_interval,
             )
 
-    def _recovered(self) -> None:
+    def recovered(self) -> None:
+        """Record a successful command after errors."""
         if self._degraded:
             with self._state_lock:
                 was, self._degraded = self._degraded, False
             if was:
-                logger.info("Redis cache available again")
-
-    # -- sync ----------------------------------------------------------------------
-
-    def get(self, key: str) -> CacheEntry | None:
-        """Return the entry under *key*; ``None`` on a miss or when Redis is down."""
-        if self._client is None or not self._available():
-            return None
-        try:
-            raw = self._client.get(self.prefix + key)
-        except self._errors as exc:
-            self._failed(exc)
-            return None
-        self._recovered()
-        return None if raw is None else CacheEntry.loads(raw)
-
-    def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        """Store *entry* with ``PX`` = *ttl*; dropped silently when Redis is down."""
-        if self._client is None or not self._available():
-            return
-        try:
-            self._client.set(self.prefix + key, entry.dumps(), px=max(1, int(ttl * 1000)))
-        except self._errors as exc:
-            self._failed(exc)
-        else:
-            self._recovered()
-
-    def try_lock(self, key: str) -> str | None:
-        """Take the introspection lock for *key* (``SET NX PX``); see the protocol."""
-        if self._client is None or not self._available():
-            return ""
-        handle = secrets.token_hex(8)
-        try:
-            taken = self._client.set(self.prefix + "lock:" + key, handle, nx=True, px=self._lock_ms)
-        except self._errors as exc:
-            self._failed(exc)
-            return ""
-        return handle if taken else None
-
-    def unlock(self, key: str, handle: str) -> None:
-        """Release the lock if it is still ours."""
-        if not handle or self._client is None:
-            return
-        try:
-            self._client.eval(_UNLOCK_SCRIPT, 1, self.prefix + "lock:" + key, handle)
-        except self._errors as exc:
-            # The lock expires by itself after lock_ttl.
-            self._failed(exc)
-
-    def close(self) -> None:
-        """Close the sync client if this cache made it."""
-        if self._own_client and self._client is not None:
-            self._client.close()
-
-    # -- async ---------------------------------------------------------------------
+                logger.info("%s available again", self.purpose)
 
     def _aclient(self) -> Any:
         if not self._own_async_client:
@@ -418,67 +423,196 @@ class RedisCache:
             self._async_loop = loop
         return self._async_client
 
-    async def aget(self, key: str) -> CacheEntry | None:
-        """Async twin of :meth:`get`."""
-        client = self._aclient()
-        if client is None:
-            return await asyncio.to_thread(self.get, key)
-        if not self._available():
-            return None
-        try:
-            raw = await client.get(self.prefix + key)
-        except self._errors as exc:
-            self._failed(exc)
-            return None
-        self._recovered()
-        return None if raw is None else CacheEntry.loads(raw)
-
-    async def aset(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        """Async twin of :meth:`set`."""
-        client = self._aclient()
-        if client is None:
-            await asyncio.to_thread(self.set, key, entry, ttl)
-            return
-        if not self._available():
-            return
-        try:
-            await client.set(self.prefix + key, entry.dumps(), px=max(1, int(ttl * 1000)))
-        except self._errors as exc:
-            self._failed(exc)
-        else:
-            self._recovered()
-
-    async def atry_lock(self, key: str) -> str | None:
-        """Async twin of :meth:`try_lock`."""
-        client = self._aclient()
-        if client is None:
-            return await asyncio.to_thread(self.try_lock, key)
-        if not self._available():
-            return ""
-        handle = secrets.token_hex(8)
-        try:
-            taken = await client.set(self.prefix + "lock:" + key, handle, nx=True, px=self._lock_ms)
-        except self._errors as exc:
-            self._failed(exc)
-            return ""
-        return handle if taken else None
-
-    async def aunlock(self, key: str, handle: str) -> None:
-        """Async twin of :meth:`unlock`."""
-        if not handle:
-            return
-        client = self._aclient()
-        if client is None:
-            await asyncio.to_thread(self.unlock, key, handle)
-            return
-        try:
-            await client.eval(_UNLOCK_SCRIPT, 1, self.prefix + "lock:" + key, handle)
-        except self._errors as exc:
-            self._failed(exc)
+    def close(self) -> None:
+        """Close the sync client if this connection made it."""
+        if self._own_client and self._client is not None:
+            self._client.close()
 
     async def aclose(self) -> None:
-        """Close the clients this cache made (call it on the loop that used them)."""
+        """Close the clients this connection made (call it on the loop that used them)."""
         if self._own_async_client and self._async_client is not None:
             client, self._async_client = self._async_client, None
             await client.aclose()
         self.close()
+
+
+class _Command:
+    """One Redis command as a flow effect."""
+
+    __slots__ = ("args", "connection")
+
+    def __init__(self, connection: RedisConnection, args: tuple[Any, ...]) -> None:
+        self.connection = connection
+        self.args = args
+
+    def run(self) -> Any:
+        client = self.connection._client
+        if client is None:
+            raise ConnectionError("no sync Redis client configured")
+        return client.execute_command(*self.args)
+
+    async def arun(self) -> Any:
+        client = self.connection._aclient()
+        if client is None:
+            # Only a sync client was given: run it off the event loop.
+            return await asyncio.to_thread(self.run)
+        return await client.execute_command(*self.args)
+
+
+class RedisCache:
+    """Introspection results shared through Redis (``pip install 'scopegate[redis]'``).
+
+    Values are the JSON of a :class:`CacheEntry` stored with ``SET ... PX ttl`` so Redis
+    expires them; keys are ``prefix`` + the verifier's key (a SHA-256 hex digest).
+
+    Args:
+        url: ``redis://`` / ``rediss://`` URL (see :class:`RedisConnection`).
+        client: A ``redis.Redis`` to use for the sync path (not closed by us).
+        async_client: A ``redis.asyncio.Redis`` for the async path (not closed by us).
+        connection: A :class:`RedisConnection` to share (instead of the three above).
+        prefix: Key namespace.
+        socket_timeout: Seconds for connecting to and answering from Redis (own clients).
+        retry_interval: After a Redis error, seconds during which Redis is not tried
+            (requests introspect directly), then it is tried again.
+        log_interval: At most one "Redis unavailable" warning per this many seconds.
+        lock_ttl: Lifetime of the cross-process introspection lock (``PX``); bounds how
+            long a crashed holder can delay others.
+        lock_wait: How long a process waits for another's introspection before it
+            introspects by itself.
+        poll_interval: Seconds between reads while waiting.
+
+    Raises:
+        ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
+        ConfigurationError: No ``url``, ``client`` or ``async_client``, or a bad value.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        connection: RedisConnection | None = None,
+        prefix: str = "scopegate:introspection:",
+        socket_timeout: float = 1.0,
+        retry_interval: float = 2.0,
+        log_interval: float = 60.0,
+        lock_ttl: float = 10.0,
+        lock_wait: float = 3.0,
+        poll_interval: float = 0.02,
+    ) -> None:
+        number("lock_ttl", lock_ttl, low_open=True)
+        number("lock_wait", lock_wait)
+        number("poll_interval", poll_interval, low_open=True)
+        self._own_connection = connection is None
+        self.redis = connection or RedisConnection(
+            url,
+            client=client,
+            async_client=async_client,
+            socket_timeout=socket_timeout,
+            retry_interval=retry_interval,
+            log_interval=log_interval,
+            purpose="Redis cache",
+        )
+        self.url = self.redis.url
+        self.prefix = prefix
+        self.lock_wait = lock_wait
+        self.poll_interval = poll_interval
+        self._lock_ms = max(1, int(lock_ttl * 1000))
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: never show it.
+        return f"RedisCache(prefix={self.prefix!r})"
+
+    # -- the operations, written once ----------------------------------------------------
+
+    def _call(self, default: Any, *args: Any) -> Flow[Any]:
+        redis = self.redis
+        if not redis.available():
+            return default
+        try:
+            reply = yield redis.command(*args)
+        except redis.errors as exc:
+            redis.failed(exc)
+            return default
+        redis.recovered()
+        return reply
+
+    def get_flow(self, key: str) -> Flow[CacheEntry | None]:
+        """The entry under *key*; ``None`` on a miss or when Redis is down."""
+        raw = yield from self._call(None, "GET", self.prefix + key)
+        return None if raw is None else CacheEntry.loads(raw)
+
+    def set_flow(self, key: str, entry: CacheEntry, ttl: float) -> Flow[None]:
+        """Store *entry* with ``PX`` = *ttl*; dropped silently when Redis is down."""
+        px = max(1, int(ttl * 1000))
+        yield from self._call(None, "SET", self.prefix + key, entry.dumps(), "PX", px)
+
+    def try_lock_flow(self, key: str) -> Flow[str | None]:
+        """Take the introspection lock for *key* (``SET NX PX``).
+
+        Returns a handle when the caller should introspect (``""`` when Redis is down and
+        everyone fends for themselves), or ``None`` when another process holds it.
+        """
+        handle = secrets.token_hex(8)
+        taken = yield from self._call(
+            _DOWN, "SET", self.prefix + "lock:" + key, handle, "NX", "PX", self._lock_ms
+        )
+        if taken is _DOWN:
+            return ""
+        return handle if taken else None
+
+    def unlock_flow(self, key: str, handle: str) -> Flow[None]:
+        """Release a lock taken by :meth:`try_lock_flow` if it is still ours."""
+        if handle:
+            # A lost release is harmless: the lock expires by itself after lock_ttl.
+            yield from self._call(
+                None, "EVAL", _UNLOCK_SCRIPT, 1, self.prefix + "lock:" + key, handle
+            )
+
+    # -- the IntrospectionCache protocol: the two drivers ---------------------------------
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry under *key* (threads)."""
+        return run(self.get_flow(key))
+
+    async def aget(self, key: str) -> CacheEntry | None:
+        """The entry under *key* (asyncio)."""
+        return await arun(self.get_flow(key))
+
+    def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """Store *entry* (threads)."""
+        run(self.set_flow(key, entry, ttl))
+
+    async def aset(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """Store *entry* (asyncio)."""
+        await arun(self.set_flow(key, entry, ttl))
+
+    def try_lock(self, key: str) -> str | None:
+        """See :meth:`try_lock_flow` (threads)."""
+        return run(self.try_lock_flow(key))
+
+    async def atry_lock(self, key: str) -> str | None:
+        """See :meth:`try_lock_flow` (asyncio)."""
+        return await arun(self.try_lock_flow(key))
+
+    def unlock(self, key: str, handle: str) -> None:
+        """See :meth:`unlock_flow` (threads)."""
+        run(self.unlock_flow(key, handle))
+
+    async def aunlock(self, key: str, handle: str) -> None:
+        """See :meth:`unlock_flow` (asyncio)."""
+        await arun(self.unlock_flow(key, handle))
+
+    def close(self) -> None:
+        """Close the clients this cache made."""
+        if self._own_connection:
+            self.redis.close()
+
+    async def aclose(self) -> None:
+        """Close the clients this cache made (call it on the loop that used them)."""
+        if self._own_connection:
+            await self.redis.aclose()
+
+
+_DOWN: Any = object()

@@ -367,7 +367,7 @@ def _check_signature(
     kid = header.get("kid")
     kid = kid if isinstance(kid, str) else None
     try:
-        key = KeySet(parsed).find(kid, alg)
+        key = KeySet(parsed).find(kid, alg, anonymous=True)
     except InvalidTokenError as exc:
         words = {
             "key_alg_mismatch": f"the key with this kid is not bound to {alg}: the header "
@@ -949,17 +949,16 @@ def _parse_claim(text: str) -> tuple[str, Any]:
 
 
 def _mint_command(args: argparse.Namespace) -> int:
+    from scopegate._signing import SigningKey
     from scopegate.testing._issuer import LocalIssuer
-    from scopegate.testing._keys import SigningKey
 
     try:
         if args.key is not None:
-            key = SigningKey.from_pem(Path(args.key).read_bytes(), args.alg, kid=args.kid)
+            key = SigningKey.from_pem(Path(args.key).read_bytes(), alg=args.alg, kid=args.kid)
         else:
+            # The kid defaults to the RFC 7638 thumbprint: the same that --key gives for
+            # the saved PEM later.
             key = SigningKey.generate(args.alg or "RS256", kid=args.kid)
-            if args.kid is None:
-                # The same kid that --key gives for the saved PEM later (RFC 7638).
-                key.kid = key.thumbprint()
             if args.key_out is None and args.jwks_out is None:
                 sys.stderr.write(
                     "note: signed with a fresh throw-away key; add --key-out/--jwks-out to keep "

@@ -13,6 +13,11 @@ Variables (empty values count as unset):
     Accepted JWS algorithms, comma-separated (default ``RS256,PS256,ES256,EdDSA``).
 ``SCOPEGATE_LEEWAY``
     Clock-skew allowance in seconds for ``exp``/``nbf``/``iat`` (default 60).
+``SCOPEGATE_MAX_LIFETIME``
+    Largest ``exp - iat`` accepted, in seconds (default: no maximum).
+``SCOPEGATE_JWKS_COOLDOWN``
+    Least seconds between two JWKS refreshes caused by unknown ``kid`` values
+    (default 30). The first unknown kid after an ordinary fetch refreshes at once.
 ``SCOPEGATE_TYP``
     ``strict`` (default; RFC 9068 ``at+jwt`` required) or ``lenient`` (also plain JWTs
     from authorization servers that do not set ``typ``).
@@ -62,6 +67,8 @@ class EnvSettings:
     jwks_uri: str | None = None
     algorithms: tuple[str, ...] | None = None
     leeway: float | None = None
+    max_lifetime: float | None = None
+    jwks_cooldown: float | None = None
     typ: Literal["strict", "lenient"] | None = None
     realm: str = "api"
     introspection_uri: str | None = None
@@ -78,8 +85,10 @@ class EnvSettings:
         }
         if self.algorithms is not None:
             options["algorithms"] = self.algorithms
-        if self.leeway is not None:
-            options["leeway"] = self.leeway
+        for name in ("leeway", "max_lifetime", "jwks_cooldown"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
         if self.typ is not None:
             options["typ"] = self.typ
         return options
@@ -97,6 +106,19 @@ def _require(environ: Mapping[str, str], name: str) -> str:
     value = _get(environ, name)
     if value is None:
         raise ConfigurationError(f"{PREFIX}{name} is required")
+    return value
+
+
+def _seconds(environ: Mapping[str, str], name: str) -> float | None:
+    raw = _get(environ, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name} must be a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{PREFIX}{name} must be a non-negative number of seconds")
     return value
 
 
@@ -131,15 +153,11 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         if not algorithms:
             raise ConfigurationError(f"{PREFIX}ALGORITHMS lists no algorithm")
 
-    leeway: float | None = None
-    raw_leeway = _get(env, "LEEWAY")
-    if raw_leeway is not None:
-        try:
-            leeway = float(raw_leeway)
-        except ValueError:
-            raise ConfigurationError(f"{PREFIX}LEEWAY must be a number of seconds") from None
-        if not math.isfinite(leeway) or leeway < 0:
-            raise ConfigurationError(f"{PREFIX}LEEWAY must be a non-negative number")
+    leeway = _seconds(env, "LEEWAY")
+    max_lifetime = _seconds(env, "MAX_LIFETIME")
+    if max_lifetime == 0:
+        raise ConfigurationError(f"{PREFIX}MAX_LIFETIME must be a positive number of seconds")
+    jwks_cooldown = _seconds(env, "JWKS_COOLDOWN")
 
     typ: Literal["strict", "lenient"] | None = None
     raw_typ = _get(env, "TYP")
@@ -170,6 +188,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         jwks_uri=_get(env, "JWKS_URI"),
         algorithms=algorithms,
         leeway=leeway,
+        max_lifetime=max_lifetime,
+        jwks_cooldown=jwks_cooldown,
         typ=typ,
         realm=_get(env, "REALM") or "api",
         introspection_uri=introspection_uri,

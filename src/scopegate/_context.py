@@ -12,7 +12,7 @@ from contextvars import ContextVar, Token
 
 from scopegate._token import AccessToken
 
-__all__ = ["current_token"]
+__all__ = ["current_token", "reset_current_token", "set_current_token"]
 
 _current: ContextVar[AccessToken | None] = ContextVar("scopegate.token", default=None)
 

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from scopegate._errors import ConfigurationError, KeySetUnavailableError, ServiceUnavailableError
-from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, SingleFlight
+from scopegate._flow import Flight, Flow, HTTPRunner, arun, run
 from scopegate._jsonstrict import StrictJSONError, loads_object
 
 __all__ = [
@@ -175,11 +175,13 @@ class ServerMetadata:
         runner: The :class:`HTTPRunner` for :meth:`get` / :meth:`aget` (a private
             5-second runner when omitted).
         ttl: Seconds a fetched document is used before it is fetched again.
+        retry_interval: Seconds before a failed fetch is tried again.
         error: The 503 error class raised when no document is available.
-        clock: Monotonic seconds (tests).
+        timer: Monotonic seconds (tests).
 
     A failed refresh keeps serving the previous document (retrying at most every
     ``retry_interval`` seconds); without a previous document the error is raised.
+    Concurrent fetches are coalesced (threads and tasks alike).
     """
 
     def __init__(
@@ -191,7 +193,7 @@ class ServerMetadata:
         ttl: float = 3600,
         retry_interval: float = 5,
         error: type[ServiceUnavailableError] = KeySetUnavailableError,
-        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.urls = discovery_urls(issuer, kind)
         self.issuer = issuer
@@ -200,26 +202,25 @@ class ServerMetadata:
         self.retry_interval = retry_interval
         self.error = error
         self._runner = runner
-        self._clock = clock
+        self._timer = timer
         self._document: dict[str, Any] | None = None
-        self._fetched_at = 0.0
+        self._fetched_at = float("-inf")
         self._failed_at: float | None = None
-        self._flight: SingleFlight[dict[str, Any]] = SingleFlight()
-        self._aflight: AsyncSingleFlight[dict[str, Any]] = AsyncSingleFlight()
+        self._flight = Flight()
 
     def __repr__(self) -> str:
         return f"ServerMetadata({self.issuer!r}, kind={self.kind!r})"
 
     @property
     def runner(self) -> HTTPRunner:
-        """The runner used by :meth:`get` / :meth:`aget` (created on first use)."""
+        """The runner used to fetch the document (created on first use)."""
         if self._runner is None:
             self._runner = HTTPRunner()
         return self._runner
 
     def cached(self) -> dict[str, Any] | None:
         """The fresh cached document, or ``None`` when it must be (re)fetched."""
-        if self._document is not None and self._clock() - self._fetched_at < self.ttl:
+        if self._document is not None and self._timer() - self._fetched_at < self.ttl:
             return self._document
         return None
 
@@ -228,19 +229,26 @@ class ServerMetadata:
         self._fetched_at = float("-inf")
 
     def flow(self) -> Flow[dict[str, Any]]:
-        """The document: cached when fresh, else fetched (stale served if that fails)."""
+        """The document: cached when fresh, else fetched once for concurrent callers."""
         document = self.cached()
         if document is not None:
             return document
-        now = self._clock()
+        result: dict[str, Any] = yield self._flight.join("doc", self._fetch_flow, self.runner)
+        return result
+
+    def _fetch_flow(self) -> Flow[dict[str, Any]]:
+        document = self.cached()
+        if document is not None:
+            return document  # fetched by a flight that ended between our miss and now
+        now = self._timer()
         if self._failed_at is not None and now - self._failed_at < self.retry_interval:
             return self._stale_or_raise(None)
         try:
             document = yield from metadata_flow(self.issuer, self.kind, error=self.error)
         except ServiceUnavailableError as exc:
-            self._failed_at = self._clock()
+            self._failed_at = self._timer()
             return self._stale_or_raise(exc)
-        self._document, self._fetched_at, self._failed_at = document, self._clock(), None
+        self._document, self._fetched_at, self._failed_at = document, self._timer(), None
         return document
 
     def _stale_or_raise(self, exc: ServiceUnavailableError | None) -> dict[str, Any]:
@@ -273,34 +281,26 @@ class ServerMetadata:
                 # again after retry_interval (as Retry-After announces) instead of being
                 # served for the whole TTL; until then it is not refetched per request.
                 self.invalidate()
-                self._failed_at = self._clock()
+                self._failed_at = self._timer()
             raise self.error(
                 reason="discovery_bad_endpoint", retry_after=max(1, int(self.retry_interval))
             )
         return url
 
     def get(self) -> dict[str, Any]:
-        """The document (sync; concurrent callers share one fetch)."""
+        """The document (threads)."""
         document = self.cached()
-        if document is not None:
-            return document
-        return self._flight.do("doc", lambda: self.runner.run(self.flow()))
+        return document if document is not None else run(self.flow())
 
     async def aget(self) -> dict[str, Any]:
-        """The document (asyncio; concurrent callers share one fetch)."""
+        """The document (asyncio)."""
         document = self.cached()
-        if document is not None:
-            return document
-
-        async def fetch() -> dict[str, Any]:
-            return await self.runner.arun(self.flow())
-
-        return await self._aflight.do("doc", fetch)
+        return document if document is not None else await arun(self.flow())
 
     def endpoint(self, name: str) -> str:
-        """Sync twin of :meth:`endpoint_flow`."""
-        return self.pick(self.get(), name)
+        """The URL of endpoint *name* (threads; see :meth:`endpoint_flow`)."""
+        return run(self.endpoint_flow(name))
 
     async def aendpoint(self, name: str) -> str:
-        """Async twin of :meth:`endpoint_flow`."""
-        return self.pick(await self.aget(), name)
+        """The URL of endpoint *name* (asyncio; see :meth:`endpoint_flow`)."""
+        return await arun(self.endpoint_flow(name))

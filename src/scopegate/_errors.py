@@ -1,9 +1,9 @@
 """Errors that know their RFC 6750 response.
 
 Every error a request can end in is a :class:`BearerError`; it carries its HTTP status,
-its RFC 6750 ``error`` code and renders itself to a framework-neutral
-:class:`ErrorResponse` that every adapter (ASGI, WSGI, Starlette, Flask, Django, ...) sends
-as is. The hierarchy::
+its RFC 6750 ``error`` code and renders itself to a framework-neutral :class:`HTTPResponse`
+that every adapter (ASGI, WSGI, Starlette, Flask, Django, ...) sends as is. The
+hierarchy::
 
     ScopegateError
     ├── BearerError                          renders an RFC 6750 §3 response
@@ -29,10 +29,12 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from scopegate._jose import is_scope_token
+
 __all__ = [
     "BearerError",
     "ConfigurationError",
-    "ErrorResponse",
+    "HTTPResponse",
     "InsufficientScopeError",
     "IntrospectionUnavailableError",
     "InvalidRequestError",
@@ -45,23 +47,36 @@ __all__ = [
 
 # RFC 6750 §3: error_description and scope values are limited to these characters.
 _SAFE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-# RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+_REASON_PHRASES = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    503: "Service Unavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorResponse:
-    """A rendered error: what every adapter sends, whatever the framework.
+class HTTPResponse:
+    """A rendered response: what every adapter sends, whatever the framework.
 
     Attributes:
         status: The HTTP status code.
         headers: Header pairs, names lower-case, values ``str`` (latin-1 safe).
-        body: The JSON body ``{"error": ..., "error_description": ...}`` as bytes.
+        body: The body as bytes (JSON).
     """
 
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+    @property
+    def status_line(self) -> str:
+        """``"401 Unauthorized"``: the status as WSGI's ``start_response`` wants it."""
+        return f"{self.status} {_REASON_PHRASES.get(self.status, 'Error')}"
 
 
 class ScopegateError(Exception):
@@ -128,7 +143,7 @@ class BearerError(ScopegateError):
         """Headers besides the challenge (``Retry-After`` on 503)."""
         return []
 
-    def to_response(self, realm: str = "api") -> ErrorResponse:
+    def to_response(self, realm: str = "api") -> HTTPResponse:
         """Render the framework-neutral response for this error."""
         body = json.dumps(self.body(), separators=(",", ":")).encode()
         headers = [
@@ -138,7 +153,7 @@ class BearerError(ScopegateError):
             ("cache-control", "no-store"),
             *self.extra_headers(),
         ]
-        return ErrorResponse(self.status, tuple(headers), body)
+        return HTTPResponse(self.status, tuple(headers), body)
 
 
 class MissingTokenError(BearerError):
@@ -184,7 +199,7 @@ class InsufficientScopeError(BearerError):
         reason: str | None = None,
     ) -> None:
         # Scope names come from the application, not the request, but stay in grammar.
-        self.required = tuple(s for s in required if _SCOPE_TOKEN.fullmatch(s))
+        self.required = tuple(s for s in required if is_scope_token(s))
         super().__init__(description, reason=reason)
 
     def challenge_params(self) -> list[tuple[str, str]]:

@@ -1,55 +1,279 @@
-"""One logic for sync and async network work.
+"""One logic for sync and async: flows, effects and the two drivers.
 
-Network work (discovery, JWKS, introspection) is written once as a generator *flow*
-that yields an :class:`httpx.Request` and receives the :class:`httpx.Response` (the shape
-of httpx's ``Auth.auth_flow``). :class:`HTTPRunner` drives a flow with ``httpx.Client``
-(WSGI, threads) or ``httpx.AsyncClient`` (asyncio); only the drivers and the locks in
-:class:`SingleFlight` / :class:`AsyncSingleFlight` differ between the two worlds.
+Every piece of logic that waits on something (an HTTP exchange with the authorization
+server, a Redis command, a shared fetch, a pause, the request body) is written **once**,
+as a generator *flow* that yields what it waits for and receives the result (the shape
+of httpx's ``Auth.auth_flow``)::
 
-A transport failure is *thrown into* the flow as the exception the flow sees at its
-``yield``, so the flow alone decides how a failure maps to a scopegate error.
+    def fetch_flow(self) -> Flow[KeySet]:
+        response = yield httpx.Request("GET", self.jwks_uri)     # an HTTP exchange
+        entry = yield cache.command("GET", key)                   # any other Effect
+        ...
+        return keys
+
+Two drivers run a flow: :func:`run` for threads (WSGI, sync code) and :func:`arun` for
+asyncio. They are the only sync/async pair: an :class:`httpx.Request` goes to the
+:class:`HTTPRunner` (``httpx.Client`` or ``httpx.AsyncClient``), every other step is an
+:class:`Effect` with a ``run`` and an ``arun`` method. A failure of a step is *thrown
+into* the flow at its ``yield``, so the flow alone decides what a failure means.
+
+The HTTP runner bounds every exchange by one **deadline** from the first byte sent to
+the last byte read (connect, TLS, request, headers and body together): a server that
+drips bytes cannot hold a request past it. The single flights (:class:`Flight`) share
+one fetch among concurrent callers; cancelling one caller never cancels the fetch the
+others wait on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Hashable, Iterator
+from contextvars import ContextVar
+from typing import Any, Generic, Protocol, TypeVar
 
+import httpcore
 import httpx
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "AsyncSingleFlight",
+    "Call",
+    "Effect",
+    "Flight",
     "Flow",
     "HTTPRunner",
     "ResponseTooLargeError",
     "SingleFlight",
+    "Sleep",
+    "arun",
+    "run",
 ]
 
 T = TypeVar("T")
-Flow = Generator[httpx.Request, httpx.Response, T]
+Flow = Generator[Any, Any, T]
 
 #: Bodies above this are refused before they are parsed (a hostile AS cannot exhaust us).
 DEFAULT_MAX_BODY = 1 << 20
+
+
+class Effect(Protocol):
+    """A step a flow waits on, other than an HTTP exchange.
+
+    ``run`` performs it in the calling thread, ``arun`` on the running event loop; both
+    return what the flow receives at its ``yield``. An exception is thrown into the flow.
+    """
+
+    def run(self) -> Any:
+        """Perform the step (threads)."""
+        ...
+
+    async def arun(self) -> Any:
+        """Perform the step (asyncio); never blocks the loop."""
+        ...
+
+
+class Call:
+    """Call a sync function in threads, or await its async twin on a loop.
+
+    Adapts an object that offers both (``get`` / ``aget``, ``verify`` / ``averify``) to
+    a flow: ``entry = yield Call(cache.get, cache.aget, key)``.
+    """
+
+    __slots__ = ("args", "async_fn", "fn")
+
+    def __init__(
+        self, fn: Callable[..., Any], async_fn: Callable[..., Awaitable[Any]], *args: Any
+    ) -> None:
+        self.fn = fn
+        self.async_fn = async_fn
+        self.args = args
+
+    def run(self) -> Any:
+        """Call the sync function."""
+        return self.fn(*self.args)
+
+    async def arun(self) -> Any:
+        """Await the async function."""
+        return await self.async_fn(*self.args)
+
+
+class Sleep:
+    """Pause for *seconds*: ``time.sleep`` in threads, ``asyncio.sleep`` on a loop."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        """Sleep in the calling thread."""
+        time.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        """Sleep without blocking the loop."""
+        await asyncio.sleep(self.seconds)
+
+
+def run(flow: Flow[T], http: HTTPRunner | None = None) -> T:
+    """Drive *flow* to completion in the calling thread and return its value.
+
+    Args:
+        flow: The flow.
+        http: Runs the flow's :class:`httpx.Request` steps (required if it yields any).
+    """
+    try:
+        step = next(flow)
+        while True:
+            try:
+                if type(step) is httpx.Request:
+                    if http is None:
+                        raise RuntimeError("this flow needs an HTTPRunner")
+                    result = http.send(step)
+                else:
+                    result = step.run()
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+async def arun(flow: Flow[T], http: HTTPRunner | None = None) -> T:
+    """Drive *flow* to completion on the running event loop and return its value."""
+    try:
+        step = next(flow)
+        while True:
+            try:
+                if type(step) is httpx.Request:
+                    if http is None:
+                        raise RuntimeError("this flow needs an HTTPRunner")
+                    result = await http.asend(step)
+                else:
+                    result = await step.arun()
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
 
 
 class ResponseTooLargeError(httpx.RequestError):
     """The response body exceeded the configured limit; thrown into the flow."""
 
 
-class HTTPRunner:
-    """Runs flows over a sync or an async httpx client with bounded time and size.
+# -- the deadline ------------------------------------------------------------------
 
-    Redirects are never followed: a 3xx from an authorization server is an error for
-    the flow to judge (a redirect could point key fetches anywhere).
+# The monotonic time by which the exchange in progress must be over. In threads it is
+# read by the network streams of our own sync client at every connect, read and write,
+# so no single phase (and no server dripping one byte at a time) can outlast it; async
+# exchanges run under asyncio.timeout instead.
+_DEADLINE: ContextVar[float] = ContextVar("scopegate.http_deadline", default=math.inf)
+
+
+def _budget(timeout: float | None) -> float | None:
+    left = _DEADLINE.get() - time.monotonic()
+    if left == math.inf:
+        return timeout
+    if left <= 0:
+        raise httpcore.ReadTimeout("the exchange passed its deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Stream(httpcore.NetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _budget(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _budget(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _budget(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        return _Stream(
+            self._inner.connect_tcp(host, port, _budget(timeout), local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.connect_unix_socket(path, _budget(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _Transport(httpx.HTTPTransport):
+    """httpx's transport on a connection pool whose streams obey the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)
+        # httpx builds its pool in the same attribute; it takes no network backend.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=_Backend()
+        )
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[float]:
+    deadline = time.monotonic() + seconds
+    marker = _DEADLINE.set(min(deadline, _DEADLINE.get()))
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(marker)
+
+
+class HTTPRunner:
+    """Sends a flow's requests over a sync or an async httpx client, bounded in time and size.
+
+    Redirects are never followed: a 3xx from an authorization server is an error for the
+    flow to judge (a redirect could point key fetches anywhere).
 
     Args:
-        timeout: Seconds for connect, read, write and pool, each.
+        timeout: Seconds for each phase (connect, read, write, pool); the whole
+            exchange, from the first byte sent to the last byte read, must also end
+            within ``2 * timeout`` (:attr:`total_timeout`).
         max_body: Largest response body accepted, in bytes.
         client: An ``httpx.Client`` to use instead of a private one (not closed by us).
-        async_client: An ``httpx.AsyncClient`` likewise.
+            The overall deadline is then checked between body chunks only.
+        async_client: An ``httpx.AsyncClient`` likewise (the deadline holds in full: the
+            async exchange runs under :func:`asyncio.timeout`).
         transport / async_transport: Transports for the private clients (tests).
     """
 
@@ -63,6 +287,8 @@ class HTTPRunner:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
         self.timeout = httpx.Timeout(timeout)
         self.total_timeout = timeout * 2
         self.max_body = max_body
@@ -82,7 +308,7 @@ class HTTPRunner:
                     self._client = httpx.Client(
                         timeout=self.timeout,
                         follow_redirects=False,
-                        transport=self._transport,
+                        transport=self._transport or _Transport(),
                         trust_env=False,
                     )
         return self._client
@@ -102,76 +328,64 @@ class HTTPRunner:
         return self._async_client
 
     def run(self, flow: Flow[T]) -> T:
-        """Drive *flow* to completion with the sync client and return its value."""
-        client = self._sync_client()
-        try:
-            request = next(flow)
-            while True:
-                try:
-                    response = self._send(client, request)
-                except httpx.HTTPError as exc:
-                    request = flow.throw(exc)
-                else:
-                    request = flow.send(response)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        """Drive *flow* with this runner in the calling thread (see :func:`run`)."""
+        return run(flow, self)
 
     async def arun(self, flow: Flow[T]) -> T:
-        """Drive *flow* to completion with the async client and return its value."""
+        """Drive *flow* with this runner on the event loop (see :func:`arun`)."""
+        return await arun(flow, self)
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        """Send *request* and read the whole body, within the deadline and the size cap."""
+        client = self._sync_client()
+        with _deadline(self.total_timeout) as deadline:
+            response = client.send(request, stream=True)
+            try:
+                body = self._read(request, response, response.iter_raw(), deadline)
+            finally:
+                response.close()
+        return self._buffered(response, body, request)
+
+    async def asend(self, request: httpx.Request) -> httpx.Response:
+        """Async twin of :meth:`send`."""
         client = self._aclient()
-        try:
-            request = next(flow)
-            while True:
-                try:
-                    response = await self._asend(client, request)
-                except httpx.HTTPError as exc:
-                    request = flow.throw(exc)
-                else:
-                    request = flow.send(response)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    def _send(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
-        deadline = time.monotonic() + self.total_timeout
-        response = client.send(request, stream=True)
-        if response.is_stream_consumed:  # already buffered (e.g. a MockTransport)
-            self._check(request, len(response.content), deadline)
-            return response
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                self._check(request, size, deadline)
-        finally:
-            response.close()
+        with _deadline(self.total_timeout) as deadline:
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    response = await client.send(request, stream=True)
+                    try:
+                        chunks = [
+                            chunk async for chunk in _capped(response, self.max_body, request)
+                        ]
+                    finally:
+                        await response.aclose()
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(
+                    "the exchange passed its deadline", request=request
+                ) from exc
         return self._buffered(response, b"".join(chunks), request)
 
-    async def _asend(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        deadline = time.monotonic() + self.total_timeout
-        response = await client.send(request, stream=True)
+    def _read(
+        self, request: httpx.Request, response: httpx.Response, chunks: Any, deadline: float
+    ) -> bytes:
         if response.is_stream_consumed:  # already buffered (e.g. a MockTransport)
             self._check(request, len(response.content), deadline)
-            return response
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                self._check(request, size, deadline)
-        finally:
-            await response.aclose()
-        return self._buffered(response, b"".join(chunks), request)
+            return response.content
+        parts: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            self._check(request, size, deadline)
+        return b"".join(parts)
 
     def _check(self, request: httpx.Request, size: int, deadline: float) -> None:
-        # httpx's timeouts are per phase; a server dripping one byte per second would
-        # never trip them, so the whole exchange also has a deadline.
         if size > self.max_body:
             raise ResponseTooLargeError("response body too large", request=request)
+        # Our own transports enforce the deadline at every read; a client passed in by
+        # the caller is at least checked between chunks.
         if time.monotonic() > deadline:
-            raise httpx.ReadTimeout("response took too long", request=request)
+            raise httpx.ReadTimeout("the exchange passed its deadline", request=request)
 
     @staticmethod
     def _buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
@@ -198,6 +412,23 @@ class HTTPRunner:
         self.close()
 
 
+async def _capped(response: httpx.Response, limit: int, request: httpx.Request) -> Any:
+    if response.is_stream_consumed:  # already buffered (e.g. a MockTransport)
+        if len(response.content) > limit:
+            raise ResponseTooLargeError("response body too large", request=request)
+        yield response.content
+        return
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLargeError("response body too large", request=request)
+        yield chunk
+
+
+# -- single flights ----------------------------------------------------------------
+
+
 class _Call(Generic[T]):
     __slots__ = ("done", "error", "result")
 
@@ -211,7 +442,7 @@ class SingleFlight(Generic[T]):
     """Coalesces concurrent calls with the same key into one (threads).
 
     The first caller runs the function; callers that arrive while it runs wait and get
-    the same result or exception. Nothing is cached after the call ends.
+    the same result or exception. Nothing is kept after the call ends.
     """
 
     def __init__(self) -> None:
@@ -243,31 +474,76 @@ class SingleFlight(Generic[T]):
 
 
 class AsyncSingleFlight(Generic[T]):
-    """Coalesces concurrent awaits with the same key into one (asyncio)."""
+    """Coalesces concurrent awaits with the same key into one task (asyncio).
+
+    The shared work runs in its own task, which every caller awaits through
+    :func:`asyncio.shield`: a caller that is cancelled (a client disconnect, a
+    per-request timeout) stops waiting, and only it sees the cancellation; the work and
+    every other caller carry on. The work itself is bounded by its own deadline.
+    """
 
     def __init__(self) -> None:
-        self._calls: dict[Hashable, asyncio.Future[T]] = {}
+        self._tasks: dict[Hashable, asyncio.Task[T]] = {}
 
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         """Await *fn* once for all concurrent callers with *key*."""
-        future = self._calls.get(key)
         loop = asyncio.get_running_loop()
-        if future is not None and not future.done() and future.get_loop() is loop:
-            # shield: one waiter being cancelled must not cancel the shared call.
-            return await asyncio.shield(future)
-        future = loop.create_future()
-        self._calls[key] = future
-        try:
-            result = await fn()
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                # Mark retrieved: waiters may not exist, and that is fine.
-                future.exception()
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            if self._calls.get(key) is future:
-                del self._calls[key]
+        task = self._tasks.get(key)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(_call(fn))
+            self._tasks[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: Hashable, task: asyncio.Task[T]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled():
+            # Retrieve the outcome: when every waiter left, nobody else will, and an
+            # unretrieved exception would be logged by asyncio as a bug.
+            task.exception()
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+class Flight:
+    """A single flight for both worlds, as an :class:`Effect` factory.
+
+    ``yield flight.join(key, make_flow, http)`` inside a flow runs ``make_flow()`` once
+    for every concurrent caller with *key* (threads share one run, tasks share another)
+    and hands each the result.
+    """
+
+    __slots__ = ("_async", "_sync")
+
+    def __init__(self) -> None:
+        self._sync: SingleFlight[Any] = SingleFlight()
+        self._async: AsyncSingleFlight[Any] = AsyncSingleFlight()
+
+    def join(
+        self, key: Hashable, make: Callable[[], Flow[T]], http: HTTPRunner | None = None
+    ) -> _Join[T]:
+        """An effect that runs ``make()``'s flow once per key among concurrent callers."""
+        return _Join(self, key, make, http)
+
+
+class _Join(Generic[T]):
+    __slots__ = ("flight", "http", "key", "make")
+
+    def __init__(
+        self, flight: Flight, key: Hashable, make: Callable[[], Flow[T]], http: HTTPRunner | None
+    ) -> None:
+        self.flight = flight
+        self.key = key
+        self.make = make
+        self.http = http
+
+    def run(self) -> T:
+        result: T = self.flight._sync.do(self.key, lambda: run(self.make(), self.http))
+        return result
+
+    async def arun(self) -> T:
+        result: T = await self.flight._async.do(self.key, lambda: arun(self.make(), self.http))
+        return result

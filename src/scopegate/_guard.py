@@ -1,20 +1,27 @@
-"""The sans-io request guard that every adapter (ASGI, WSGI, frameworks) drives.
+"""The sans-io request guard: the one place where a request's token is decided.
 
-:class:`BearerGuard` holds the validated configuration and answers the questions an
-adapter has, in order:
+Every adapter (ASGI, WSGI, Starlette, FastAPI, Flask, Django) does the same three
+things and nothing else::
 
-1. :meth:`~BearerGuard.skips`: is this request let through unauthenticated (an excluded
-   path, or a CORS preflight when allowed)?
-2. :meth:`~BearerGuard.wants_form_body`: must the body be read to look for an
-   ``access_token`` form field?
-3. :meth:`~BearerGuard.extract` then :meth:`~BearerGuard.verify` /
-   :meth:`~BearerGuard.averify` (or :meth:`~BearerGuard.authenticate` /
-   :meth:`~BearerGuard.aauthenticate` for both): the :class:`~scopegate.AccessToken`, or
-   ``None`` for an anonymous request in ``optional`` mode; a
-   :class:`~scopegate.BearerError` otherwise.
-4. :meth:`~BearerGuard.error_response`: the RFC 6750 §3 response for that error.
+    request = <a RequestView of the framework's request>
+    outcome = guard.decide(request)                  # or: await guard.adecide(request)
+    if isinstance(outcome, HTTPResponse):
+        <send outcome>                               # an RFC 6750 §3 error
+    else:
+        <call the application with the token>       # None: anonymous or excluded
 
-Adapters only translate their request and response objects; no policy lives in them.
+and renders a :class:`~scopegate.BearerError` raised by the application (a scope
+decorator) with :meth:`BearerGuard.render`.
+
+:class:`BearerGuard` owns the decision: excluded paths, CORS preflights, extraction
+(RFC 6750 §2), the remembered-header fast path, verification, the sender-constraint
+check, and rendering. Its options live in one :class:`GuardOptions` object that every
+adapter accepts whole, so a new option is one edit here.
+
+The decision is written once, as a flow (:mod:`scopegate._flow`): reading a form body
+and verifying a token are its only waits, performed by the sync driver for WSGI and by
+the async driver for ASGI. A request whose remembered ``Authorization`` value has a
+cached token is decided without creating the flow at all.
 
 Excluded paths are compared **exactly** with the raw request path as it was received
 (ASGI ``raw_path``, WSGI ``REQUEST_URI``/``RAW_URI``), without the query string and
@@ -26,37 +33,49 @@ List each spelling you want public.
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import inspect
 import logging
 import re
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from scopegate._bearer import (
-    DEFAULT_MAX_TOKEN_LENGTH,
     NO_CREDENTIALS,
     Credentials,
     extract_token,
     is_form_content_type,
     parse_authorization,
 )
+from scopegate._cache import BoundedDict
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
-    ErrorResponse,
+    HTTPResponse,
     InvalidTokenError,
     MissingTokenError,
     check_realm,
 )
+from scopegate._flow import Call, Flow, arun, run
+from scopegate._jose import MAX_TOKEN_LENGTH
+from scopegate._settings import boolean, whole
 from scopegate._token import AccessToken
-from scopegate._verifier import TokenVerifier
+from scopegate._verifier import CachedVerifier, TokenVerifier
 
-__all__ = ["DEFAULT_MAX_FORM_BODY", "BearerGuard", "add_vary", "raw_path_from_uri"]
+__all__ = [
+    "DEFAULT_MAX_FORM_BODY",
+    "BearerGuard",
+    "GuardOptions",
+    "RequestView",
+    "add_vary",
+    "check_binding",
+    "raw_path_from_uri",
+]
 
 logger = logging.getLogger("scopegate")
 
-#: Largest form body buffered to look for an ``access_token`` field (RFC 6750 §2.2).
+#: Largest form body buffered to look for an ``access_token`` form field (RFC 6750 §2.2).
 DEFAULT_MAX_FORM_BODY = 64 * 1024
 
 # Methods whose body can carry a form; GET/HEAD/OPTIONS bodies have no defined meaning.
@@ -65,23 +84,137 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH_CHARS = re.compile(r"/[\x21\x24-\x3e\x40-\x7e]*")
 # Authorization values whose token verified, remembered so that a repeated request skips
 # the grammar check and hashes its token only once (the memo hands back the same str
-# object the verifier cached, whose hash is stored in it). Bounded; the oldest eighth
-# goes when full.
+# object the verifier cached, whose hash is stored in it).
 _KNOWN_HEADERS = 2048
 
 
-def _normalized_exclude(path: str) -> str:
+def _exclude_path(path: object) -> str:
     if not isinstance(path, str) or not _PATH_CHARS.fullmatch(path):
         raise ConfigurationError(
             f"exclude path {path!r} must start with '/' and be printable ASCII without "
             "spaces, '?' or '#'"
         )
-    segments = path.split("/")[1:]
-    if "//" in path or any(s in {".", ".."} for s in segments):
+    if "//" in path or any(s in {".", ".."} for s in path.split("/")[1:]):
         raise ConfigurationError(
             f"exclude path {path!r} must not contain empty, '.' or '..' segments"
         )
     return path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardOptions:
+    """How a guard treats requests; every adapter accepts these, by keyword or whole.
+
+    Attributes:
+        realm: The ``realm`` of every challenge (RFC 6750 §3).
+        exclude_paths: Raw paths served without authentication, matched exactly (see
+            the module docstring).
+        optional: Let requests *without* credentials through anonymously (token
+            ``None``). A presented token that fails is still a 401.
+        allow_query_token: Accept ``?access_token=`` on GET (RFC 6750 §2.3;
+            discouraged). Responses then carry ``Cache-Control: private``.
+        allow_form_token: Accept an ``access_token`` form field on POST
+            ``application/x-www-form-urlencoded`` requests (RFC 6750 §2.2).
+        max_token_length: Longest token accepted, before any parsing; by default the
+            verifier's own limit (``max_token_length``), else 8192.
+        allow_preflight: Let CORS preflight requests (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``) through unauthenticated.
+        max_form_body: Largest form body buffered to look for ``access_token``; a
+            larger body is passed on unread and not searched.
+
+    Raises:
+        ConfigurationError: A mistyped or unusable value (a string where a boolean
+            belongs is an error, never "truthy").
+    """
+
+    realm: str = "api"
+    exclude_paths: Iterable[str] = frozenset()
+    optional: bool = False
+    allow_query_token: bool = False
+    allow_form_token: bool = False
+    max_token_length: int | None = None
+    allow_preflight: bool = False
+    max_form_body: int = DEFAULT_MAX_FORM_BODY
+
+    def __post_init__(self) -> None:
+        check_realm(self.realm)
+        if isinstance(self.exclude_paths, str):
+            raise ConfigurationError("exclude_paths must be a collection of paths, not a str")
+        object.__setattr__(
+            self, "exclude_paths", frozenset(_exclude_path(p) for p in self.exclude_paths)
+        )
+        for name in ("optional", "allow_query_token", "allow_form_token", "allow_preflight"):
+            boolean(name, getattr(self, name))
+        if self.max_token_length is not None:
+            whole("max_token_length", self.max_token_length, low=16)
+        whole("max_form_body", self.max_form_body)
+
+    @classmethod
+    def of(cls, options: GuardOptions | None = None, **settings: Any) -> GuardOptions:
+        """*options* with *settings* applied (what adapters call with their keywords).
+
+        Raises:
+            ConfigurationError: An unknown setting name, or a bad value.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(unknown)}; "
+                f"the options are {', '.join(sorted(names))}"
+            )
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **settings) if settings else base
+
+
+class BodyReader(Protocol):
+    """Reads at most *limit* bytes of the request body; ``None`` when it is larger.
+
+    A WSGI view's reader returns the bytes; an ASGI view's reader may return an
+    awaitable. The adapter keeps what was read for the application.
+    """
+
+    def __call__(self, limit: int) -> bytes | Awaitable[bytes | None] | None: ...
+
+
+@runtime_checkable
+class RequestView(Protocol):
+    """What the guard needs to know about a request; each adapter provides one.
+
+    Attributes:
+        method: The request method, upper case (``GET`` for a WebSocket handshake).
+        path: The raw path as received (no query, no decoding).
+        query: The raw query string, still percent-encoded (``""`` when none).
+        authorization: Every ``Authorization`` field value, in order.
+        content_type: The ``Content-Type`` value, or ``None``.
+        content_length: The ``Content-Length`` value, or ``None``.
+        token_source: Set by the guard: where the token was found (``"header"``,
+            ``"query"``, ``"form"``), for the adapter's response headers (a response
+            to a query-string token is ``Cache-Control: private``, RFC 6750 §2.3).
+    """
+
+    token_source: str | None
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def authorization(self) -> Sequence[str]: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def content_length(self) -> str | None: ...
+
+    def header(self, name: str) -> list[str]:
+        """Every value of the header *name* (lower case)."""
+        ...
+
+    def read_body(self, limit: int) -> Any:
+        """See :class:`BodyReader`."""
+        ...
 
 
 def raw_path_from_uri(uri: str) -> str:
@@ -105,351 +238,253 @@ def add_vary(value: str | None) -> str:
     return f"{value}, Authorization"
 
 
+def check_binding(token: AccessToken, jkt: str | None = None) -> AccessToken:
+    """Enforce how a token was presented against what it is bound to.
+
+    A token bound to a DPoP key (``cnf.jkt``, RFC 9449 §6) is accepted only with a proof
+    made with that key (*jkt*, the proof key's RFC 7638 thumbprint); presented as a
+    plain Bearer token it is refused, so a stolen bound token is useless. A token that
+    is not bound is refused when a proof was required for it.
+
+    Raises:
+        InvalidTokenError: ``sender_constrained`` or ``dpop_binding``.
+    """
+    bound = token.jkt
+    if bound is None and jkt is None:
+        return token
+    if jkt is None:
+        raise InvalidTokenError(reason="sender_constrained")
+    if bound != jkt:
+        raise InvalidTokenError(reason="dpop_binding")
+    return token
+
+
+class _ReadBody:
+    """The guard's wait for a form body, as a flow effect."""
+
+    __slots__ = ("limit", "request")
+
+    def __init__(self, request: RequestView, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+
+    def run(self) -> bytes | None:
+        body: bytes | None = self.request.read_body(self.limit)
+        return body
+
+    async def arun(self) -> bytes | None:
+        # An async stack may still read a body synchronously (Django buffers it).
+        body = self.request.read_body(self.limit)
+        if inspect.isawaitable(body):
+            body = await body
+        return body  # type: ignore[no-any-return]
+
+
+_PENDING: Any = object()
+
+
 class BearerGuard:
-    """Framework-free RFC 6750 request guard: extraction, verification, error rendering.
+    """The framework-free RFC 6750 guard: request in, token or answer out.
 
     Args:
         verifier: A :class:`~scopegate.TokenVerifier` (``JWTVerifier``,
             ``IntrospectionVerifier``, ``HybridVerifier``...).
-        realm: The ``realm`` of every challenge (RFC 6750 §3).
-        exclude_paths: Raw paths served without authentication, matched exactly (see the
-            module docstring).
-        optional: Let requests *without* bearer credentials through anonymously (token
-            ``None``). A presented token that fails is still a 401.
-        allow_query_token: Accept ``?access_token=`` on GET (RFC 6750 §2.3; discouraged).
-            Responses then carry ``Cache-Control: private``.
-        allow_form_token: Accept an ``access_token`` form field on POST
-            ``application/x-www-form-urlencoded`` requests (RFC 6750 §2.2).
-        max_token_length: Longest token accepted; longer ones are ``invalid_token`` before
-            any parsing.
-        allow_preflight: Let CORS preflight requests (``OPTIONS`` with ``Origin`` and
-            ``Access-Control-Request-Method``) through unauthenticated.
-        max_form_body: Largest form body buffered to look for ``access_token``. A larger
-            body is passed on unread and not searched.
+        options: A :class:`GuardOptions`; keyword *settings* override its fields
+            (``BearerGuard(verifier, exclude_paths=["/health"])``).
 
     Raises:
-        ConfigurationError: An unusable setting.
+        ConfigurationError: An unusable verifier or setting.
     """
 
     __slots__ = (
+        "_excluded",
         "_known",
-        "_known_lock",
         "_probe",
-        "allow_form_token",
-        "allow_preflight",
-        "allow_query_token",
-        "exclude_paths",
-        "max_form_body",
         "max_token_length",
-        "optional",
+        "options",
         "realm",
         "verifier",
     )
 
     def __init__(
-        self,
-        verifier: TokenVerifier,
-        *,
-        realm: str = "api",
-        exclude_paths: Iterable[str] = (),
-        optional: bool = False,
-        allow_query_token: bool = False,
-        allow_form_token: bool = False,
-        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
-        allow_preflight: bool = False,
-        max_form_body: int = DEFAULT_MAX_FORM_BODY,
+        self, verifier: TokenVerifier, options: GuardOptions | None = None, **settings: Any
     ) -> None:
         if not callable(getattr(verifier, "verify", None)) or not callable(
             getattr(verifier, "averify", None)
         ):
             raise ConfigurationError("verifier must have verify() and averify() methods")
-        if isinstance(exclude_paths, str):
-            raise ConfigurationError("exclude_paths must be a collection of paths, not a str")
-        if isinstance(max_token_length, bool) or not isinstance(max_token_length, int):
-            raise ConfigurationError("max_token_length must be an int")
-        if max_token_length < 16:
-            raise ConfigurationError("max_token_length must be at least 16")
-        if isinstance(max_form_body, bool) or not isinstance(max_form_body, int):
-            raise ConfigurationError("max_form_body must be an int")
-        if max_form_body < 0:
-            raise ConfigurationError("max_form_body must not be negative")
         self.verifier = verifier
-        self.realm = check_realm(realm)
-        self.exclude_paths: frozenset[str] = frozenset(
-            _normalized_exclude(p) for p in exclude_paths
+        self.options = GuardOptions.of(options, **settings)
+        self.realm = self.options.realm
+        limit = self.options.max_token_length
+        if limit is None:
+            limit = getattr(verifier, "max_token_length", MAX_TOKEN_LENGTH)
+            limit = limit if type(limit) is int else MAX_TOKEN_LENGTH
+        self.max_token_length: int = limit
+        self._excluded: frozenset[str] = frozenset(self.options.exclude_paths)
+        self._probe: Callable[[str], AccessToken | None] | None = (
+            verifier.cached if isinstance(verifier, CachedVerifier) else None
         )
-        self.optional = bool(optional)
-        self.allow_query_token = bool(allow_query_token)
-        self.allow_form_token = bool(allow_form_token)
-        self.max_token_length = max_token_length
-        self.allow_preflight = bool(allow_preflight)
-        self.max_form_body = max_form_body
-        probe = getattr(verifier, "cached", None)
-        self._probe: Callable[[str], AccessToken | None] | None = probe if callable(probe) else None
-        self._known: dict[str, Credentials] = {}
-        self._known_lock = threading.Lock()
+        self._known: BoundedDict[str, Credentials] = BoundedDict(_KNOWN_HEADERS)
 
     def __repr__(self) -> str:
-        return (
-            f"BearerGuard(realm={self.realm!r}, optional={self.optional}, "
-            f"exclude_paths={sorted(self.exclude_paths)!r})"
-        )
+        return f"BearerGuard({self.verifier!r}, {self.options!r})"
 
-    def is_excluded(self, raw_path: str) -> bool:
-        """True when *raw_path* (undecoded, no query) is exactly an excluded path."""
-        return raw_path in self.exclude_paths
-
-    def is_preflight(self, method: str, *, origin: bool, request_method: bool) -> bool:
-        """True for a CORS preflight: ``OPTIONS`` with ``Origin`` and
-        ``Access-Control-Request-Method`` (Fetch standard, CORS protocol)."""
-        return method == "OPTIONS" and origin and request_method
-
-    def skips(
-        self, method: str, raw_path: str, *, origin: bool = False, request_method: bool = False
-    ) -> bool:
-        """True when the request is let through without looking at credentials."""
-        if raw_path in self.exclude_paths:
-            return True
-        return self.allow_preflight and self.is_preflight(
-            method, origin=origin, request_method=request_method
-        )
-
-    def wants_form_body(self, method: str, content_type: str | None, *, has_header: bool) -> bool:
-        """True when the adapter must buffer the body before calling :meth:`extract`.
-
-        The body is read when it may carry the token (form transport enabled, POST) or
-        when a header token is present and a second copy in the body must be refused
-        (RFC 6750 §2: one method per request).
-        """
-        if method not in _BODY_METHODS or not is_form_content_type(content_type):
-            return False
-        return has_header or (self.allow_form_token and method == "POST")
-
-    def extract(
-        self,
-        *,
-        authorization: Sequence[str],
-        method: str,
-        query_string: str = "",
-        form_body: bytes | None = None,
-    ) -> Credentials:
-        """Find the token of a request; see :func:`scopegate._bearer.extract_token`.
+    @classmethod
+    def build(
+        cls,
+        verifier: TokenVerifier | None = None,
+        options: GuardOptions | None = None,
+        guard: BearerGuard | None = None,
+        **settings: Any,
+    ) -> BearerGuard:
+        """The guard an adapter was given, or the one its arguments describe.
 
         Raises:
-            InvalidRequestError: 400 cases of RFC 6750 §3.1.
-            InvalidTokenError: A malformed or oversized token.
+            ConfigurationError: Both a guard and verifier/options, or neither.
         """
-        if not query_string and form_body is None and len(authorization) == 1:
-            # The common case, a single header and nothing else to cross-check.
-            return self.header_credentials(authorization[0])
-        return extract_token(
-            authorization=authorization,
-            method=method,
-            query_string=query_string,
-            form_body=form_body,
-            allow_query_token=self.allow_query_token,
-            allow_form_token=self.allow_form_token,
-            max_token_length=self.max_token_length,
-        )
+        if guard is not None:
+            if verifier is not None or options is not None or settings:
+                raise ConfigurationError("give either guard= or verifier= and options, not both")
+            return guard
+        if verifier is None:
+            raise ConfigurationError("a verifier (or a guard) is required")
+        return cls(verifier, options, **settings)
 
-    def header_credentials(self, value: str) -> Credentials:
-        """Credentials of a request whose only credential is one ``Authorization`` *value*.
+    # -- the decision ------------------------------------------------------------------
 
-        Same outcome as :meth:`extract` for such a request (no query string, no form
-        body). A value passed to :meth:`remember` earlier is answered from a bounded memo
-        without parsing it again: its length and grammar checks depend on nothing else.
-
-        Raises:
-            InvalidTokenError: A malformed or oversized bearer token.
-        """
-        credentials = self._known.get(value)
-        if credentials is None:
-            token = parse_authorization(value, self.max_token_length)
-            credentials = NO_CREDENTIALS if token is None else Credentials(token, "header")
-        return credentials
-
-    def cached_header(self, value: str) -> AccessToken | None:
-        """The token of a remembered ``Authorization`` *value* from the verifier's cache.
-
-        The fast path of async adapters for a request whose only credential is *value*:
-        no parsing, no coroutine, no I/O, never raises. ``None`` means "not known or not
-        cached": go through :meth:`header_credentials` and :meth:`averify`.
-        """
-        credentials = self._known.get(value)
-        if credentials is None or self._probe is None:
-            return None
-        try:
-            return self._probe(credentials.token)  # type: ignore[arg-type]
-        except Exception:  # a probe must not fail a request; averify decides
-            return None
-
-    def remember(self, value: str, credentials: Credentials) -> None:
-        """Memoise *value* -> *credentials* after the token verified (see
-        :meth:`header_credentials`). Only verified values are kept, so a flood of
-        well-formed garbage cannot churn the memo. A pair that is not shaped like
-        ``Bearer <spaces> token`` for this very token is ignored (a cheap structural
-        check instead of a second parse), so a caller's mix-up can never hand one
-        request's token to another value."""
-        known = self._known
-        token = credentials.token
-        if value in known or token is None or credentials.source != "header":
-            return
-        stripped = value.strip(" \t")
-        size = len(token)
-        if not (
-            size <= self.max_token_length
-            and len(stripped) > 6 + size
-            and stripped[:6].lower() == "bearer"
-            and stripped.endswith(token)
-            and not stripped[6:-size].strip(" ")
-        ):
-            return
-        with self._known_lock:
-            if len(known) >= _KNOWN_HEADERS:
-                # Insertion order: drop the oldest eighth in one pass (amortised O(1)).
-                for old in list(itertools.islice(known, _KNOWN_HEADERS // 8)):
-                    del known[old]
-            known[value] = credentials
-
-    def _absent(self) -> AccessToken | None:
-        if not self.optional:
-            raise MissingTokenError()
-        return None
-
-    def verify(self, credentials: Credentials) -> AccessToken | None:
-        """Verify the extracted credentials with the verifier's sync method.
+    def decide(self, request: RequestView) -> AccessToken | HTTPResponse | None:
+        """Decide *request* in the calling thread (WSGI, sync frameworks).
 
         Returns:
-            The token, or ``None`` for an anonymous request in ``optional`` mode.
-
-        Raises:
-            BearerError: Missing (unless optional), invalid, or the AS is unavailable.
+            The verified token; ``None`` for a request let through anonymously (an
+            excluded path, a preflight, ``optional`` mode without credentials); or the
+            :class:`~scopegate.Response` to send instead (400, 401, 403 or 503).
         """
-        if credentials.token is None:
-            return self._absent()
         try:
-            return self.verifier.verify(credentials.token)
-        except BearerError:
-            raise
-        except Exception as exc:
-            raise _unexpected(exc) from exc
+            return self.authenticate(request)
+        except BearerError as error:
+            return self.render(error)
 
-    def cached(self, credentials: Credentials) -> AccessToken | None:
-        """The token from the verifier's cache, without creating a coroutine.
-
-        A verifier may offer an optional ``cached(token) -> AccessToken | None`` method
-        (a cache probe that never does I/O and never raises). Async adapters call this
-        first and fall back to :meth:`averify` on ``None``.
-        """
-        if self._probe is None or credentials.token is None:
-            return None
+    async def adecide(self, request: RequestView) -> AccessToken | HTTPResponse | None:
+        """Async twin of :meth:`decide` (ASGI); never blocks the event loop."""
+        token = self._now(request)
+        if token is not _PENDING:
+            return token  # type: ignore[no-any-return]
         try:
-            return self._probe(credentials.token)
-        except Exception:  # a probe must not fail a request; averify decides
-            return None
+            return await arun(self._flow(request))
+        except BearerError as error:
+            return self.render(error)
 
-    async def averify(self, credentials: Credentials) -> AccessToken | None:
-        """Async twin of :meth:`verify`, using the verifier's ``averify``."""
-        if credentials.token is None:
-            return self._absent()
-        try:
-            return await self.verifier.averify(credentials.token)
-        except BearerError:
-            raise
-        except Exception as exc:
-            raise _unexpected(exc) from exc
+    def authenticate(self, request: RequestView) -> AccessToken | None:
+        """Like :meth:`decide`, but raise the :class:`~scopegate.BearerError` instead."""
+        token = self._now(request)
+        return token if token is not _PENDING else run(self._flow(request))
 
-    def authenticate(
-        self,
-        *,
-        authorization: Sequence[str],
-        method: str,
-        query_string: str = "",
-        form_body: bytes | None = None,
-    ) -> AccessToken | None:
-        """Extract and verify in one call (sync).
-
-        Args:
-            authorization: Every ``Authorization`` field value, in order.
-            method: The request method, upper case.
-            query_string: The raw query string.
-            form_body: The buffered form body when :meth:`wants_form_body` said so.
-
-        Returns:
-            The verified token, or ``None`` (anonymous, ``optional`` mode only).
-
-        Raises:
-            BearerError: The RFC 6750 outcome to render with :meth:`error_response`.
-        """
-        if not query_string and form_body is None and len(authorization) == 1:
-            value = authorization[0]
-            credentials = self.header_credentials(value)
-            token = self.verify(credentials)
-            if token is not None:
-                self.remember(value, credentials)
-            return token
-        credentials = self.extract(
-            authorization=authorization,
-            method=method,
-            query_string=query_string,
-            form_body=form_body,
-        )
-        return self.verify(credentials)
-
-    async def aauthenticate(
-        self,
-        *,
-        authorization: Sequence[str],
-        method: str,
-        query_string: str = "",
-        form_body: bytes | None = None,
-    ) -> AccessToken | None:
+    async def aauthenticate(self, request: RequestView) -> AccessToken | None:
         """Async twin of :meth:`authenticate`."""
-        if not query_string and form_body is None and len(authorization) == 1:
-            value = authorization[0]
-            credentials = self.header_credentials(value)
-            token = self.cached(credentials)
-            if token is None:
-                token = await self.averify(credentials)
-            if token is not None:
-                self.remember(value, credentials)
-            return token
-        credentials = self.extract(
-            authorization=authorization,
-            method=method,
-            query_string=query_string,
-            form_body=form_body,
-        )
-        token = self.cached(credentials)
-        return token if token is not None else await self.averify(credentials)
+        token = self._now(request)
+        return token if token is not _PENDING else await arun(self._flow(request))
 
-    def error_response(self, error: BearerError) -> ErrorResponse:
-        """Render *error* for this guard's realm, with ``Vary: Authorization`` added."""
+    def _now(self, request: RequestView) -> Any:
+        """The decision when it needs no waiting: a skip, or a remembered cached token."""
+        if self._excluded and request.path in self._excluded:
+            return None
+        authorization = request.authorization
+        if len(authorization) == 1 and not request.query and self._probe is not None:
+            credentials = self._known.get(authorization[0])
+            if credentials is not None and not self._wants_body(request, True):
+                token = self._probed(credentials.token)  # type: ignore[arg-type]
+                if token is not None and token.jkt is None:
+                    return token
+        return _PENDING
+
+    def _flow(self, request: RequestView) -> Flow[AccessToken | None]:
+        method = request.method
+        if self.options.allow_preflight and self._is_preflight(request):
+            return None
+        authorization = request.authorization
+        body: bytes | None = None
+        if self._wants_body(request, bool(authorization)):
+            body = yield _ReadBody(request, self.options.max_form_body)
+        if not request.query and body is None and len(authorization) == 1:
+            # The common request: one header, nothing to cross-check.
+            value = authorization[0]
+            credentials = self._known.get(value) or self._header_credentials(value)
+        else:
+            credentials = extract_token(
+                authorization=authorization,
+                method=method,
+                query_string=request.query,
+                form_body=body,
+                allow_query_token=self.options.allow_query_token,
+                allow_form_token=self.options.allow_form_token,
+                max_token_length=self.max_token_length,
+            )
+        request.token_source = credentials.source
+        raw = credentials.token
+        if raw is None:
+            if self.options.optional:
+                return None
+            raise MissingTokenError()
+        token = self._probed(raw)
+        if token is None:
+            verifier = self.verifier
+            try:
+                token = yield Call(verifier.verify, verifier.averify, raw)
+            except BearerError:
+                raise
+            except Exception as exc:
+                raise _unexpected(exc) from exc
+        check_binding(token)
+        if credentials.source == "header" and len(authorization) == 1:
+            self._remember(authorization[0], credentials)
+        return token
+
+    def _probed(self, raw: str) -> AccessToken | None:
+        """The verifier's cached answer for *raw*, without I/O (a miss on any failure)."""
+        if self._probe is None:
+            return None
+        try:
+            return self._probe(raw)
+        except Exception:  # a probe must not fail a request; verification decides
+            return None
+
+    def _is_preflight(self, request: RequestView) -> bool:
+        # Fetch standard, CORS protocol: OPTIONS with Origin and Access-Control-Request-Method.
+        return (
+            request.method == "OPTIONS"
+            and bool(request.header("origin"))
+            and bool(request.header("access-control-request-method"))
+        )
+
+    def _wants_body(self, request: RequestView, has_header: bool) -> bool:
+        """Whether the form body must be read: it may carry the token (form transport,
+        POST), or a header token is present and a second copy in the body must be
+        refused (RFC 6750 §2: one method per request)."""
+        method = request.method
+        if method not in _BODY_METHODS or not is_form_content_type(request.content_type):
+            return False
+        return has_header or (self.options.allow_form_token and method == "POST")
+
+    def _header_credentials(self, value: str) -> Credentials:
+        token = parse_authorization(value, self.max_token_length)
+        return NO_CREDENTIALS if token is None else Credentials(token, "header")
+
+    def _remember(self, value: str, credentials: Credentials) -> None:
+        # Only verified values are kept, so a flood of well-formed garbage cannot churn
+        # the memo; the memo's token is the very str the verifier cached.
+        if value not in self._known:
+            self._known.put(value, credentials)
+
+    # -- rendering -------------------------------------------------------------------
+
+    def render(self, error: BearerError) -> HTTPResponse:
+        """The response for *error*, with this guard's realm and ``Vary: Authorization``."""
         response = error.to_response(self.realm)
-        return ErrorResponse(
+        return HTTPResponse(
             response.status, (*response.headers, ("vary", "Authorization")), response.body
         )
-
-    def asgi_error_messages(self, error: BearerError) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The ``http.response.start`` and ``http.response.body`` messages for *error*."""
-        response = self.error_response(error)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        start = {"type": "http.response.start", "status": response.status, "headers": headers}
-        return start, {"type": "http.response.body", "body": response.body}
-
-    def wsgi_error(self, error: BearerError) -> tuple[str, list[tuple[str, str]], bytes]:
-        """The WSGI status line, header list and body for *error*."""
-        response = self.error_response(error)
-        status = f"{response.status} {_REASONS.get(response.status, 'Error')}"
-        return status, list(response.headers), response.body
-
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    503: "Service Unavailable",
-}
 
 
 def _unexpected(exc: Exception) -> InvalidTokenError:

@@ -40,13 +40,10 @@ them on every request against the returned :class:`~scopegate.AccessToken`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -55,7 +52,9 @@ from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from scopegate._bearer import is_b64token
 from scopegate._cache import CacheEntry, IntrospectionCache, MemoryCache, SharedIntrospectionCache
+from scopegate._checks import Policy, compile_checks
 from scopegate._discovery import DiscoveryKind, ServerMetadata, check_endpoint_url
 from scopegate._errors import (
     BearerError,
@@ -63,8 +62,10 @@ from scopegate._errors import (
     IntrospectionUnavailableError,
     InvalidTokenError,
 )
-from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, ResponseTooLargeError, SingleFlight
+from scopegate._flow import Call, Flight, Flow, HTTPRunner, ResponseTooLargeError, Sleep, arun, run
+from scopegate._jose import MAX_TOKEN_LENGTH
 from scopegate._jsonstrict import StrictJSONError, loads_object
+from scopegate._settings import number, string
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 
 __all__ = ["IntrospectionVerifier"]
@@ -73,17 +74,12 @@ logger = logging.getLogger("scopegate.introspection")
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 
-#: Longest token sent to the authorization server (same bound as the bearer guard).
-MAX_TOKEN_LENGTH = 8192
-# RFC 6750 §2.1 b64token: anything else cannot be a bearer token, so it is refused
-# without asking the AS (RFC 7662 §4: do not help scanners fish for tokens).
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 7662 §2.2 token_type values that mean "an access token usable as a bearer token".
 _ACCESS_TOKEN_TYPES = frozenset(
     {"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
 )
-_STRING_MEMBERS = ("sub", "client_id", "username", "iss", "token_type", "scope", "jti")
-_TIME_MEMBERS = ("exp", "nbf", "iat")
+# Members that must be strings when present, besides those the JWT rule table checks.
+_STRING_MEMBERS = ("username", "token_type", "scope")
 _MAX_RETRY_AFTER = 300
 
 # A view memoised on a cache entry: owner, then the AccessToken fields derived from it.
@@ -96,17 +92,6 @@ def _redacted(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-# RFC 7519 §2 NumericDate, bounded to what an AS can mean: the epoch to the end of year
-# 9999 (the last second a datetime holds). JSON integers are unbounded, and one beyond
-# float range would overflow the leeway and TTL arithmetic (OverflowError, not a 503).
-_MAX_NUMERIC_DATE = 253_402_300_799
-
-
-def _is_numeric_date(value: object) -> bool:
-    # Compared before any float arithmetic; NaN and infinities fail the comparison too.
-    return (type(value) is int or type(value) is float) and 0 <= value <= _MAX_NUMERIC_DATE
 
 
 class IntrospectionVerifier:
@@ -157,21 +142,29 @@ class IntrospectionVerifier:
         http_timeout: float = 5,
         runner: HTTPRunner | None = None,
         discovery: DiscoveryKind = "auto",
+        max_token_length: int = MAX_TOKEN_LENGTH,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not client_id or not client_secret:
+        if (
+            not isinstance(client_id, str)
+            or not client_id
+            or not isinstance(client_secret, str)
+            or not client_secret
+        ):
             raise ConfigurationError("introspection needs client_id and client_secret")
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ConfigurationError(
                 "auth_method must be 'client_secret_basic' or 'client_secret_post'"
             )
-        if not 0 <= leeway <= 300:
-            raise ConfigurationError("leeway must be between 0 and 300 seconds")
-        if not (0 <= cache_ttl < math.inf and 0 <= negative_ttl < math.inf):
-            # Also refuses NaN and infinity: the TTL becomes a Redis PX integer.
-            raise ConfigurationError("cache_ttl and negative_ttl must be finite, not negative")
-        if http_timeout <= 0:
-            raise ConfigurationError("http_timeout must be positive")
+        number("leeway", leeway, high=300)
+        # Finite: the TTL becomes a Redis PX integer.
+        number("cache_ttl", cache_ttl)
+        number("negative_ttl", negative_ttl)
+        number("http_timeout", http_timeout, low_open=True)
+        if type(max_token_length) is not int or max_token_length < 16:
+            raise ConfigurationError("max_token_length must be an integer of at least 16")
+        if issuer is not None:
+            string("issuer", issuer)
         if introspection_uri is not None and not check_endpoint_url(introspection_uri):
             raise ConfigurationError(
                 "introspection_uri must be an https URL (http only for loopback hosts)"
@@ -189,7 +182,25 @@ class IntrospectionVerifier:
         self.negative_ttl = float(negative_ttl)
         self.leeway = float(leeway)
         self.scope_mapping = ScopeMapping(scope_claims)
+        self.max_token_length = max_token_length
         self._clock = clock
+        # The answer's claims are judged by the JWT rule table (dates, types, iss, aud,
+        # times, cnf): one definition of each rule for both kinds of token.
+        self._check_claims = compile_checks(
+            Policy(
+                algorithms=frozenset(),
+                typ_allowed=frozenset(),
+                typ_required=False,
+                issuer=issuer,
+                audiences=self.audience,
+                leeway=self.leeway,
+                max_lifetime=None,
+                required=frozenset(),
+                client_id_claims=("client_id",),
+                client_id_required=False,
+            ),
+            "claims",
+        )
         self._own_runner = runner is None
         self._runner = runner if runner is not None else HTTPRunner(timeout=http_timeout)
         self._metadata: ServerMetadata | None = None
@@ -223,8 +234,7 @@ class IntrospectionVerifier:
             self._headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
         else:
             self._form_auth = {"client_id": client_id, "client_secret": client_secret}
-        self._flight: SingleFlight[AccessToken] = SingleFlight()
-        self._aflight: AsyncSingleFlight[AccessToken] = AsyncSingleFlight()
+        self._flight = Flight()
 
     def __repr__(self) -> str:
         where = self.introspection_uri or f"discovered from {self.issuer}"
@@ -305,37 +315,58 @@ class IntrospectionVerifier:
                 issuer, not an access token, or malformed.
             IntrospectionUnavailableError: The AS could not give a usable answer (503).
         """
-        key = self._prefix + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-        entry = self._cache.get(key)
-        if entry is not None:
-            view = entry.view
-            # Hot path (an in-memory hit this verifier already judged), inlined.
-            if type(view) is tuple and view[0] is self and entry.until > self._clock():
-                subject, client_id, scopes, expires_at, claims, issuer = view[1]
-                return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
-            result = self._use(entry, token)
-            if result is not None:
-                return result
-        self._check_format(token)
-        return self._flight.do(key, lambda: self._fill(token, key))
+        key = self._key(token)
+        if self._sync_cache:
+            hit = self._memory_hit(key, token)
+            if hit is not None:
+                return hit
+        return run(self.verify_flow(token, key), self._runner)
 
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`; never blocks the event loop."""
-        key = self._prefix + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        key = self._key(token)
         if self._sync_cache:
-            entry = self._cache.get(key)
-        else:
-            entry = await self._cache.aget(key)
-        if entry is not None:
-            view = entry.view
-            if type(view) is tuple and view[0] is self and entry.until > self._clock():
-                subject, client_id, scopes, expires_at, claims, issuer = view[1]
-                return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
-            result = self._use(entry, token)
-            if result is not None:
-                return result
+            hit = self._memory_hit(key, token)
+            if hit is not None:
+                return hit
+        return await arun(self.verify_flow(token, key), self._runner)
+
+    def cached(self, token: str) -> AccessToken | None:
+        """The token from the in-memory cache, or ``None`` (no I/O, never raises)."""
+        if not self._sync_cache:
+            return None
+        try:
+            return self._memory_hit(self._key(token), token)
+        except BearerError:
+            return None
+
+    def _key(self, token: str) -> str:
+        return self._prefix + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _memory_hit(self, key: str, token: str) -> AccessToken | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        view = entry.view
+        # Hot path (an in-memory hit this verifier already judged), inlined.
+        if type(view) is tuple and view[0] is self and entry.until > self._clock():
+            subject, client_id, scopes, expires_at, claims, issuer = view[1]
+            return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
+        return self._use(entry, token)
+
+    def verify_flow(self, token: str, key: str | None = None) -> Flow[AccessToken]:
+        """Verify *token*: the cache, then one coalesced introspection (either driver)."""
+        key = key or self._key(token)
+        if not self._sync_cache:
+            entry = yield Call(self._cache.get, self._cache.aget, key)
+            hit = None if entry is None else self._use(entry, token)
+            if hit is not None:
+                return hit
         self._check_format(token)
-        return await self._aflight.do(key, lambda: self._afill(token, key))
+        fresh: AccessToken = yield self._flight.join(
+            key, lambda: self._fill_flow(token, key), self._runner
+        )
+        return fresh
 
     def close(self) -> None:
         """Close the HTTP clients (and the cache when :meth:`from_env` made it)."""
@@ -377,103 +408,71 @@ class IntrospectionVerifier:
         return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
 
     def _check_format(self, token: str) -> None:
-        if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+        # RFC 6750 §2.1 b64token only: anything else cannot be a bearer token, so it is
+        # refused without asking the AS (RFC 7662 §4: do not help scanners fish).
+        if len(token) > self.max_token_length:
+            raise InvalidTokenError("The access token is too long", reason="too_long")
+        if not is_b64token(token):
             raise InvalidTokenError(reason="malformed")
 
-    def _fill(self, token: str, key: str) -> AccessToken:
+    def _fill_flow(self, token: str, key: str) -> Flow[AccessToken]:
+        cache = self._cache
         # Another flight may have filled the entry between our miss and our turn.
-        entry = self._cache.get(key)
+        entry = yield Call(cache.get, cache.aget, key)
         if entry is not None and (result := self._use(entry, token)) is not None:
             return result
         handle = ""
         if self._shared is not None:
-            result, handle = self._wait_for_peer(self._shared, key, token)
+            result, handle = yield from self._peer_flow(self._shared, key, token)
             if result is not None:
                 return result
         try:
-            claims = self._runner.run(self._flow(token))
+            claims = yield from self._flow(token)
             entry, ttl, outcome = self._conclude(claims, token)
             if entry is not None:
-                self._cache.set(key, entry, ttl)
-        finally:
-            if handle and self._shared is not None:
-                self._shared.unlock(key, handle)
+                yield Call(cache.set, cache.aset, key, entry, ttl)
+        except Exception:
+            yield from self._unlock_flow(key, handle)
+            raise
+        yield from self._unlock_flow(key, handle)
         if isinstance(outcome, BearerError):
             raise outcome
         return outcome
 
-    async def _afill(self, token: str, key: str) -> AccessToken:
-        entry = await self._cache.aget(key)
-        if entry is not None and (result := self._use(entry, token)) is not None:
-            return result
-        handle = ""
-        if self._shared is not None:
-            result, handle = await self._await_peer(self._shared, key, token)
-            if result is not None:
-                return result
-        try:
-            claims = await self._runner.arun(self._flow(token))
-            entry, ttl, outcome = self._conclude(claims, token)
-            if entry is not None:
-                await self._cache.aset(key, entry, ttl)
-        finally:
-            if handle and self._shared is not None:
-                await self._shared.aunlock(key, handle)
-        if isinstance(outcome, BearerError):
-            raise outcome
-        return outcome
+    def _unlock_flow(self, key: str, handle: str) -> Flow[None]:
+        # A release that never happens (a cancelled request) is harmless: the lock
+        # expires by itself after lock_ttl.
+        if handle and self._shared is not None:
+            yield Call(self._shared.unlock, self._shared.aunlock, key, handle)
 
-    def _wait_for_peer(
+    def _peer_flow(
         self, cache: SharedIntrospectionCache, key: str, token: str
-    ) -> tuple[AccessToken | None, str]:
-        # Another process may be introspecting this token right now: wait for its answer
-        # rather than asking too, but never longer than lock_wait.
+    ) -> Flow[tuple[AccessToken | None, str]]:
+        """Wait for another process that is introspecting this token, within lock_wait.
+
+        Returns its answer, or a lock handle when this process should introspect.
+        """
         deadline = time.monotonic() + cache.lock_wait
         while True:
-            handle = cache.try_lock(key)
+            handle = yield Call(cache.try_lock, cache.atry_lock, key)
             if handle:
-                # The previous holder may have stored its answer and let go between
-                # our miss and our lock: look once more before asking the AS.
+                # The previous holder may have stored its answer and let go between our
+                # miss and our lock: look once more before asking the AS.
                 try:
-                    entry = cache.get(key)
+                    entry = yield Call(cache.get, cache.aget, key)
                     result = None if entry is None else self._use(entry, token)
-                except BaseException:
-                    cache.unlock(key, handle)
+                except Exception:
+                    yield from self._unlock_flow(key, handle)
                     raise
                 if result is not None:
-                    cache.unlock(key, handle)
+                    yield from self._unlock_flow(key, handle)
                     return result, ""
             if handle is not None:
                 return None, handle
             if time.monotonic() >= deadline:
                 return None, ""
-            time.sleep(cache.poll_interval)
-            entry = cache.get(key)
-            if entry is not None and (result := self._use(entry, token)) is not None:
-                return result, ""
-
-    async def _await_peer(
-        self, cache: SharedIntrospectionCache, key: str, token: str
-    ) -> tuple[AccessToken | None, str]:
-        deadline = time.monotonic() + cache.lock_wait
-        while True:
-            handle = await cache.atry_lock(key)
-            if handle:
-                try:
-                    entry = await cache.aget(key)
-                    result = None if entry is None else self._use(entry, token)
-                except BaseException:
-                    await cache.aunlock(key, handle)
-                    raise
-                if result is not None:
-                    await cache.aunlock(key, handle)
-                    return result, ""
-            if handle is not None:
-                return None, handle
-            if time.monotonic() >= deadline:
-                return None, ""
-            await asyncio.sleep(cache.poll_interval)
-            entry = await cache.aget(key)
+            yield Sleep(cache.poll_interval)
+            entry = yield Call(cache.get, cache.aget, key)
             if entry is not None and (result := self._use(entry, token)) is not None:
                 return result, ""
 
@@ -513,38 +512,22 @@ class IntrospectionVerifier:
                 NumericDate is out of range.
         """
         for name in _STRING_MEMBERS:
-            value = claims.get(name)
-            if value is not None and type(value) is not str:
+            if name in claims and type(claims[name]) is not str:
                 raise self._malformed(name, log)
-        for name in _TIME_MEMBERS:
-            value = claims.get(name)
-            if value is not None and not _is_numeric_date(value):
-                raise self._malformed(name, log)
-        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
-        if exp is not None and now > exp + self.leeway:
-            raise InvalidTokenError("The access token has expired", reason="expired")
-        if nbf is not None and nbf > now + self.leeway:
-            raise InvalidTokenError("The access token is not yet valid", reason="not_yet_valid")
-        if iat is not None and iat > now + self.leeway:
-            raise InvalidTokenError("The access token is not yet valid", reason="issued_in_future")
-        issuer = claims.get("iss")
-        if issuer is not None and self.issuer is not None and issuer != self.issuer:
-            raise InvalidTokenError(reason="wrong_issuer")
-        aud = claims.get("aud")
-        if aud is not None:
-            audiences = [aud] if type(aud) is str else aud
-            if type(audiences) is not list or not all(type(a) is str for a in audiences):
-                raise self._malformed("aud", log)
-            if self.audience is not None and self.audience.isdisjoint(audiences):
-                raise InvalidTokenError(reason="wrong_audience")
+        try:
+            self._check_claims(claims, now)  # type: ignore[arg-type]
+        except InvalidTokenError as exc:
+            if exc.reason == "bad_claim_type":
+                # The AS vouched for the token with a malformed answer: that is the AS's
+                # fault (503), not the client's (401).
+                raise self._malformed("a date, string or aud", log) from None
+            raise
         token_type = claims.get("token_type")
         if token_type is not None and token_type.lower() not in _ACCESS_TOKEN_TYPES:
             # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer.
             raise InvalidTokenError(reason="wrong_token_type")
-        if claims.get("cnf") is not None:
-            # RFC 9449 §7 / RFC 8705 §3: a bound token needs proof of possession, which a
-            # plain bearer request cannot give.
-            raise InvalidTokenError(reason="sender_constrained")
+        exp = claims.get("exp")
+        issuer = claims.get("iss")
         try:
             scopes = self.scope_mapping.scopes(claims)
         except InvalidTokenError:
@@ -608,7 +591,8 @@ class IntrospectionVerifier:
         if type(body.get("active")) is not bool:
             # RFC 7662 §2.2: active is REQUIRED and a boolean; "false" must not pass.
             raise self._unavailable("bad_active", endpoint, status)
-        return body
+        # A member sent as null means "not given".
+        return {name: value for name, value in body.items() if value is not None}
 
     @staticmethod
     def _retry_after(response: httpx.Response) -> int:
@@ -633,6 +617,6 @@ class IntrospectionVerifier:
     def _malformed(member: str, log: bool) -> IntrospectionUnavailableError:
         if log:
             logger.warning(
-                "token introspection answer has a malformed %r member; answering 503", member
+                "token introspection answer has a malformed %s member; answering 503", member
             )
         return IntrospectionUnavailableError(reason="malformed_response")

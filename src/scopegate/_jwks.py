@@ -1,17 +1,20 @@
 """The JWKS cache: fetched keys with TTL, bounded refreshes and stale-if-error.
 
 :class:`JWKSCache` serves :class:`~scopegate._keys.VerificationKey` objects for a token's
-``kid``/``alg``. The fetch is written once as a flow (:meth:`JWKSCache.fetch_flow`) and
-run by :class:`~scopegate._flow.HTTPRunner` for threads (:meth:`JWKSCache.get`) or
-asyncio (:meth:`JWKSCache.aget`). Behaviour:
+``kid``/``alg``. :meth:`JWKSCache.lookup` answers from memory without I/O; when a fetch
+could help, :meth:`JWKSCache.key_flow` (one flow, run by either driver of
+:mod:`scopegate._flow`) fetches the set and answers. Behaviour:
 
 * **TTL**: a fetched set is used for ``ttl`` seconds, then fetched again on next use.
-* **Unknown kid**: the ``kid`` is attacker-controlled, so an unknown kid triggers a
-  refresh only when the last fetch attempt is at least ``cooldown`` seconds old; a kid
-  still unknown after that refresh is ``invalid_token`` (``unknown_key``) and is kept
-  in a bounded negative cache until the next successful fetch or ``cooldown`` seconds.
-  A flood of random kids therefore costs at most one fetch per cooldown.
-* **Single flight**: concurrent refreshes (threads or tasks) share one request.
+* **Unknown kid**: a token naming a kid the set lacks refreshes the set at once (an
+  authorization server may sign with a key as soon as it publishes it). The kid is
+  attacker-controlled, so such refreshes are spaced at least ``cooldown`` seconds apart:
+  a flood of random kids costs at most one extra fetch per cooldown. A kid still unknown
+  after a refresh is ``invalid_token`` (``unknown_key``) and kept in a bounded negative
+  cache until the next successful fetch or for ``cooldown`` seconds. Ordinary fetches
+  (start-up, TTL) do not start the cooldown.
+* **Single flight**: concurrent refreshes (threads or tasks) share one request;
+  cancelling one waiting task does not cancel the fetch.
 * **Failures**: down, timeout, 3xx, non-200, non-JSON, oversized, or a set without a
   usable key is a failed fetch. With keys fetched less than ``ttl + stale_if_error``
   seconds ago, those keys keep being used (a warning is logged); without them the
@@ -20,6 +23,8 @@ asyncio (:meth:`JWKSCache.aget`). Behaviour:
   (``min(cooldown, 5)``), so an outage does not become a request storm.
 * **Key identity**: unchanged keys keep their object across refreshes, so a verified-
   token cache can drop entries whose key left the set (:meth:`JWKSCache.current`).
+* **Clock**: every timer runs on ``time.monotonic``: stepping the wall clock neither
+  keeps removed keys alive nor delays new ones.
 
 ``reason`` codes of the 503 (:class:`~scopegate.KeySetUnavailableError`)::
 
@@ -49,13 +54,7 @@ from scopegate._errors import (
     KeySetUnavailableError,
     ServiceUnavailableError,
 )
-from scopegate._flow import (
-    AsyncSingleFlight,
-    Flow,
-    HTTPRunner,
-    ResponseTooLargeError,
-    SingleFlight,
-)
+from scopegate._flow import Flight, Flow, HTTPRunner, ResponseTooLargeError, arun, run
 from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._keys import KeySet, UnusableKeyError, VerificationKey, parse_jwks
 
@@ -65,13 +64,14 @@ logger = logging.getLogger("scopegate.jwks")
 
 _NEGATIVE_MAX = 1024
 _JWKS_TYPES = ("application/json", "application/jwk-set+json")
+_NEVER = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
 class _State:
     keys: KeySet | None = None
-    fetched_at: float = float("-inf")  # last success
-    attempted_at: float = float("-inf")  # last attempt, success or not
+    fetched_at: float = _NEVER  # last success
+    attempted_at: float = _NEVER  # last attempt, success or not
     failed: bool = False  # whether the last attempt failed
     generation: int = 0
     reason: str = "jwks_unavailable"  # reason code of the last failure
@@ -86,10 +86,10 @@ class JWKSCache:
         metadata: The issuer's :class:`~scopegate._discovery.ServerMetadata` when
             *jwks_uri* is ``None``.
         ttl: Seconds fetched keys are used before a refresh.
-        cooldown: Minimum seconds between refreshes caused by an unknown kid.
+        cooldown: Minimum seconds between two refreshes caused by unknown kids.
         stale_if_error: Seconds past ``ttl`` that old keys serve while fetches fail.
         runner: The :class:`HTTPRunner` (timeouts, size cap, no redirects).
-        clock: Monotonic seconds (tests).
+        timer: Monotonic seconds (tests inject a fake one).
 
     Raises:
         ConfigurationError: Neither or both of *jwks_uri* / *metadata*, a bad URL, or a
@@ -106,7 +106,7 @@ class JWKSCache:
         cooldown: float = 30,
         stale_if_error: float = 86400,
         runner: HTTPRunner | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if (jwks_uri is None) == (metadata is None):
             raise ConfigurationError("JWKSCache needs exactly one of jwks_uri or metadata")
@@ -117,8 +117,8 @@ class JWKSCache:
             ("jwks_cooldown", cooldown),
             ("stale_if_error", stale_if_error),
         ):
-            if not value >= 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0")
         self.algorithms = algorithms
         self.jwks_uri = jwks_uri
         self.metadata = metadata
@@ -128,12 +128,12 @@ class JWKSCache:
         self.retry_interval = min(cooldown, 5.0)
         self._own_runner = runner is None
         self.runner = runner if runner is not None else HTTPRunner()
-        self._clock = clock
+        self._timer = timer
         self._state = _State()
+        self._kid_refresh_at = _NEVER  # when an unknown kid last caused a refresh
         self._lock = threading.Lock()
         self._negative: dict[str, float] = {}
-        self._flight: SingleFlight[None] = SingleFlight()
-        self._aflight: AsyncSingleFlight[None] = AsyncSingleFlight()
+        self._flight = Flight()
         #: Number of fetch attempts (diagnostics and tests).
         self.fetch_count = 0
 
@@ -141,7 +141,7 @@ class JWKSCache:
         source = self.jwks_uri if self.jwks_uri is not None else self.metadata
         return f"JWKSCache({source!r}, ttl={self.ttl}, cooldown={self.cooldown})"
 
-    # -- the fetch, written once ------------------------------------------------------
+    # -- the fetch ----------------------------------------------------------------------
 
     def fetch_flow(self) -> Flow[KeySet]:
         """Fetch and parse the key set once.
@@ -173,58 +173,85 @@ class JWKSCache:
             raise KeySetUnavailableError(reason="jwks_malformed") from exc
         return keys.reuse(self._state.keys)
 
-    # -- decisions shared by sync and async ---------------------------------------------
+    def _refresh_flow(self, generation: int, for_kid: bool) -> Flow[None]:
+        if self._state.generation != generation:
+            return  # a refresh finished between our decision and our turn: reuse it
+        now = self._timer()
+        if for_kid:
+            self._kid_refresh_at = now
+        self.fetch_count += 1
+        try:
+            keys = yield from self.fetch_flow()
+        except Exception as exc:
+            # Any fault on the AS side (including a bug in its data we did not foresee)
+            # is an outage: fail closed with 503, never accept and never 401.
+            self._store(None, exc)
+        else:
+            self._store(keys, None)
+
+    # -- decisions ------------------------------------------------------------------------
 
     def current(self) -> KeySet | None:
         """The keys in use now (possibly stale), or ``None`` before the first fetch."""
         return self._state.keys
 
-    def _usable(self, state: _State, now: float) -> KeySet | None:
-        """Keys that may verify now: fresh, or stale within stale_if_error after a failure."""
-        if state.keys is None:
-            return None
-        age = now - state.fetched_at
-        if age < self.ttl or (state.failed and age < self.ttl + self.stale_if_error):
-            return state.keys
-        return None
+    def lookup(self, kid: str | None, alg: str) -> VerificationKey | None:
+        """The key for a token's *kid*/*alg* from memory, or ``None`` when a fetch may help.
 
-    def _plan(self, kid: str | None, alg: str) -> VerificationKey | int:
-        """The key, or the generation to refresh from; raises when no fetch may help."""
-        now = self._clock()
+        Raises:
+            InvalidTokenError: The kid is known to be absent (negative cache, cooldown),
+                or the key does not allow *alg*.
+            KeySetUnavailableError: No usable keys and no fetch may be tried yet.
+        """
+        planned = self._plan(kid, alg)
+        return planned if isinstance(planned, VerificationKey) else None
+
+    def _plan(self, kid: str | None, alg: str) -> VerificationKey | tuple[int, bool]:
+        """The key, or ``(generation, for_kid)`` to refresh; raises when no fetch may help."""
+        now = self._timer()
         state = self._state
-        fresh = state.keys is not None and now - state.fetched_at < self.ttl
-        if fresh:
-            assert state.keys is not None
-            key = state.keys.find(kid, alg)
+        keys = state.keys
+        if keys is not None and now - state.fetched_at < self.ttl:
+            key = keys.find(kid, alg)
             if key is not None:
                 return key
-            if kid is not None and self._negative.get(kid, float("-inf")) > now:
-                raise InvalidTokenError(reason="unknown_key")
-            if now - state.attempted_at < self.cooldown:
+            if kid is not None and self._negative.get(kid, _NEVER) > now:
+                return self._anonymous(keys, kid, alg)
+            if now - self._kid_refresh_at < self.cooldown or (
+                state.failed and now - state.attempted_at < self.retry_interval
+            ):
                 # kid is attacker-controlled: at most one refresh per cooldown.
-                self._remember_missing(kid, state.attempted_at + self.cooldown)
+                self._remember_missing(kid, self._kid_refresh_at + self.cooldown)
                 if state.failed:
                     raise self._unavailable(now, state)
-                raise InvalidTokenError(reason="unknown_key")
-            return state.generation
+                return self._anonymous(keys, kid, alg)
+            return state.generation, True
         if state.failed and now - state.attempted_at < self.retry_interval:
             return self._from_stale(kid, alg, now, state)
-        return state.generation
+        return state.generation, False
+
+    @staticmethod
+    def _anonymous(keys: KeySet, kid: str | None, alg: str) -> VerificationKey:
+        # No key carries this kid: a key published without any kid may stand for it.
+        key = keys.find(kid, alg, anonymous=True)
+        if key is None:
+            raise InvalidTokenError(reason="unknown_key")
+        return key
 
     def _after_refresh(self, kid: str | None, alg: str) -> VerificationKey:
-        now = self._clock()
+        now = self._timer()
         state = self._state
         if not state.failed and state.keys is not None:
             key = state.keys.find(kid, alg)
             if key is None:
                 self._remember_missing(kid, now + self.cooldown)
-                raise InvalidTokenError(reason="unknown_key")
+                return self._anonymous(state.keys, kid, alg)
             return key
         return self._from_stale(kid, alg, now, state)
 
     def _from_stale(self, kid: str | None, alg: str, now: float, state: _State) -> VerificationKey:
-        keys = self._usable(state, now)
-        if keys is None:
+        keys = state.keys
+        if keys is None or not now - state.fetched_at < self.ttl + self.stale_if_error:
             raise self._unavailable(now, state)
         key = keys.find(kid, alg)
         if key is None:
@@ -244,8 +271,8 @@ class JWKSCache:
                 self._negative.clear()
             self._negative[kid] = until
 
-    def _store(self, generation: int, keys: KeySet | None, error: Exception | None) -> None:
-        now = self._clock()
+    def _store(self, keys: KeySet | None, error: Exception | None) -> None:
+        now = self._timer()
         with self._lock:
             old = self._state
             if keys is not None:
@@ -267,40 +294,10 @@ class JWKSCache:
                 "serving the previous keys" if old.keys is not None else "no keys available",
             )
 
-    def _needs_fetch(self, generation: int) -> bool:
-        # A refresh finished between our decision and our turn: reuse its result.
-        return self._state.generation == generation
+    # -- the key, with I/O when needed ---------------------------------------------------
 
-    # -- drivers ------------------------------------------------------------------------
-
-    def _refresh(self, generation: int) -> None:
-        if not self._needs_fetch(generation):
-            return
-        self.fetch_count += 1
-        try:
-            keys = self.runner.run(self.fetch_flow())
-        except Exception as exc:
-            # Any fault on the AS side (including a bug in its data we did not foresee)
-            # is an outage: fail closed with 503, never accept and never 401.
-            self._store(generation, None, exc)
-        else:
-            self._store(generation, keys, None)
-
-    async def _arefresh(self, generation: int) -> None:
-        if not self._needs_fetch(generation):
-            return
-        self.fetch_count += 1
-        try:
-            keys = await self.runner.arun(self.fetch_flow())
-        except Exception as exc:
-            # Any fault on the AS side (including a bug in its data we did not foresee)
-            # is an outage: fail closed with 503, never accept and never 401.
-            self._store(generation, None, exc)
-        else:
-            self._store(generation, keys, None)
-
-    def get(self, kid: str | None, alg: str) -> VerificationKey:
-        """The key for a token's *kid* and *alg*, fetching the JWKS if needed (sync).
+    def key_flow(self, kid: str | None, alg: str) -> Flow[VerificationKey]:
+        """The key for *kid*/*alg*, refreshing the set when that may help.
 
         Raises:
             InvalidTokenError: The kid is unknown after a refresh (``unknown_key``), or
@@ -310,34 +307,35 @@ class JWKSCache:
         planned = self._plan(kid, alg)
         if isinstance(planned, VerificationKey):
             return planned
-        self._flight.do("jwks", lambda: self._refresh(planned))
+        generation, for_kid = planned
+        yield self._flight.join(
+            "jwks", lambda: self._refresh_flow(generation, for_kid), self.runner
+        )
         return self._after_refresh(kid, alg)
+
+    def get(self, kid: str | None, alg: str) -> VerificationKey:
+        """The key for *kid*/*alg* (threads; see :meth:`key_flow`)."""
+        key = self.lookup(kid, alg)
+        return key if key is not None else run(self.key_flow(kid, alg))
 
     async def aget(self, kid: str | None, alg: str) -> VerificationKey:
-        """Async twin of :meth:`get`; never blocks the event loop on I/O."""
-        planned = self._plan(kid, alg)
-        if isinstance(planned, VerificationKey):
-            return planned
+        """The key for *kid*/*alg* (asyncio; see :meth:`key_flow`)."""
+        key = self.lookup(kid, alg)
+        return key if key is not None else await arun(self.key_flow(kid, alg))
 
-        async def refresh() -> None:
-            await self._arefresh(planned)
-
-        await self._aflight.do("jwks", refresh)
-        return self._after_refresh(kid, alg)
+    def refresh_flow(self) -> Flow[KeySet | None]:
+        """Fetch now (e.g. at start-up to warm the cache); return the keys in use."""
+        generation = self._state.generation
+        yield self._flight.join("jwks", lambda: self._refresh_flow(generation, False), self.runner)
+        return self._state.keys
 
     def refresh(self) -> KeySet | None:
-        """Fetch now (e.g. at start-up to warm the cache); return the keys in use."""
-        self._flight.do("jwks", lambda: self._refresh(self._state.generation))
-        return self._state.keys
+        """Fetch now, in the calling thread (see :meth:`refresh_flow`)."""
+        return run(self.refresh_flow())
 
     async def arefresh(self) -> KeySet | None:
-        """Async twin of :meth:`refresh`."""
-
-        async def refresh() -> None:
-            await self._arefresh(self._state.generation)
-
-        await self._aflight.do("jwks", refresh)
-        return self._state.keys
+        """Fetch now, on the event loop (see :meth:`refresh_flow`)."""
+        return await arun(self.refresh_flow())
 
     def close(self) -> None:
         """Close the private runner's sync client (a runner passed in is left open)."""

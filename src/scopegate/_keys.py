@@ -22,12 +22,10 @@ the set stay usable); a refused *static* key is a :class:`ConfigurationError`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from scopegate._errors import ConfigurationError, InvalidTokenError
+from scopegate._jose import JOSEError, b64url_decode, b64url_encode
 from scopegate._jsonstrict import StrictJSONError, loads_object
 
 __all__ = [
@@ -87,7 +86,6 @@ _CURVES: dict[str, tuple[type[ec.EllipticCurve], int, str]] = {
 _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _OKP_ALGS = frozenset({"EdDSA", "Ed25519"})
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 Verify = Callable[[bytes, bytes], bool]
 
@@ -139,8 +137,7 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of *jwk*, base64url without padding."""
     members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    digest = hashlib.sha256(canonical).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(hashlib.sha256(canonical).digest())
 
 
 class UnusableKeyError(ValueError):
@@ -251,16 +248,12 @@ def _b64int(value: Any) -> int:
 def _b64bytes(value: Any) -> bytes:
     if not isinstance(value, str) or not value:
         raise UnusableKeyError("key member is not a base64url string")
-    raw = value.encode("ascii", "replace")
-    if not _B64URL.issuperset(raw) or len(raw) % 4 == 1:
-        raise UnusableKeyError("key member is not base64url")
     try:
-        return binascii.a2b_base64(raw.translate(_TO_STD) + b"=" * (-len(raw) % 4))
-    except binascii.Error as exc:
+        # Lenient about unused trailing bits: key material from real servers is not
+        # always canonically encoded, and the value decoded is the same either way.
+        return b64url_decode(value, canonical=False)
+    except JOSEError as exc:
         raise UnusableKeyError("key member is not base64url") from exc
-
-
-_TO_STD = bytes.maketrans(b"-_", b"+/")
 
 
 def _bind(
@@ -409,8 +402,16 @@ class KeySet:
         """True when some key carries *kid*."""
         return kid in self._by_kid
 
-    def find(self, kid: str | None, alg: str) -> VerificationKey | None:
+    def find(self, kid: str | None, alg: str, *, anonymous: bool = False) -> VerificationKey | None:
         """The key for a token header's *kid* and *alg*.
+
+        Args:
+            kid: The header's kid, or ``None``.
+            alg: The header's alg.
+            anonymous: For a kid no key carries, answer with the one key published
+                without a kid that allows *alg* (a PEM key configured for an AS that
+                sends kids). A fetched set asks this only after a refresh did not
+                bring the kid, so a key without kid never hides a newly published one.
 
         Returns:
             The key, or ``None`` when *kid* is not in the set (the caller may refresh).
@@ -430,8 +431,8 @@ class KeySet:
         else:
             group = self._by_kid.get(kid)
             if group is None:
-                # A key published without a kid (a PEM key, typically) stands for any
-                # kid, as long as it is the only kid-less key allowing this alg.
+                if not anonymous:
+                    return None
                 matches = [key for key in self._anonymous if alg in key.algorithms]
                 if not matches:
                     return None
@@ -575,9 +576,19 @@ class StaticKeys:
 
     def get(self, kid: str | None, alg: str) -> VerificationKey:
         """The key for *kid*/*alg*; an unknown kid is ``unknown_key``."""
-        key = self.keyset.find(kid, alg)
+        key = self.keyset.find(kid, alg, anonymous=True)
         if key is None:
             raise InvalidTokenError(reason="unknown_key")
+        return key
+
+    def lookup(self, kid: str | None, alg: str) -> VerificationKey:
+        """Same as :meth:`get`: static keys never need a fetch."""
+        return self.get(kid, alg)
+
+    def key_flow(self, kid: str | None, alg: str) -> Generator[Any, Any, VerificationKey]:
+        """Same as :meth:`get`, as a flow that never waits (the key-source protocol)."""
+        key = self.get(kid, alg)
+        yield from ()  # waits for nothing; only makes this function a generator
         return key
 
     async def aget(self, kid: str | None, alg: str) -> VerificationKey:

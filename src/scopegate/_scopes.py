@@ -14,28 +14,31 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from scopegate._context import current_token
 from scopegate._errors import ConfigurationError, InsufficientScopeError, MissingTokenError
+from scopegate._jose import is_scope_token
 from scopegate._token import AccessToken
 
-__all__ = ["check_scopes", "require_any_scope", "require_scope"]
+__all__ = ["check_scopes", "require_any_scope", "require_scope", "validated_scopes"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# RFC 6749 §3.3 scope-token; a space would silently turn one scope into two.
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
+def validated_scopes(scopes: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """*scopes* if each is one RFC 6749 §3.3 scope-token (a decorator's arguments).
 
-def _validated(scopes: tuple[str, ...], name: str) -> tuple[str, ...]:
+    Raises:
+        ConfigurationError: No scope, or one that is not a single scope-token (a space
+            would silently turn one scope into two).
+    """
     if not scopes:
         raise ConfigurationError(f"{name}() needs at least one scope")
     for scope in scopes:
-        if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
+        if not is_scope_token(scope):
             raise ConfigurationError(
                 f"{name}(): {scope!r} is not a single RFC 6749 scope-token; "
                 "pass several scopes as separate arguments"
@@ -104,7 +107,7 @@ def require_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         >>> @require_scope("items:read", "admin")
         ... def admin_view(environ, start_response): ...
     """
-    return _decorator(_validated(scopes, "require_scope"), any_of=False)
+    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
 
 
 def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -120,4 +123,4 @@ def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]
         MissingTokenError: At call time, when the request has no token (401).
         InsufficientScopeError: At call time, when no candidate is granted (403).
     """
-    return _decorator(_validated(scopes, "require_any_scope"), any_of=True)
+    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)

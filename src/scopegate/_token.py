@@ -39,6 +39,17 @@ class AccessToken:
     issuer: str | None = None
     token: str = field(default="", repr=False)
 
+    @property
+    def jkt(self) -> str | None:
+        """The thumbprint of the DPoP key the token is bound to (``cnf.jkt``, RFC 9449
+        §6), or ``None`` for a plain bearer token."""
+        cnf = self.claims.get("cnf")
+        if isinstance(cnf, Mapping):
+            jkt = cnf.get("jkt")
+            if isinstance(jkt, str):
+                return jkt
+        return None
+
     def has_scopes(self, *required: str) -> bool:
         """True when every scope in *required* was granted (all-of)."""
         return self.scopes.issuperset(required)

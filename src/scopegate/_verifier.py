@@ -1,13 +1,14 @@
-"""The verifier protocol, and the verifier that routes JWTs and opaque tokens."""
+"""The verifier protocols, and the verifier that routes JWTs and opaque tokens."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
 from scopegate._errors import ConfigurationError, InvalidTokenError
+from scopegate._jose import looks_like_jws
 from scopegate._token import AccessToken
 
-__all__ = ["HybridVerifier", "TokenVerifier", "looks_like_jws"]
+__all__ = ["CachedVerifier", "HybridVerifier", "TokenVerifier"]
 
 
 @runtime_checkable
@@ -16,6 +17,10 @@ class TokenVerifier(Protocol):
 
     ``verify`` serves WSGI and threads, ``averify`` asyncio; both share one logic and
     raise only :class:`scopegate.BearerError` subclasses for request outcomes.
+
+    A verifier does not know how the token was presented: a token bound to a key
+    (:attr:`AccessToken.jkt`) is returned like any other, and the guard
+    (:func:`scopegate._guard.check_binding`) accepts it only with a matching proof.
     """
 
     def verify(self, token: str) -> AccessToken:
@@ -27,13 +32,19 @@ class TokenVerifier(Protocol):
         ...
 
 
-def looks_like_jws(token: str) -> bool:
-    """True when *token* has the shape of a compact JWS: three dot-separated parts.
+@runtime_checkable
+class CachedVerifier(TokenVerifier, Protocol):
+    """A verifier that can answer from its cache without I/O.
 
-    Only the shape is judged; an opaque token never has exactly two dots in practice,
-    and one that does fails JWT verification with ``invalid_token`` as it should.
+    ``cached(token)`` returns the token when a previous verification is still valid
+    (with the same checks a hit of ``verify`` makes), else ``None``; it never raises
+    and never waits. Adapters use it to decide a repeated request without creating a
+    coroutine.
     """
-    return token.count(".") == 2
+
+    def cached(self, token: str) -> AccessToken | None:
+        """The verified token from the cache, or ``None``."""
+        ...
 
 
 class HybridVerifier:
@@ -46,7 +57,7 @@ class HybridVerifier:
     A token of a disabled kind is ``invalid_token``.
     """
 
-    __slots__ = ("introspection", "jwt")
+    __slots__ = ("_jwt_probe", "_opaque_probe", "introspection", "jwt", "max_token_length")
 
     def __init__(
         self,
@@ -58,6 +69,17 @@ class HybridVerifier:
             raise ConfigurationError("HybridVerifier needs a jwt or an introspection verifier")
         self.jwt = jwt
         self.introspection = introspection
+        self._jwt_probe = jwt.cached if isinstance(jwt, CachedVerifier) else None
+        self._opaque_probe = (
+            introspection.cached if isinstance(introspection, CachedVerifier) else None
+        )
+        limits = [
+            getattr(v, "max_token_length", None) for v in (jwt, introspection) if v is not None
+        ]
+        self.max_token_length = max((n for n in limits if type(n) is int), default=None)
+
+    def __repr__(self) -> str:
+        return f"HybridVerifier(jwt={self.jwt!r}, introspection={self.introspection!r})"
 
     def _pick(self, token: str) -> TokenVerifier:
         verifier = self.jwt if looks_like_jws(token) else self.introspection
@@ -74,13 +96,6 @@ class HybridVerifier:
         return await self._pick(token).averify(token)
 
     def cached(self, token: str) -> AccessToken | None:
-        """A verified token from the chosen verifier's cache, without I/O; else ``None``.
-
-        Lets adapters skip creating a coroutine on a cache hit. Never raises.
-        """
-        verifier = self.jwt if looks_like_jws(token) else self.introspection
-        probe = getattr(verifier, "cached", None)
-        if probe is None:
-            return None
-        result: AccessToken | None = probe(token)
-        return result
+        """A verified token from the chosen verifier's cache, without I/O; else ``None``."""
+        probe = self._jwt_probe if looks_like_jws(token) else self._opaque_probe
+        return None if probe is None else probe(token)

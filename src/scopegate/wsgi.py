@@ -46,10 +46,9 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
 from scopegate._context import reset_current_token, set_current_token
-from scopegate._errors import BearerError
-from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard, raw_path_from_uri
+from scopegate._errors import BearerError, HTTPResponse
+from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 
@@ -64,24 +63,59 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 ENVIRON_KEY = "scopegate.token"
 
 
-def _raw_path(environ: Environ) -> str:
-    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
-    if isinstance(uri, str) and uri:
-        return raw_path_from_uri(uri)
-    return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+class WSGIRequest:
+    """The guard's view of a WSGI ``environ`` (PEP 3333)."""
 
+    __slots__ = ("_environ", "authorization", "method", "query", "token_source")
 
-def _buffer_form(environ: Environ, limit: int) -> bytes | None:
-    """Read a form body of known length up to *limit*; re-wrap ``wsgi.input`` for the app."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        return None  # PEP 3333: without a length the body must not be read
-    if length < 0 or length > limit:
-        return None
-    body: bytes = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    return body
+    def __init__(self, environ: Environ) -> None:
+        self._environ = environ
+        self.method: str = str(environ.get("REQUEST_METHOD", "GET"))
+        self.query: str = str(environ.get("QUERY_STRING") or "")
+        # PEP 3333: the server merged repeated fields into this one variable.
+        header = environ.get("HTTP_AUTHORIZATION")
+        self.authorization: tuple[str, ...] = (header,) if isinstance(header, str) else ()
+        self.token_source: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The raw request target's path (``REQUEST_URI``/``RAW_URI``), else
+        ``SCRIPT_NAME + PATH_INFO``."""
+        environ = self._environ
+        uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+        if isinstance(uri, str) and uri:
+            return raw_path_from_uri(uri)
+        return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+
+    @property
+    def content_type(self) -> str | None:
+        """``CONTENT_TYPE``, or ``None``."""
+        return self._environ.get("CONTENT_TYPE") or None
+
+    @property
+    def content_length(self) -> str | None:
+        """``CONTENT_LENGTH``, or ``None``."""
+        return self._environ.get("CONTENT_LENGTH") or None
+
+    def header(self, name: str) -> list[str]:
+        """The value of header *name* (lower case), merged by the server as PEP 3333 says."""
+        key = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}.get(
+            name, "HTTP_" + name.upper().replace("-", "_")
+        )
+        value = self._environ.get(key)
+        return [value] if isinstance(value, str) else []
+
+    def read_body(self, limit: int) -> bytes | None:
+        """Read a body of known length up to *limit*; re-wrap ``wsgi.input`` for the app."""
+        try:
+            length = int(self._environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None  # PEP 3333: without a length the body must not be read
+        if length < 0 or length > limit:
+            return None
+        body: bytes = self._environ["wsgi.input"].read(length) if length else b""
+        self._environ["wsgi.input"] = io.BytesIO(body)
+        return body
 
 
 def _patch_headers(headers: list[tuple[str, str]], private: bool) -> list[tuple[str, str]]:
@@ -138,95 +172,37 @@ class BearerAuthMiddleware:
     Args:
         app: The WSGI application to protect.
         verifier: A :class:`~scopegate.TokenVerifier`; its sync ``verify`` is used.
-        realm: ``realm`` of the ``WWW-Authenticate`` challenge.
-        exclude_paths: Raw paths served without authentication, matched exactly.
-        optional: Let requests without credentials through with token ``None``.
-        allow_query_token: Accept ``?access_token=`` on GET requests.
-        allow_form_token: Accept an ``access_token`` field in POST form bodies.
-        max_token_length: Longest token accepted (default 8192).
-        allow_preflight: Let CORS preflight requests through unauthenticated.
-        max_form_body: Largest form body buffered to look for ``access_token``.
+        options: A :class:`~scopegate.GuardOptions`.
+        **settings: Any :class:`~scopegate.GuardOptions` field, overriding *options*
+            (``realm``, ``exclude_paths``, ``optional``, ``allow_query_token``...).
+        guard: A ready :class:`~scopegate.BearerGuard` instead of verifier and options.
 
     Raises:
-        ConfigurationError: An unusable setting (see :class:`~scopegate.BearerGuard`).
+        ConfigurationError: An unusable setting.
     """
 
     def __init__(
         self,
         app: WSGIApp,
         *,
-        verifier: TokenVerifier,
-        realm: str = "api",
-        exclude_paths: Iterable[str] = (),
-        optional: bool = False,
-        allow_query_token: bool = False,
-        allow_form_token: bool = False,
-        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
-        allow_preflight: bool = False,
-        max_form_body: int = DEFAULT_MAX_FORM_BODY,
+        verifier: TokenVerifier | None = None,
+        options: GuardOptions | None = None,
+        guard: BearerGuard | None = None,
+        **settings: Any,
     ) -> None:
         self.app = app
-        self.guard = BearerGuard(
-            verifier,
-            realm=realm,
-            exclude_paths=exclude_paths,
-            optional=optional,
-            allow_query_token=allow_query_token,
-            allow_form_token=allow_form_token,
-            max_token_length=max_token_length,
-            allow_preflight=allow_preflight,
-            max_form_body=max_form_body,
-        )
+        self.guard = BearerGuard.build(verifier, options, guard, **settings)
 
     def populate_environ(self, environ: Environ, token: AccessToken | None) -> None:
         """Publish the verified token as ``environ["scopegate.token"]``; override to add keys."""
         environ[ENVIRON_KEY] = token
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        guard = self.guard
-        method = str(environ.get("REQUEST_METHOD", "GET"))
-        # The raw path is only computed when there are paths to exclude.
-        if (guard.exclude_paths and guard.is_excluded(_raw_path(environ))) or (
-            guard.allow_preflight
-            and guard.is_preflight(
-                method,
-                origin="HTTP_ORIGIN" in environ,
-                request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
-            )
-        ):
-            # Anonymous by configuration: downstream code can still read the key.
-            self.populate_environ(environ, None)
-            return self.app(environ, start_response)
-        header = environ.get("HTTP_AUTHORIZATION")
-        authorization = (header,) if isinstance(header, str) else ()
-        try:
-            body: bytes | None = None
-            content_type = environ.get("CONTENT_TYPE")
-            if content_type and guard.wants_form_body(
-                method, content_type, has_header=bool(authorization)
-            ):
-                body = _buffer_form(environ, guard.max_form_body)
-            query = environ.get("QUERY_STRING")
-            if not query and body is None and authorization:
-                # The common request: one header, nothing to cross-check; a value whose
-                # token verified before needs no parsing (BearerGuard.remember).
-                value = authorization[0]
-                credentials = guard.header_credentials(value)
-                token = guard.verify(credentials)
-                if token is not None:
-                    guard.remember(value, credentials)
-            else:
-                credentials = guard.extract(
-                    authorization=authorization,
-                    method=method,
-                    query_string=str(query or ""),
-                    form_body=body,
-                )
-                token = guard.verify(credentials)
-        except BearerError as error:
-            return self._error(start_response, error)
-
-        private = credentials.source == "query"
+        request = WSGIRequest(environ)
+        token = self.guard.decide(request)
+        if isinstance(token, HTTPResponse):
+            return _respond(start_response, token)
+        private = request.token_source == "query"  # noqa: S105 - a source name
         started = False
 
         def start_patched(
@@ -241,20 +217,23 @@ class BearerAuthMiddleware:
         try:
             result = self.app(environ, start_patched)
         except BearerError as error:
-            return self._error(start_response, error, sys.exc_info() if started else None)
+            # A decorator's error (require_scope...), on any path: its RFC 6750 answer.
+            # PEP 3333: replacing headers already passed to start_response needs exc_info.
+            return _respond(
+                start_response, self.guard.render(error), sys.exc_info() if started else None
+            )
         finally:
             reset_current_token(marker)
-        if isinstance(result, (list, tuple)):
+        if isinstance(result, list | tuple):
             return result
         return _TokenBoundIterable(result, token)
 
-    def _error(
-        self, start_response: StartResponse, error: BearerError, exc_info: Any = None
-    ) -> list[bytes]:
-        status, headers, body = self.guard.wsgi_error(error)
-        if exc_info is not None:
-            # PEP 3333: replacing headers already passed to start_response needs exc_info.
-            start_response(status, headers, exc_info)
-        else:
-            start_response(status, headers)
-        return [body]
+
+def _respond(
+    start_response: StartResponse, response: HTTPResponse, exc_info: Any = None
+) -> list[bytes]:
+    if exc_info is not None:
+        start_response(response.status_line, list(response.headers), exc_info)
+    else:
+        start_response(response.status_line, list(response.headers))
+    return [response.body]

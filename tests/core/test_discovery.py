@@ -251,7 +251,7 @@ def test_discovery_failures_are_503(server: JWKSServer, mode: str) -> None:
 def test_metadata_is_cached_across_jwks_refreshes(server: JWKSServer) -> None:
     """JWKS TTL refreshes reuse the cached metadata document."""
     clock = Clock()
-    verifier = verifier_for(server, clock=clock, jwks_ttl=60)
+    verifier = verifier_for(server, clock=clock, timer=clock, jwks_ttl=60)
     verifier.verify(token_for(server))
     clock.now += 61
     verifier.verify(mint(iss=server.url, jti="2", iat=int(clock.now), exp=int(clock.now) + 60))
@@ -300,7 +300,7 @@ def test_server_metadata_serves_stale_document(server: JWKSServer) -> None:
     clock = Clock()
     runner = HTTPRunner(timeout=1)
     _CREATED.append(runner)
-    metadata = ServerMetadata(server.url, runner=runner, ttl=60, clock=clock)
+    metadata = ServerMetadata(server.url, runner=runner, ttl=60, timer=clock)
     metadata.get()
     server.discovery_mode = "error"
     clock.now += 61
@@ -320,7 +320,7 @@ def test_server_metadata_throttles_failures_without_document(server: JWKSServer)
     server.discovery_mode = "error"
     runner = HTTPRunner(timeout=1)
     _CREATED.append(runner)
-    metadata = ServerMetadata(server.url, runner=runner, clock=clock)
+    metadata = ServerMetadata(server.url, runner=runner, timer=clock)
     for _ in range(3):
         with pytest.raises(KeySetUnavailableError):
             metadata.get()

@@ -51,6 +51,7 @@ def test_fixed_jwks_uri_is_picked_up_after_retry_interval(server: JWKSServer) ->
         jwks_cooldown=2,
         cache_verified=False,
         clock=clock,
+        timer=clock,
     )
     token = mint(iss=server.url)
     server.metadata_extra = {"jwks_uri": "http://203.0.113.9/jwks"}
@@ -74,7 +75,7 @@ def test_missing_endpoint_is_not_refetched_per_call(server: JWKSServer) -> None:
     metadata = ServerMetadata(
         server.url,
         runner=runner,
-        clock=clock,
+        timer=clock,
         retry_interval=5,
         error=IntrospectionUnavailableError,
     )

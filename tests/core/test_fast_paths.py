@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from scopegate import _guard
-from scopegate._bearer import NO_CREDENTIALS, Credentials, extract_token
-from scopegate._errors import InvalidRequestError, InvalidTokenError
+from scopegate._errors import InvalidTokenError
 from scopegate._guard import BearerGuard
 from scopegate._token import AccessToken
 from scopegate.asgi import BearerAuthMiddleware as ASGIMiddleware
@@ -24,6 +23,7 @@ from tests.core.test_attacks_support import (
     wsgi_app,
 )
 from tests.core.tokens import mint, static_verifier
+from tests.core.views import FakeRequest, bearer
 from tests.servers import run_asgi, run_wsgi
 
 
@@ -59,88 +59,70 @@ class CountingParse:
         monkeypatch.setattr(_guard, "parse_authorization", counted)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        pytest.param(f"Bearer {GOOD}", id="bearer"),
-        pytest.param(f"bearer   {GOOD}  ", id="case-and-spaces"),
-        pytest.param("Basic dXNlcjpwYXNz", id="other-scheme"),
-        pytest.param("Bearerx abc", id="longer-scheme"),
-        pytest.param("", id="empty"),
-    ],
-)
-def test_header_credentials_match_extract(value: str) -> None:
-    """header_credentials gives what extract_token gives for a lone header."""
-    guard = BearerGuard(FakeVerifier())
-    expected = extract_token(authorization=[value], method="GET")
-    assert guard.header_credentials(value) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        pytest.param("Bearer", "empty_bearer", id="no-token"),
-        pytest.param("Bearer a b", "malformed_bearer", id="space-inside"),
-        pytest.param("Bearer\tabc", "malformed_bearer", id="tab"),
-        pytest.param("Bearer " + "a" * 40, "token_too_long", id="too-long"),
-    ],
-)
-def test_header_credentials_refuse_bad_values(value: str, reason: str) -> None:
-    """Malformed and oversized values raise exactly as extraction does."""
-    guard = BearerGuard(FakeVerifier(), max_token_length=32)
-    with pytest.raises(InvalidTokenError) as info:
-        guard.header_credentials(value)
-    assert info.value.reason == reason
-
-
 def test_remembered_value_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After remember(), the same value is answered from the memo with the same token str."""
+    """A verified Authorization value is answered from the memo and the verifier's cache,
+    without parsing it again and without calling the verifier."""
+    counter = CountingParse(monkeypatch)
+    verifier = ProbingVerifier()
+    guard = BearerGuard(verifier)
+    assert guard.decide(bearer(GOOD)) is TOKENS[GOOD]
+    parsed = counter.calls
+    for _ in range(3):
+        assert guard.decide(bearer("".join([GOOD]))) is TOKENS[GOOD]
+    assert counter.calls == parsed
+    assert verifier.calls == [GOOD]
+
+
+@pytest.mark.anyio
+async def test_adecide_uses_probe_and_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """adecide remembers verified values and answers repeats from the probe."""
+    counter = CountingParse(monkeypatch)
+    verifier = ProbingVerifier()
+    guard = BearerGuard(verifier)
+    assert await guard.adecide(bearer(GOOD)) is TOKENS[GOOD]
+    parsed = counter.calls
+    for _ in range(3):
+        assert await guard.adecide(bearer(GOOD)) is TOKENS[GOOD]
+    assert counter.calls == parsed
+    assert verifier.calls == [GOOD]
+
+
+def test_only_verified_values_are_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token that fails verification leaves no memo entry: it is parsed every time."""
     counter = CountingParse(monkeypatch)
     guard = BearerGuard(FakeVerifier())
-    value = f"Bearer {GOOD}"
-    first = guard.header_credentials(value)
-    guard.remember(value, first)
-    parsed = counter.calls  # header_credentials, and remember's consistency check
-    second = guard.header_credentials("".join(["Bearer ", GOOD]))
-    assert counter.calls == parsed
-    assert second == Credentials(GOOD, "header")
-    assert second.token is first.token
-
-
-def test_remember_ignores_missing_credentials() -> None:
-    """A value without a bearer token is never memoised."""
-    guard = BearerGuard(FakeVerifier())
-    guard.remember("Basic abc", NO_CREDENTIALS)
-    assert guard.cached_header("Basic abc") is None
-    assert guard.header_credentials("Basic abc") == NO_CREDENTIALS
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            guard.authenticate(bearer("unknown-token"))
+    assert counter.calls == 2
+    assert "Bearer unknown-token" not in guard._known
+    assert guard.authenticate(bearer(GOOD))
+    assert f"Bearer {GOOD}" in guard._known
+    assert "Basic abc" not in guard._known
 
 
 def test_memo_is_bounded() -> None:
     """The memo never grows past its bound; the oldest values go first."""
     guard = BearerGuard(ProbingVerifier())
     for i in range(_guard._KNOWN_HEADERS + 10):
-        guard.remember(f"Bearer t{i}", Credentials(f"t{i}", "header"))
+        guard._remember(f"Bearer t{i}", _guard.Credentials(f"t{i}", "header"))
     memo = guard._known
     assert len(memo) <= _guard._KNOWN_HEADERS
     assert "Bearer t0" not in memo
     assert f"Bearer t{_guard._KNOWN_HEADERS + 9}" in memo
 
 
-def test_cached_header_needs_memo_and_probe() -> None:
-    """cached_header answers only for a remembered value whose token the verifier cached."""
+def test_memo_needs_a_probe_hit() -> None:
+    """A remembered value whose token left the verifier's cache is verified again."""
     verifier = ProbingVerifier()
     guard = BearerGuard(verifier)
-    value = f"Bearer {GOOD}"
-    assert guard.cached_header(value) is None  # not remembered
-    credentials = guard.header_credentials(value)
-    guard.remember(value, credentials)
-    assert guard.cached_header(value) is None  # remembered, not verified yet
-    token = guard.verify(credentials)
-    assert guard.cached_header(value) is token
-    assert BearerGuard(FakeVerifier()).cached_header(value) is None  # no probe at all
+    guard.decide(bearer(GOOD))
+    verifier.seen.clear()
+    assert guard.decide(bearer(GOOD)) is TOKENS[GOOD]
+    assert verifier.calls == [GOOD, GOOD]
 
 
-def test_cached_header_swallows_probe_errors() -> None:
+def test_probe_errors_are_misses() -> None:
     """A probe that raises is a miss, not a failed request."""
 
     class Broken(FakeVerifier):
@@ -148,38 +130,33 @@ def test_cached_header_swallows_probe_errors() -> None:
             raise RuntimeError("probe bug")
 
     guard = BearerGuard(Broken())
-    credentials = guard.header_credentials(f"Bearer {GOOD}")
-    guard.remember(f"Bearer {GOOD}", credentials)
-    assert guard.cached_header(f"Bearer {GOOD}") is None
-
-
-@pytest.mark.anyio
-async def test_aauthenticate_uses_probe_and_memo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aauthenticate remembers verified values and answers repeats from the probe."""
-    counter = CountingParse(monkeypatch)
-    verifier = ProbingVerifier()
-    guard = BearerGuard(verifier)
-    token = await guard.aauthenticate(authorization=[f"Bearer {GOOD}"], method="GET")
-    parsed = counter.calls
-    for _ in range(3):
-        token = await guard.aauthenticate(authorization=[f"Bearer {GOOD}"], method="GET")
-        assert token is TOKENS[GOOD]
-    assert counter.calls == parsed
-    assert verifier.calls == [GOOD]
-
-
-def test_authenticate_remembers_only_verified_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A token that fails verification leaves no memo entry: it is parsed every time."""
-    counter = CountingParse(monkeypatch)
-    guard = BearerGuard(FakeVerifier())
     for _ in range(2):
-        with pytest.raises(InvalidTokenError):
-            guard.authenticate(authorization=["Bearer unknown-token"], method="GET")
-    assert counter.calls == 2
-    assert guard.authenticate(authorization=[f"Bearer {GOOD}"], method="GET")
-    parsed = counter.calls
-    assert guard.authenticate(authorization=[f"Bearer {GOOD}"], method="GET")
-    assert counter.calls == parsed
+        assert guard.decide(bearer(GOOD)) is TOKENS[GOOD]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "status"),
+    [
+        pytest.param({"query": f"access_token={GOOD}"}, 400, id="query-copy"),
+        pytest.param({"authorization": [f"Bearer {GOOD}", f"Bearer {GOOD}"]}, 400, id="repeated"),
+        pytest.param(
+            {
+                "method": "POST",
+                "content_type": "application/x-www-form-urlencoded",
+                "body": f"access_token={GOOD}".encode(),
+            },
+            400,
+            id="form-copy",
+        ),
+    ],
+)
+def test_memo_never_skips_a_cross_check(request_fields: dict[str, Any], status: int) -> None:
+    """A remembered value is still judged with the rest of its request (RFC 6750 §2)."""
+    guard = BearerGuard(ProbingVerifier())
+    guard.decide(bearer(GOOD))
+    fields = {"authorization": [f"Bearer {GOOD}"], **request_fields}
+    outcome = guard.decide(FakeRequest(**fields))
+    assert getattr(outcome, "status", None) == status
 
 
 @pytest.mark.parametrize(
@@ -310,35 +287,5 @@ def test_real_jwt_repeated_requests_under_uvicorn_and_waitress() -> None:
             assert conflict.status_code == 400
             stale = httpx.get(url + "/items", headers={"Authorization": f"Bearer {expired}"})
             assert stale.status_code == 401
-    assert asgi.guard.cached_header(f"Bearer {token}") is not None
-    assert wsgi.guard.cached_header(f"Bearer {token}") is not None
-
-
-def test_unknown_value_raises_before_memo() -> None:
-    """extract() with a repeated header is a 400 whatever the memo holds."""
-    guard = BearerGuard(FakeVerifier())
-    value = f"Bearer {GOOD}"
-    guard.remember(value, guard.header_credentials(value))
-    with pytest.raises(InvalidRequestError):
-        guard.extract(authorization=[value, value], method="GET")
-
-
-@pytest.mark.parametrize(
-    ("value", "credentials"),
-    [
-        pytest.param(f"Bearer {GOOD}", Credentials("admin-token", "header"), id="other-token"),
-        pytest.param(f"Bearer {GOOD}", Credentials(GOOD, "query"), id="other-source"),
-        pytest.param("Bearer a b", Credentials("a", "header"), id="malformed-value"),
-        pytest.param("Basic abc", Credentials("abc", "header"), id="other-scheme"),
-        pytest.param("Bearer a b", Credentials("b", "header"), id="space-in-token"),
-        pytest.param("Bearer\tabc", Credentials("abc", "header"), id="tab-separator"),
-        pytest.param("Bearerabc", Credentials("abc", "header"), id="no-separator"),
-        pytest.param("xBearer abc", Credentials("abc", "header"), id="prefixed-scheme"),
-        pytest.param("Bearer " + "a" * 9000, Credentials("a" * 9000, "header"), id="too-long"),
-    ],
-)
-def test_remember_ignores_mismatched_pairs(value: str, credentials: Credentials) -> None:
-    """remember() stores only the pair extraction itself would produce."""
-    guard = BearerGuard(FakeVerifier())
-    guard.remember(value, credentials)
-    assert value not in guard._known
+    assert f"Bearer {token}" in asgi.guard._known
+    assert f"Bearer {token}" in wsgi.guard._known

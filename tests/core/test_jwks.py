@@ -70,6 +70,7 @@ def make(server: JWKSServer, clock: Clock, **kwargs: Any) -> JWTVerifier:
         "audience": AUDIENCE,
         "jwks_uri": server.jwks_uri,
         "clock": clock,
+        "timer": clock,
         "http_timeout": 0.5,
     }
     options.update(kwargs)
@@ -135,18 +136,36 @@ def test_shared_runner_is_not_closed(server: JWKSServer, clock: Clock) -> None:
 # -- rotation and removal --------------------------------------------------------------
 
 
-def test_rotation_is_picked_up_after_cooldown(server: JWKSServer, clock: Clock) -> None:
-    """A new kid triggers a refresh once the cooldown since the last fetch has passed."""
+def test_rotated_key_is_used_at_once(server: JWKSServer, clock: Clock) -> None:
+    """A key published and used right after an ordinary fetch verifies at once.
+
+    Certified servers sign with a new key as soon as they publish it: the first unknown
+    kid refreshes the set even when the last (ordinary) fetch was a second ago.
+    """
     server.keys = [RSA_KEY]
     verifier = make(server, clock, jwks_cooldown=30)
     verifier.verify(mint())
     server.keys = [RSA_KEY, RSA_KEY_2]
+    clock.now += 1
+    assert verifier.verify(mint(RSA_KEY_2)).subject == "alice"
+    assert server.hits["/jwks"] == 2
+
+
+def test_second_rotation_within_cooldown_waits(server: JWKSServer, clock: Clock) -> None:
+    """Unknown-kid refreshes are spaced by the cooldown; after it, the next one fetches."""
+    server.keys = [RSA_KEY]
+    verifier = make(server, clock, jwks_cooldown=30)
+    verifier.verify(mint())
+    assert invalid(verifier, mint(header={"kid": "ghost"})) == "unknown_key"  # refreshes
+    assert server.hits["/jwks"] == 2
+    server.keys = [RSA_KEY, RSA_KEY_2]
+    clock.now += 5
     new = mint(RSA_KEY_2)
     assert invalid(verifier, new) == "unknown_key"  # inside the cooldown: no fetch
-    assert server.hits["/jwks"] == 1
-    clock.now += 31
-    assert verifier.verify(new).subject == "alice"
     assert server.hits["/jwks"] == 2
+    clock.now += 26
+    assert verifier.verify(new).subject == "alice"
+    assert server.hits["/jwks"] == 3
 
 
 def test_removed_key_invalidates_cached_tokens(server: JWKSServer, clock: Clock) -> None:
@@ -175,16 +194,16 @@ def test_unchanged_key_keeps_cached_tokens(server: JWKSServer, clock: Clock) -> 
 
 
 def test_random_kid_flood_costs_one_fetch_per_cooldown(server: JWKSServer, clock: Clock) -> None:
-    """Hundreds of random kids cause at most one refresh per cooldown, all unknown_key."""
+    """Hundreds of random kids cause at most one extra refresh per cooldown."""
     verifier = make(server, clock, jwks_cooldown=30)
     verifier.verify(mint())
     for _ in range(200):
         assert invalid(verifier, mint(header={"kid": secrets.token_hex(8)})) == "unknown_key"
-    assert server.hits["/jwks"] == 1
+    assert server.hits["/jwks"] == 2  # the start-up fetch, then one for the first kid
     clock.now += 31
     for _ in range(200):
         assert invalid(verifier, mint(header={"kid": secrets.token_hex(8)})) == "unknown_key"
-    assert server.hits["/jwks"] == 2
+    assert server.hits["/jwks"] == 3
 
 
 @pytest.mark.anyio

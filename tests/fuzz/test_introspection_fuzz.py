@@ -101,15 +101,22 @@ answers = st.fixed_dictionaries(
 
 
 def _number(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
+    # A NumericDate: a JSON number from the epoch to the end of year 9999.
+    return (type(value) is int or (type(value) is float and math.isfinite(value))) and (
+        0 <= value <= 253_402_300_799
+    )
 
 
 def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
     """Independent reading of RFC 7662 §2.2: (malformed, refused) for an active answer."""
     malformed = False
     refused = False
-    for name in ("sub", "client_id", "username", "iss", "token_type", "scope", "jti"):
+    for name in ("username", "token_type", "scope"):
         if answer.get(name) is not None and type(answer[name]) is not str:
+            malformed = True
+    for name in ("sub", "client_id", "iss", "jti"):
+        # The identifiers the JWT rules read must be non-empty strings there too.
+        if answer.get(name) is not None and (type(answer[name]) is not str or not answer[name]):
             malformed = True
     for name in ("exp", "nbf", "iat"):
         if answer.get(name) is not None and not _number(answer[name]):
@@ -117,7 +124,9 @@ def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
     aud = answer.get("aud")
     if aud is not None:
         auds = [aud] if type(aud) is str else aud
-        if type(auds) is not list or not all(type(a) is str for a in auds):
+        if type(auds) is not list or not auds or not all(type(a) is str for a in auds):
+            malformed = True
+        elif type(aud) is str and not aud:
             malformed = True
         elif AUDIENCE not in auds:
             refused = True
@@ -131,7 +140,8 @@ def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
         answer.get(n) if _number(answer.get(n)) else None for n in ("exp", "nbf", "iat")
     )
     now = Fraction(NOW)
-    refused |= exp is not None and Fraction(exp) + LEEWAY < now
+    # exp + leeway is the first instant the token is refused (the JWT rule's boundary).
+    refused |= exp is not None and Fraction(exp) + LEEWAY <= now
     refused |= nbf is not None and Fraction(nbf) > now + LEEWAY
     refused |= iat is not None and Fraction(iat) > now + LEEWAY
     refused |= type(answer.get("iss")) is str and answer["iss"] != ISSUER

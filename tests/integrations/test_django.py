@@ -259,7 +259,7 @@ def test_settings_build_jwt_verifier() -> None:
     with override_settings(SCOPEGATE=config):
         guard = get_guard()
         assert type(guard.verifier).__name__ == "JWTVerifier"
-        assert guard.optional is True
+        assert guard.options.optional is True
 
 
 def test_settings_incomplete(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,23 +50,32 @@ def test_memory_cache_is_bounded() -> None:
     cache = MemoryCache(maxsize=100)
     for i in range(5000):
         cache.set(f"junk-{i}", entry(), 60)
-    assert len(cache) == 100
+    assert len(cache) <= 100
     assert cache.get("junk-4999") is not None
     assert cache.get("junk-0") is None
 
 
-def test_memory_cache_evicts_expired_before_live() -> None:
-    """At maxsize, expired entries go first; live ones survive."""
+def test_memory_cache_evicts_the_oldest_first() -> None:
+    """At maxsize the oldest entries go (an eighth at a time); the newest survive."""
+    cache = MemoryCache(maxsize=16)
+    for i in range(16):
+        cache.set(f"k{i}", entry(), 100)
+    cache.set("new", entry(), 100)
+    assert cache.get("k0") is None
+    assert cache.get("k1") is None
+    assert cache.get("k2") is not None
+    assert cache.get("new") is not None
+    assert len(cache) == 15
+
+
+def test_memory_cache_expired_entries_miss() -> None:
+    """An entry past its TTL is a miss, and is dropped."""
     timer = Timer()
     cache = MemoryCache(maxsize=3, timer=timer)
-    cache.set("live", entry(), 100)
-    cache.set("short1", entry(), 1)
-    cache.set("short2", entry(), 1)
+    cache.set("short", entry(), 1)
     timer.now += 5
-    cache.set("new", entry(), 100)
-    assert cache.get("live") is not None
-    assert cache.get("new") is not None
-    assert len(cache) == 2
+    assert cache.get("short") is None
+    assert len(cache) == 0
 
 
 def test_memory_cache_overwrite_and_clear() -> None:

@@ -17,6 +17,7 @@ import redis
 
 from scopegate._cache import CacheEntry, RedisCache
 from scopegate._errors import InvalidTokenError
+from scopegate._flow import arun, run
 from scopegate._introspection import IntrospectionVerifier
 from tests.introspection.conftest import FakeClock, active
 from tests.introspection.introspection_server import IntrospectionServer
@@ -433,7 +434,7 @@ async def test_from_env_redis_verifier_async_close(
     finally:
         await verifier.aclose()
     assert server.calls == 1
-    assert verifier._cache._async_client is None  # type: ignore[attr-defined]
+    assert verifier._cache.redis._async_client is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -458,11 +459,11 @@ def test_answer_stored_just_before_we_lock_is_used(
 
     def wait() -> Any:
         if mode == "sync":
-            return verifier._wait_for_peer(cache, key, TOKEN)
+            return run(verifier._peer_flow(cache, key, TOKEN))
 
         async def go() -> Any:
             try:
-                return await verifier._await_peer(cache, key, TOKEN)
+                return await arun(verifier._peer_flow(cache, key, TOKEN))
             finally:
                 await cache.aclose()
 

@@ -22,10 +22,10 @@ from scopegate.issuer import (
     HTTPResponse,
     Issuer,
     IssuerConfig,
+    SigningKey,
+    SigningKeySet,
     User,
-    generate_key,
 )
-from scopegate.issuer._keys import KeySet
 from tests.servers import wait_for_port
 
 ISSUER = "https://auth.example"
@@ -33,7 +33,7 @@ AUDIENCE = "api://demo"
 SECRET = "s3cret-Value_~."
 ALL_GRANTS = frozenset({"client_credentials", "password", "refresh_token"})
 FORM = "application/x-www-form-urlencoded"
-RS_KEY = generate_key("RS256")
+RS_KEY = SigningKey.generate("RS256")
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -127,7 +127,7 @@ def make_issuer(
     *,
     clock: Callable[[], float] | None = None,
     password: bool = True,
-    keys: KeySet | None = None,
+    keys: SigningKeySet | None = None,
     **settings: Any,
 ) -> Issuer:
     """An issuer with the standard clients and users (the password grant on by default)."""
@@ -143,7 +143,7 @@ def make_issuer(
             config,
             clients=standard_clients(),
             users=standard_users(),
-            keys=keys or KeySet(current=RS_KEY),
+            keys=keys or SigningKeySet(current=RS_KEY),
             clock=clock or FakeClock(),
         )
 

@@ -464,7 +464,7 @@ def test_introspection_opaque_includes_username() -> None:
 
 def test_introspection_inactive_cases(call: Caller, clock: FakeClock) -> None:
     """IN-4: unknown, revoked, expired, foreign-signed and other-client tokens are inactive."""
-    from scopegate.issuer import generate_key
+    from scopegate.issuer import SigningKey
 
     rs = ("rs", "rs-secret")
     body = tokens(call.token(PW))
@@ -481,7 +481,7 @@ def test_introspection_inactive_cases(call: Caller, clock: FakeClock) -> None:
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     forged = jwt.encode(
         claims,
-        generate_key("RS256").private_key,
+        SigningKey.generate("RS256").private_key,
         algorithm="RS256",
         headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(body["access_token"])["kid"]},
     )

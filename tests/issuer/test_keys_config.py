@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from scopegate._errors import ConfigurationError
-from scopegate.issuer import IssuerConfig, KeySet, generate_key, load_config, load_key
+from scopegate.issuer import IssuerConfig, SigningKey, SigningKeySet, load_config
 from scopegate.issuer._cli import register
 from tests.issuer.conftest import AUDIENCE, Caller, make_issuer
 
@@ -65,19 +65,27 @@ def test_access_token_lifetime_cap() -> None:
     "key",
     [
         pytest.param(lambda: rsa.generate_private_key(65537, 1024), id="rsa-1024"),
-        pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="p-384"),
+        pytest.param(lambda: ec.generate_private_key(ec.SECP256K1()), id="secp256k1"),
     ],
 )
 def test_weak_or_unsupported_keys_refused(key) -> None:  # type: ignore[no-untyped-def]
-    """KEY-3: RSA below 2048 bits and non-P-256 EC keys are refused."""
+    """KEY-3: RSA below 2048 bits and curves without a JWS algorithm are refused."""
     with pytest.raises(ConfigurationError):
-        load_key(pem(key()))
+        SigningKey.from_pem(pem(key()))
+
+
+def test_ec_key_must_fit_its_algorithm() -> None:
+    """KEY-3: a P-384 key signs ES384 (its own curve), never ES256."""
+    data = pem(ec.generate_private_key(ec.SECP384R1()))
+    assert SigningKey.from_pem(data).alg == "ES384"
+    with pytest.raises(ConfigurationError):
+        SigningKey.from_pem(data, alg="ES256")
 
 
 def test_bad_pem_refused_without_leaking() -> None:
     """KEY-6: an unreadable key raises a ConfigurationError without key material."""
     with pytest.raises(ConfigurationError) as info:
-        load_key(b"-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n")
+        SigningKey.from_pem(b"-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n")
     assert "QUJD" not in str(info.value)
 
 
@@ -91,9 +99,9 @@ def test_bad_pem_refused_without_leaking() -> None:
 )
 def test_jwks_members_and_roundtrip(alg: str) -> None:
     """KEY-2/AT-8: public members only, one alg per key, kid = RFC 7638 thumbprint."""
-    key = generate_key(alg)
-    assert load_key(key.private_pem()).kid == key.kid
-    jwk = KeySet(current=key).jwks()["keys"][0]
+    key = SigningKey.generate(alg)
+    assert SigningKey.from_pem(key.private_pem()).kid == key.kid
+    jwk = SigningKeySet(current=key).jwks()["keys"][0]
     assert jwk["alg"] == alg
     assert jwk["use"] == "sig"
     assert jwk["kid"] == key.kid
@@ -101,13 +109,13 @@ def test_jwks_members_and_roundtrip(alg: str) -> None:
     assert "private_key" not in repr(key)
     assert "BEGIN" not in repr(key)
     with pytest.raises(ConfigurationError):
-        generate_key("HS256")  # SEC-6: no shared-secret signing
+        SigningKey.generate("HS256")  # SEC-6: no shared-secret signing
 
 
 def test_key_rotation_lifecycle() -> None:
     """KEY-4: next is published before it signs; previous still verifies until removed."""
-    first, second = generate_key("RS256"), generate_key("ES256")
-    issuer = make_issuer(password=False, keys=KeySet(current=first))
+    first, second = SigningKey.generate("RS256"), SigningKey.generate("ES256")
+    issuer = make_issuer(password=False, keys=SigningKeySet(current=first))
     call = Caller(issuer)
     old = json.loads(call.token(CC).body)["access_token"]
     issuer.publish_next_key(second)
@@ -130,14 +138,14 @@ def test_key_rotation_lifecycle() -> None:
 
 def test_remove_current_key_promotes_next() -> None:
     """KEY-5: removing the current key promotes next immediately; without one it fails."""
-    a, b = generate_key("ES256"), generate_key("ES256")
-    assert KeySet(current=a, next=b).without(a.kid).current is b
+    a, b = SigningKey.generate("ES256"), SigningKey.generate("ES256")
+    assert SigningKeySet(current=a, next=b).without(a.kid).current is b
     with pytest.raises(ConfigurationError):
-        KeySet(current=a).without(a.kid)
+        SigningKeySet(current=a).without(a.kid)
     with pytest.raises(ConfigurationError):
-        KeySet(current=a).rotate()
+        SigningKeySet(current=a).rotate()
     with pytest.raises(ConfigurationError):
-        KeySet(current=a, previous=(a,))
+        SigningKeySet(current=a, previous=(a,))
 
 
 CONFIG = """
@@ -221,7 +229,7 @@ def test_from_config_loads_key_files(tmp_path: Path) -> None:
     """Issuer.from_config signs with signing_key and publishes previous keys."""
     from scopegate.issuer import Issuer
 
-    current, old = generate_key("EdDSA"), generate_key("RS256")
+    current, old = SigningKey.generate("EdDSA"), SigningKey.generate("RS256")
     (tmp_path / "k.pem").write_bytes(current.private_pem())
     (tmp_path / "old.pem").write_bytes(old.private_pem())
     (tmp_path / "c.toml").write_text(CONFIG)
@@ -279,7 +287,7 @@ def test_cli_keys_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert args.handler(args) == 0
     assert out.stat().st_mode & 0o777 == 0o600
     jwk = json.loads(capsys.readouterr().out)
-    assert load_key(out.read_bytes()).kid == jwk["kid"]
+    assert SigningKey.from_pem(out.read_bytes()).kid == jwk["kid"]
     assert "d" not in jwk
     assert args.handler(args) == 1
     args = parse("keys", "generate")

@@ -14,11 +14,11 @@ from scopegate.issuer import (
     Issuer,
     IssuerConfig,
     RedisStore,
+    SigningKey,
+    SigningKeySet,
     StoreUnavailableError,
     create_wsgi_app,
-    generate_key,
 )
-from scopegate.issuer._keys import KeySet
 from scopegate.issuer._store import RefreshTokenRecord
 from tests.issuer.conftest import (
     AUDIENCE,
@@ -31,7 +31,7 @@ from tests.servers import RedisServer, free_port, run_asgi
 
 pytestmark = pytest.mark.redis
 PW = {"grant_type": "password", "username": "alice", "password": "alice-pw"}
-KEYS = KeySet(current=generate_key("ES256"))
+KEYS = SigningKeySet(current=SigningKey.generate("ES256"))
 
 
 def make(url: str, issuer: str = "https://auth.example", **settings: object) -> Issuer:
@@ -255,7 +255,7 @@ def test_two_cli_processes_share_redis(redis_server: RedisServer, tmp_path) -> N
 
     from tests.servers import run_process
 
-    key = generate_key("RS256")
+    key = SigningKey.generate("RS256")
     (tmp_path / "k.pem").write_bytes(key.private_pem())
     port_a, port_b = free_port(), free_port()
     config = tmp_path / "issuer.toml"

@@ -21,8 +21,15 @@ from oauthlib.oauth2 import BackendApplicationClient, LegacyApplicationClient
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from scopegate.issuer import Client, Issuer, IssuerConfig, User, create_wsgi_app, generate_key
-from scopegate.issuer._keys import KeySet
+from scopegate.issuer import (
+    Client,
+    Issuer,
+    IssuerConfig,
+    SigningKey,
+    SigningKeySet,
+    User,
+    create_wsgi_app,
+)
 from tests.issuer.conftest import ALICE_HASH, ALL_GRANTS, run_waitress
 from tests.servers import free_port, run_asgi, run_process
 
@@ -56,7 +63,7 @@ def build_issuer(base: str, *, alg: str = "RS256", token_format: str = "jwt") ->
             users=[
                 User("user-1", "alice", ALICE_HASH, scopes=frozenset({"items:read", "items:write"}))
             ],
-            keys=KeySet(current=generate_key(alg)),
+            keys=SigningKeySet(current=SigningKey.generate(alg)),
         )
 
 

@@ -51,9 +51,9 @@ def test_signing_key_from_pem_uses_thumbprint_kid(rsa_key: SigningKey) -> None:
     """A PEM reloads to the same public key, with the RFC 7638 thumbprint as kid."""
     loaded = SigningKey.from_pem(rsa_key.private_pem())
     assert loaded.kid == rsa_key.thumbprint()
-    assert loaded.algorithm == "RS256"
+    assert loaded.alg == "RS256"
     assert loaded.public_pem() == rsa_key.public_pem()
-    assert SigningKey.from_pem(SigningKey.generate("ES256").private_pem()).algorithm == "ES256"
+    assert SigningKey.from_pem(SigningKey.generate("ES256").private_pem()).alg == "ES256"
 
 
 def test_signing_key_refuses_bad_input(rsa_key: SigningKey) -> None:
@@ -61,14 +61,14 @@ def test_signing_key_refuses_bad_input(rsa_key: SigningKey) -> None:
     with pytest.raises(ConfigurationError):
         SigningKey.from_pem(b"not a key")
     with pytest.raises(ConfigurationError):
-        SigningKey.from_pem(rsa_key.private_pem(), algorithm="ES256")
+        SigningKey.from_pem(rsa_key.private_pem(), alg="ES256")
     with pytest.raises(ConfigurationError):
         SigningKey.generate("HS256")  # type: ignore[arg-type]
 
 
 def test_signing_key_repr_hides_material(rsa_key: SigningKey) -> None:
     """repr names the algorithm and kid, never key material."""
-    assert repr(rsa_key) == "SigningKey(algorithm='RS256', kid='kit-key')"
+    assert repr(rsa_key) == "SigningKey(alg='RS256', kid='kit-key')"
 
 
 def test_make_token_builds_rfc9068_claims(rsa_key: SigningKey) -> None:

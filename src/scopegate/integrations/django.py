@@ -40,6 +40,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -61,9 +62,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from scopegate._config import from_env
 from scopegate._context import reset_current_token, set_current_token
-from scopegate._errors import BearerError
-from scopegate._guard import BearerGuard, raw_path_from_uri
-from scopegate._scopes import _validated, check_scopes
+from scopegate._errors import BearerError, HTTPResponse
+from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
+from scopegate._scopes import check_scopes, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 
@@ -82,16 +83,8 @@ V = TypeVar("V", bound=Callable[..., Any])
 #: Request attribute holding the verified token (``None`` when anonymous or skipped).
 REQUEST_ATTR = "access_token"
 
-_OPTION_KEYS = {
-    "REALM": "realm",
-    "EXCLUDE_PATHS": "exclude_paths",
-    "OPTIONAL": "optional",
-    "ALLOW_QUERY_TOKEN": "allow_query_token",
-    "ALLOW_FORM_TOKEN": "allow_form_token",
-    "MAX_TOKEN_LENGTH": "max_token_length",
-    "ALLOW_PREFLIGHT": "allow_preflight",
-    "MAX_FORM_BODY": "max_form_body",
-}
+# Setting keys naming GuardOptions fields: the field name in upper case.
+_OPTION_KEYS = {field.name.upper(): field.name for field in dataclasses.fields(GuardOptions)}
 
 _lock = threading.Lock()
 _guard: BearerGuard | None = None
@@ -147,7 +140,10 @@ setting_changed.connect(_reset_guard, dispatch_uid="scopegate-reset-guard")
 
 def render_error(error: BearerError, guard: BearerGuard | None = None) -> HttpResponse:
     """The RFC 6750 §3 JSON response for *error* (401/400/403/503 + ``WWW-Authenticate``)."""
-    rendered = (guard or get_guard()).error_response(error)
+    return _response((guard or get_guard()).render(error))
+
+
+def _response(rendered: HTTPResponse) -> HttpResponse:
     response = HttpResponse(rendered.body, status=rendered.status)
     for name, value in rendered.headers:
         if name != "content-length":
@@ -155,45 +151,66 @@ def render_error(error: BearerError, guard: BearerGuard | None = None) -> HttpRe
     return response
 
 
-def _raw_path(request: HttpRequest) -> str:
-    meta = request.META
-    uri = meta.get("REQUEST_URI") or meta.get("RAW_URI")
-    if isinstance(uri, str) and uri:
-        return raw_path_from_uri(uri)
-    scope = getattr(request, "scope", None)
-    if isinstance(scope, dict) and isinstance(scope.get("raw_path"), bytes):
-        return cast("bytes", scope["raw_path"]).split(b"?", 1)[0].decode("latin-1")
-    # Test client and servers without a raw target: the decoded path, re-escaped.
-    return cast("str", escape_uri_path(request.path))
+class DjangoRequest:
+    """The guard's view of a Django ``HttpRequest`` (sync or async stack)."""
 
+    __slots__ = ("_request", "authorization", "method", "query", "token_source")
 
-def _request_parts(request: HttpRequest, guard: BearerGuard) -> dict[str, Any]:
-    header = request.headers.get("Authorization")
-    authorization = (header,) if header is not None else ()
-    body: bytes | None = None
-    method = request.method or "GET"
-    if guard.wants_form_body(method, request.content_type, has_header=bool(authorization)):
+    def __init__(self, request: HttpRequest) -> None:
+        self._request = request
+        self.method: str = request.method or "GET"
+        self.query: str = request.META.get("QUERY_STRING", "")
+        header = request.META.get("HTTP_AUTHORIZATION")
+        self.authorization: tuple[str, ...] = (header,) if isinstance(header, str) else ()
+        self.token_source: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The raw path as received when the server tells it, else the escaped path."""
+        meta = self._request.META
+        uri = meta.get("REQUEST_URI") or meta.get("RAW_URI")
+        if isinstance(uri, str) and uri:
+            return raw_path_from_uri(uri)
+        scope = getattr(self._request, "scope", None)
+        if isinstance(scope, dict) and isinstance(scope.get("raw_path"), bytes):
+            return cast("bytes", scope["raw_path"]).split(b"?", 1)[0].decode("latin-1")
+        # Test client and servers without a raw target: the decoded path, re-escaped.
+        return cast("str", escape_uri_path(self._request.path))
+
+    @property
+    def content_type(self) -> str | None:
+        """``Content-Type``, or ``None``."""
+        return self._request.META.get("CONTENT_TYPE") or None
+
+    @property
+    def content_length(self) -> str | None:
+        """``Content-Length``, or ``None``."""
+        return self._request.META.get("CONTENT_LENGTH") or None
+
+    def header(self, name: str) -> list[str]:
+        """The value of header *name* (lower case)."""
+        value = self._request.headers.get(name)
+        return [value] if value is not None else []
+
+    def read_body(self, limit: int) -> bytes | None:
+        """``request.body`` (Django keeps it for the view) when at most *limit* bytes."""
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or "")
+            length = int(self._request.META.get("CONTENT_LENGTH") or "")
         except ValueError:
-            length = -1
-        if 0 <= length <= guard.max_form_body:
-            body = request.body
-    return {
-        "authorization": authorization,
-        "method": method,
-        "query_string": request.META.get("QUERY_STRING", ""),
-        "form_body": body,
-    }
+            return None
+        if not 0 <= length <= limit:
+            return None
+        body: bytes = self._request.body
+        return body
 
 
-def _skips(request: HttpRequest, guard: BearerGuard) -> bool:
-    return guard.skips(
-        request.method or "GET",
-        _raw_path(request),
-        origin="HTTP_ORIGIN" in request.META,
-        request_method="HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META,
-    )
+def _accept(request: HttpRequest, token: AccessToken | None) -> None:
+    setattr(request, REQUEST_ATTR, token)
+    if token is not None:
+        # A request authenticated by its bearer token carries no ambient credential (no
+        # cookie a browser would add by itself): CSRF cannot forge it, so Django's CSRF
+        # check does not apply, as in Django REST framework.
+        request._dont_enforce_csrf_checks = True
 
 
 class BearerTokenMiddleware:
@@ -220,15 +237,10 @@ class BearerTokenMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        guard = get_guard()
-        setattr(request, REQUEST_ATTR, None)
-        if _skips(request, guard):
-            return self.get_response(request)
-        try:
-            token = guard.authenticate(**_request_parts(request, guard))
-        except BearerError as error:
-            return render_error(error, guard)
-        setattr(request, REQUEST_ATTR, token)
+        token = get_guard().decide(DjangoRequest(request))
+        if isinstance(token, HTTPResponse):
+            return _response(token)
+        _accept(request, token)
         marker = set_current_token(token)
         try:
             response = self.get_response(request)
@@ -238,15 +250,10 @@ class BearerTokenMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        guard = get_guard()
-        setattr(request, REQUEST_ATTR, None)
-        if _skips(request, guard):
-            return await self.get_response(request)
-        try:
-            token = await guard.aauthenticate(**_request_parts(request, guard))
-        except BearerError as error:
-            return render_error(error, guard)
-        setattr(request, REQUEST_ATTR, token)
+        token = await get_guard().adecide(DjangoRequest(request))
+        if isinstance(token, HTTPResponse):
+            return _response(token)
+        _accept(request, token)
         marker = set_current_token(token)
         try:
             response = await self.get_response(request)
@@ -267,9 +274,8 @@ def _token_or_verify(request: HttpRequest) -> AccessToken | None:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
     if token is not None:
         return token
-    guard = get_guard()
-    token = guard.authenticate(**_request_parts(request, guard))
-    setattr(request, REQUEST_ATTR, token)
+    token = get_guard().authenticate(DjangoRequest(request))
+    _accept(request, token)
     return token
 
 
@@ -277,9 +283,8 @@ async def _atoken_or_verify(request: HttpRequest) -> AccessToken | None:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
     if token is not None:
         return token
-    guard = get_guard()
-    token = await guard.aauthenticate(**_request_parts(request, guard))
-    setattr(request, REQUEST_ATTR, token)
+    token = await get_guard().aauthenticate(DjangoRequest(request))
+    _accept(request, token)
     return token
 
 
@@ -305,6 +310,9 @@ def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
                 finally:
                     reset_current_token(marker)
 
+            # Only a request with a valid bearer token reaches the view, and a bearer
+            # token is no ambient credential: CSRF protection does not apply.
+            async_view.csrf_exempt = True  # type: ignore[attr-defined]
             return cast("V", async_view)
 
         @functools.wraps(view)
@@ -319,6 +327,7 @@ def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
             finally:
                 reset_current_token(marker)
 
+        sync_view.csrf_exempt = True  # type: ignore[attr-defined]
         return cast("V", sync_view)
 
     return decorate
@@ -333,12 +342,12 @@ def require_scope(*scopes: str) -> Callable[[V], V]:
     A request without a valid token gets 401, one lacking a scope 403
     ``insufficient_scope`` with ``scope=`` in the challenge (RFC 6750 §3.1).
     """
-    return _decorator(_validated(scopes, "require_scope"), any_of=False)
+    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
 
 
 def require_any_scope(*scopes: str) -> Callable[[V], V]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
-    return _decorator(_validated(scopes, "require_any_scope"), any_of=True)
+    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)
 
 
 def require_token(view: V) -> V:

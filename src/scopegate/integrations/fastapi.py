@@ -56,12 +56,12 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.fastapi needs FastAPI: pip install 'scopegate[fastapi]'"
     ) from exc
 
-from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
-from scopegate._errors import BearerError, ErrorResponse, check_realm
-from scopegate._guard import BearerGuard
+from scopegate._errors import BearerError, HTTPResponse, check_realm
+from scopegate._guard import BearerGuard, GuardOptions
 from scopegate._scopes import check_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
+from scopegate.asgi import ASGIRequest
 
 __all__ = [
     "BearerAuth",
@@ -85,10 +85,10 @@ class BearerHTTPException(HTTPException):
 
     Attributes:
         error: The :class:`~scopegate.BearerError` behind it.
-        response: Its rendered :class:`~scopegate.ErrorResponse`.
+        response: Its rendered :class:`~scopegate.HTTPResponse`.
     """
 
-    def __init__(self, error: BearerError, response: ErrorResponse) -> None:
+    def __init__(self, error: BearerError, response: HTTPResponse) -> None:
         self.error = error
         self.response = response
         headers = {k: v for k, v in response.headers if k not in {"content-type", "content-length"}}
@@ -103,13 +103,14 @@ class BearerAuth(SecurityBase):
         token_url: The authorization server's token endpoint, shown in OpenAPI as the
             client-credentials flow's ``tokenUrl``.
         scopes: Scope name to description, advertised in OpenAPI.
-        realm: The ``realm`` of every challenge (RFC 6750 §3).
         scheme_name: Name of the security scheme in the OpenAPI document.
         description: Description of the security scheme.
         auto_error: ``False`` returns ``None`` for requests without bearer credentials
             (a presented token that fails is still a 401).
-        allow_query_token: Accept ``?access_token=`` on GET (RFC 6750 §2.3; discouraged).
-        max_token_length: Longest token accepted.
+        options: A :class:`~scopegate.GuardOptions`.
+        **settings: Any :class:`~scopegate.GuardOptions` field (``realm``,
+            ``allow_query_token``, ``max_token_length``...). Form-body tokens are not
+            read: a dependency must not consume the body.
 
     Raises:
         ConfigurationError: An unusable setting.
@@ -124,20 +125,14 @@ class BearerAuth(SecurityBase):
         *,
         token_url: str,
         scopes: Mapping[str, str] | None = None,
-        realm: str = "api",
         scheme_name: str = "OAuth2ClientCredentials",
         description: str | None = None,
         auto_error: bool = True,
-        allow_query_token: bool = False,
-        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+        options: GuardOptions | None = None,
+        **settings: Any,
     ) -> None:
-        self.guard = BearerGuard(
-            verifier,
-            realm=realm,
-            optional=not auto_error,
-            allow_query_token=allow_query_token,
-            max_token_length=max_token_length,
-        )
+        settings.setdefault("optional", not auto_error)
+        self.guard = BearerGuard(verifier, options, **settings)
         flows = OAuthFlows(
             clientCredentials=OAuthFlowClientCredentials(
                 tokenUrl=token_url, scopes=dict(scopes or {})
@@ -148,7 +143,7 @@ class BearerAuth(SecurityBase):
         self.auto_error = auto_error
 
     def _raise(self, error: BearerError) -> BearerHTTPException:
-        return BearerHTTPException(error, self.guard.error_response(error))
+        return BearerHTTPException(error, self.guard.render(error))
 
     async def __call__(
         self, request: HTTPConnection, security_scopes: SecurityScopes
@@ -157,12 +152,7 @@ class BearerAuth(SecurityBase):
         token: AccessToken | None = request.scope.get(SCOPE_KEY)
         try:
             if token is None:
-                method = request.scope.get("method", "GET")  # a WebSocket handshake is a GET
-                token = await self.guard.aauthenticate(
-                    authorization=request.headers.getlist("authorization"),
-                    method=method,
-                    query_string=request.scope.get("query_string", b"").decode("latin-1"),
-                )
+                token = await self.guard.aauthenticate(_DependencyRequest(request))
                 if token is None:  # anonymous, auto_error=False
                     return None
                 request.scope[SCOPE_KEY] = token
@@ -171,6 +161,23 @@ class BearerAuth(SecurityBase):
         except BearerError as exc:
             raise self._raise(exc) from None
         return token
+
+
+class _DependencyRequest(ASGIRequest):
+    """The ASGI view of the request, which never reads the body (FastAPI reads it)."""
+
+    __slots__ = ()
+
+    def __init__(self, request: HTTPConnection) -> None:
+        # A WebSocket handshake is a GET (RFC 6455 §4.1).
+        super().__init__(request.scope, _no_receive, request.scope.get("method", "GET"))
+
+    async def read_body(self, limit: int) -> bytes | None:
+        return None
+
+
+async def _no_receive() -> dict[str, Any]:  # pragma: no cover - never called
+    raise RuntimeError("the dependency does not read the body")
 
 
 async def bearer_exception_handler(conn: HTTPConnection, exc: Exception) -> Response | None:

@@ -46,14 +46,14 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
     ) from exc
 
-from scopegate._bearer import DEFAULT_MAX_TOKEN_LENGTH
 from scopegate._config import from_env
 from scopegate._context import reset_current_token, set_current_token
-from scopegate._errors import BearerError, ConfigurationError
-from scopegate._guard import DEFAULT_MAX_FORM_BODY, BearerGuard, add_vary
-from scopegate._scopes import _validated, check_scopes
+from scopegate._errors import BearerError, ConfigurationError, MissingTokenError
+from scopegate._guard import BearerGuard, GuardOptions, add_vary
+from scopegate._scopes import check_scopes, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
+from scopegate.wsgi import WSGIRequest
 
 __all__ = [
     "ScopeGate",
@@ -71,6 +71,24 @@ EXTENSION_KEY = "scopegate"
 _G_KEY = "scopegate_token"
 
 
+class FlaskRequest(WSGIRequest):
+    """The guard's view of a Flask request: the WSGI view, reading the body through
+    Flask so the view can still read it."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request.environ)
+        self._request = request
+
+    def read_body(self, limit: int) -> bytes | None:
+        """The body through ``get_data(cache=True)`` when its length is at most *limit*."""
+        length = self._request.content_length
+        if length is None or length > limit:
+            return None
+        return self._request.get_data(cache=True)
+
+
 class ScopeGate:
     """Flask extension: bearer-token verification and RFC 6750 error rendering.
 
@@ -79,11 +97,11 @@ class ScopeGate:
         verifier: The :class:`~scopegate.TokenVerifier`; when omitted, one is built by
             :func:`scopegate.from_env` from ``SCOPEGATE_*`` keys of ``app.config``
             (overriding ``os.environ``).
-        realm: Challenge realm; defaults to ``app.config["SCOPEGATE_REALM"]`` or ``"api"``.
-        allow_query_token: Accept ``?access_token=`` on GET (RFC 6750 §2.3; discouraged).
-        allow_form_token: Accept an ``access_token`` form field on POST (RFC 6750 §2.2).
-        max_token_length: Longest token accepted.
-        max_form_body: Largest form body read to look for ``access_token``.
+        options: A :class:`~scopegate.GuardOptions`; the realm defaults to
+            ``app.config["SCOPEGATE_REALM"]`` or ``"api"``.
+        **settings: Any :class:`~scopegate.GuardOptions` field (``allow_query_token``,
+            ``allow_form_token``, ``max_token_length``...). ``optional`` and
+            ``exclude_paths`` do not apply: a decorated view always needs a token.
 
     Raises:
         ConfigurationError: An unusable setting, at :meth:`init_app`.
@@ -94,20 +112,16 @@ class ScopeGate:
         app: Flask | None = None,
         *,
         verifier: TokenVerifier | None = None,
-        realm: str | None = None,
-        allow_query_token: bool = False,
-        allow_form_token: bool = False,
-        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
-        max_form_body: int = DEFAULT_MAX_FORM_BODY,
+        options: GuardOptions | None = None,
+        **settings: Any,
     ) -> None:
         self.verifier = verifier
-        self.realm = realm
-        self.options: dict[str, Any] = {
-            "allow_query_token": allow_query_token,
-            "allow_form_token": allow_form_token,
-            "max_token_length": max_token_length,
-            "max_form_body": max_form_body,
-        }
+        self.options = GuardOptions.of(options, **settings)
+        if self.options.optional or self.options.exclude_paths:
+            raise ConfigurationError(
+                "Flask decorators always need a token: optional and exclude_paths do not apply"
+            )
+        self._realm_given = options is not None or "realm" in settings
         if app is not None:
             self.init_app(app)
 
@@ -119,10 +133,10 @@ class ScopeGate:
         """
         environ = {**os.environ, **_prefixed(app.config.items())}
         verifier = self.verifier if self.verifier is not None else from_env(environ)
-        realm = self.realm or environ.get("SCOPEGATE_REALM") or "api"
-        # Decorators always need a token, so the guard is never "optional" here.
-        guard = BearerGuard(verifier, realm=realm, **self.options)
-        app.extensions[EXTENSION_KEY] = guard
+        options = self.options
+        if not self._realm_given:
+            options = GuardOptions.of(options, realm=environ.get("SCOPEGATE_REALM") or "api")
+        app.extensions[EXTENSION_KEY] = BearerGuard(verifier, options)
         app.register_error_handler(BearerError, _render_error)
         app.after_request(_add_vary)
 
@@ -143,7 +157,7 @@ def _prefixed(items: Iterable[tuple[str, Any]]) -> dict[str, str]:
 
 
 def _render_error(error: BearerError) -> Response:
-    rendered = ScopeGate.guard().error_response(error)
+    rendered = ScopeGate.guard().render(error)
     response = Response(rendered.body, status=rendered.status)
     for name, value in rendered.headers:
         if name != "content-length":
@@ -171,30 +185,11 @@ def _authenticate() -> AccessToken:
     if cached is not None:
         return cached
     guard = ScopeGate.guard(current_app._get_current_object())  # type: ignore[attr-defined]
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    environ = req.environ
     # Marks the response as token-dependent (Vary) even when verification fails below.
     setattr(ctx_g, _G_KEY, None)
-    # PEP 3333: the server merged repeated fields into this one variable, so this is
-    # what request.headers.getlist("Authorization") returns, without scanning environ.
-    header = environ.get("HTTP_AUTHORIZATION")
-    authorization = (header,) if isinstance(header, str) else ()
-    method = req.method
-    body: bytes | None = None
-    if method != "GET" and guard.wants_form_body(
-        method, environ.get("CONTENT_TYPE"), has_header=bool(authorization)
-    ):
-        length = req.content_length
-        if length is not None and length <= guard.max_form_body:
-            body = req.get_data(cache=True)
-    token = guard.authenticate(
-        authorization=authorization,
-        method=method,
-        query_string=req.query_string.decode("latin-1"),
-        form_body=body,
-    )
+    token = guard.authenticate(FlaskRequest(request._get_current_object()))  # type: ignore[attr-defined]
     if token is None:  # pragma: no cover - the guard is never optional here
-        raise ConfigurationError("the Flask guard must not be optional")
+        raise MissingTokenError()
     setattr(ctx_g, _G_KEY, token)
     return token
 
@@ -247,12 +242,12 @@ def require_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     extension's handler: 401 without a valid token, 403 ``insufficient_scope`` with
     ``scope=`` (RFC 6750 §3.1) when a scope is missing.
     """
-    return _decorator(_validated(scopes, "require_scope"), any_of=False)
+    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
 
 
 def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
-    return _decorator(_validated(scopes, "require_any_scope"), any_of=True)
+    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)
 
 
 def require_token(view: Callable[P, R]) -> Callable[P, R]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scopegate._signing import SigningKey, SigningKeySet
 from scopegate.issuer._clients import AuthenticatedClient, Client, ClientStore, MemoryClientStore
 from scopegate.issuer._config import IssuerConfig, LoadedConfig, load_config
 from scopegate.issuer._endpoints import (
@@ -49,7 +50,6 @@ from scopegate.issuer._errors import (
 )
 from scopegate.issuer._grants import ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant
 from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
-from scopegate.issuer._keys import KeySet, SigningKey, generate_key, load_key
 from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
 from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
@@ -75,7 +75,6 @@ __all__ = [
     "IssuerConfig",
     "IssuerStore",
     "JWKSEndpoint",
-    "KeySet",
     "LoadedConfig",
     "MemoryClientStore",
     "MemoryStore",
@@ -88,6 +87,7 @@ __all__ = [
     "RevocationEndpoint",
     "ServerError",
     "SigningKey",
+    "SigningKeySet",
     "StoreUnavailableError",
     "TemporarilyUnavailableError",
     "TokenEndpoint",
@@ -99,10 +99,8 @@ __all__ = [
     "create_asgi_app",
     "create_wsgi_app",
     "generate_client_secret",
-    "generate_key",
     "hash_secret",
     "load_config",
-    "load_key",
     "verify_secret",
 ]
 

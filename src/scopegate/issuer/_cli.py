@@ -154,9 +154,9 @@ def hash_secret_command(args: argparse.Namespace) -> int:
 
 def keys_generate_command(args: argparse.Namespace) -> int:
     """Generate a signing key; write the PEM to --out (0600) or stdout, the JWK to stderr."""
-    from scopegate.issuer._keys import generate_key
+    from scopegate._signing import SigningKey
 
-    key = generate_key(args.alg)
+    key = SigningKey.generate(args.alg)
     pem = key.private_pem()
     if args.out is None:
         sys.stdout.write(pem.decode())
@@ -169,6 +169,6 @@ def keys_generate_command(args: argparse.Namespace) -> int:
             return 1
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        print(json.dumps(key.public_jwk))
+        print(json.dumps(key.public_jwk()))
     print(f"kid={key.kid} alg={key.alg}", file=sys.stderr)
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from scopegate._signing import SigningKeySet
 from scopegate.issuer._clients import AuthenticatedClient, ClientAuthenticator
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._errors import (
@@ -37,7 +38,6 @@ from scopegate.issuer._errors import (
     no_store_headers,
 )
 from scopegate.issuer._grants import Grant, GrantRequest, Throttle
-from scopegate.issuer._keys import KeySet
 from scopegate.issuer._store import IssuerStore, token_hash
 from scopegate.issuer._tokens import TokenFactory, TokenInfo
 
@@ -411,10 +411,10 @@ class JWKSEndpoint:
     ``max-age`` should stay below the lead time with which a ``next`` key is published.
     """
 
-    def __init__(self, keys: Callable[[], KeySet], max_age: int = 300) -> None:
+    def __init__(self, keys: Callable[[], SigningKeySet], max_age: int = 300) -> None:
         self._keys = keys
         self._headers = _public_headers(max_age)
-        self._cache: tuple[KeySet, bytes] | None = None
+        self._cache: tuple[SigningKeySet, bytes] | None = None
 
     def handle(self, request: HTTPRequest) -> HTTPResponse:
         """Serve the key set to ``GET``/``HEAD``."""

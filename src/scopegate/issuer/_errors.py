@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from scopegate._errors import ErrorResponse, ScopegateError, quote_challenge_value
+from scopegate._errors import HTTPResponse, ScopegateError, quote_challenge_value
 
 __all__ = [
     "InvalidClientError",
@@ -82,13 +82,13 @@ class OAuthError(ScopegateError):
         """Headers added to the no-store set (challenges, ``Retry-After``)."""
         return ()
 
-    def to_response(self, realm: str) -> ErrorResponse:
+    def to_response(self, realm: str) -> HTTPResponse:
         """Render to ``(status, headers, body)``; *realm* is used by ``invalid_client``."""
         body = json.dumps(
             {"error": self.error, "error_description": self.description},
             separators=(",", ":"),
         ).encode()
-        return ErrorResponse(self.status, _NO_STORE + self.extra_headers(realm), body)
+        return HTTPResponse(self.status, _NO_STORE + self.extra_headers(realm), body)
 
 
 class InvalidRequestError(OAuthError):

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
+from scopegate._signing import SigningKey, SigningKeySet
 from scopegate.issuer._clients import Client, ClientAuthenticator, ClientStore, MemoryClientStore
 from scopegate.issuer._config import IssuerConfig, LoadedConfig
 from scopegate.issuer._endpoints import (
@@ -30,7 +31,6 @@ from scopegate.issuer._grants import (
     RefreshTokenGrant,
     Throttle,
 )
-from scopegate.issuer._keys import KeySet, SigningKey, generate_key, load_key
 from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._tokens import TokenFactory
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
@@ -86,7 +86,7 @@ class Issuer:
         *,
         clients: ClientStore | Iterable[Client],
         users: UserStore | Iterable[User] | None = None,
-        keys: KeySet | SigningKey | None = None,
+        keys: SigningKeySet | SigningKey | None = None,
         store: IssuerStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,10 +99,10 @@ class Issuer:
             users if users is None or isinstance(users, UserStore) else MemoryUserStore(users)
         )
         if keys is None:
-            key = generate_key("RS256")
+            key = SigningKey.generate("RS256")
             logger.info("no signing key configured; generated an RS256 key (kid=%s)", key.kid)
-            keys = KeySet(current=key)
-        self._keys = keys if isinstance(keys, KeySet) else KeySet(current=keys)
+            keys = SigningKeySet(current=key)
+        self._keys = keys if isinstance(keys, SigningKeySet) else SigningKeySet(current=keys)
         self._keys_lock = threading.Lock()
         self.store: IssuerStore = store if store is not None else MemoryStore()
         if config.insecure_transport:
@@ -124,7 +124,7 @@ class Issuer:
             lockout=config.lockout_failures,
             window=config.failure_window,
         )
-        tokens = TokenFactory(config, lambda: self._keys, self.store)
+        tokens = TokenFactory(config, lambda: self._keys, self.store, clock)
         self.tokens = tokens
         grants: dict[str, Grant] = {
             "client_credentials": ClientCredentialsGrant(config, tokens),
@@ -195,7 +195,7 @@ class Issuer:
         return dict(self.metadata_endpoint.document)
 
     @property
-    def keys(self) -> KeySet:
+    def keys(self) -> SigningKeySet:
         """The current key set."""
         return self._keys
 
@@ -209,20 +209,22 @@ class Issuer:
         handler = self._routes.get(request.path)
         return handler(request) if handler is not None else _NOT_FOUND
 
-    def rotate_keys(self, new_next: SigningKey | None = None, *, keep_previous: int = 1) -> KeySet:
-        """Promote the ``next`` key to ``current`` (see :meth:`KeySet.rotate`)."""
+    def rotate_keys(
+        self, new_next: SigningKey | None = None, *, keep_previous: int = 1
+    ) -> SigningKeySet:
+        """Promote the ``next`` key to ``current`` (see :meth:`SigningKeySet.rotate`)."""
         with self._keys_lock:
             self._keys = self._keys.rotate(new_next, keep_previous=keep_previous)
             return self._keys
 
-    def publish_next_key(self, key: SigningKey) -> KeySet:
+    def publish_next_key(self, key: SigningKey) -> SigningKeySet:
         """Publish *key* as ``next`` so caches learn it before it signs."""
         with self._keys_lock:
-            self._keys = KeySet(current=self._keys.current, next=key, previous=self._keys.previous)
+            self._keys = self._keys.with_next(key)
             return self._keys
 
-    def remove_key(self, kid: str, replacement: SigningKey | None = None) -> KeySet:
-        """Emergency removal of a compromised key (see :meth:`KeySet.without`)."""
+    def remove_key(self, kid: str, replacement: SigningKey | None = None) -> SigningKeySet:
+        """Emergency removal of a compromised key (see :meth:`SigningKeySet.without`)."""
         with self._keys_lock:
             self._keys = self._keys.without(kid, replacement)
             return self._keys
@@ -248,7 +250,7 @@ class Issuer:
         if loaded.signing_keys:
             signing = [_read_key(path) for path in loaded.signing_keys]
             nxt = _read_key(loaded.next_signing_key) if loaded.next_signing_key else None
-            keys = KeySet(current=signing[0], next=nxt, previous=tuple(signing[1:]))
+            keys = SigningKeySet(current=signing[0], next=nxt, previous=tuple(signing[1:]))
         elif loaded.redis_url:
             logger.warning(
                 "redis_url is set but no signing_key: each process signs with its own key"
@@ -269,4 +271,4 @@ def _read_key(path: Path) -> SigningKey:
         pem = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError("cannot read a signing key file") from exc
-    return load_key(pem)
+    return SigningKey.from_pem(pem)

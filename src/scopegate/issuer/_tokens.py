@@ -4,34 +4,28 @@ JWT access tokens carry ``iss``, ``exp``, ``aud``, ``sub``, ``client_id``, ``iat
 ``jti`` and ``scope`` (plus ``auth_time`` after a user login) and the JOSE header
 ``{"typ": "at+jwt", "kid": ...}`` (RFC 9068 §2.1-§2.2). Opaque tokens are 256 random bits
 (``secrets.token_urlsafe(32)``) stored only as a hash (RFC 6749 §10.10).
+
+The issuer judges its own JWTs (at introspection and revocation) with the resource
+server's :class:`~scopegate.JWTVerifier` on its published public keys: one rule set for
+every token the project reads.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from jwt.algorithms import get_default_algorithms
-
+from scopegate._errors import BearerError
+from scopegate._jose import encode_compact, looks_like_jws
+from scopegate._jwt import JWTVerifier
+from scopegate._signing import SigningKeySet
 from scopegate.issuer._config import IssuerConfig
-from scopegate.issuer._keys import SIGNING_ALGORITHMS, KeySet
 from scopegate.issuer._store import AccessTokenRecord, IssuerStore, token_hash
 
-__all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo", "looks_like_jwt"]
-
-
-def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def looks_like_jwt(token: str) -> bool:
-    """Compact JWS shape: three dot-separated parts."""
-    return token.count(".") == 2
+__all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
 
 
 @dataclass(frozen=True)
@@ -64,20 +58,25 @@ class TokenFactory:
 
     Args:
         config: The issuer settings (``issuer``, ``token_format``, lifetimes).
-        keys: Returns the current :class:`KeySet` (read on each call so a rotation
-            takes effect at once).
+        keys: Returns the current :class:`~scopegate.issuer.SigningKeySet` (read on each
+            call so a rotation takes effect at once).
         store: State for opaque tokens, family links and the jti denylist.
+        clock: Seconds since the epoch.
     """
 
     def __init__(
-        self, config: IssuerConfig, keys: Callable[[], KeySet], store: IssuerStore
+        self,
+        config: IssuerConfig,
+        keys: Callable[[], SigningKeySet],
+        store: IssuerStore,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._keys = keys
         self._store = store
-        # PyJWT's algorithm objects do the signing (raw r||s for ES256, RFC 7518 §3.4).
-        self._algorithms = {name: get_default_algorithms()[name] for name in SIGNING_ALGORITHMS}
+        self._clock = clock
         self._headers: dict[str, bytes] = {}
+        self._verifier: tuple[SigningKeySet, JWTVerifier] | None = None
 
     def mint(
         self,
@@ -133,15 +132,8 @@ class TokenFactory:
         header = self._headers.get(key.kid)
         if header is None:
             # The protected header is the same for every token of a key: encode it once.
-            header = _b64url(
-                json.dumps(
-                    {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, separators=(",", ":")
-                ).encode()
-            )
-            self._headers[key.kid] = header
-        signing_input = header + b"." + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-        signature = self._algorithms[key.alg].sign(signing_input, key.private_key)
-        value = (signing_input + b"." + _b64url(signature)).decode("ascii")
+            header = self._headers[key.kid] = key.header_segment()
+        value = encode_compact(header, claims, key.signature)
         return IssuedAccessToken(value, ttl, jti, exp)
 
     def discard(self, token: IssuedAccessToken, now: float) -> None:
@@ -157,7 +149,7 @@ class TokenFactory:
         Returns:
             The token's facts, or ``None`` for anything not live and issued here.
         """
-        if looks_like_jwt(token):
+        if looks_like_jws(token):
             return self._inspect_jwt(token, now)
         if len(token) > 512:
             return None
@@ -177,27 +169,28 @@ class TokenFactory:
             opaque_key=key,
         )
 
+    def _jwt_verifier(self) -> JWTVerifier:
+        keys = self._keys()
+        cached = self._verifier
+        if cached is None or cached[0] is not keys:
+            # Rebuilt when the key set rotates: it trusts exactly the published keys.
+            verifier = JWTVerifier(
+                issuer=self._config.issuer,
+                audience=None,
+                keys=keys.jwks(),
+                algorithms=sorted({key.alg for key in keys.published()}),
+                leeway=0,
+                required_claims=("iss", "exp", "iat", "jti", "sub", "client_id"),
+                cache_verified=False,
+                clock=self._clock,
+            )
+            cached = self._verifier = (keys, verifier)
+        return cached[1]
+
     def _inspect_jwt(self, token: str, now: float) -> TokenInfo | None:
         try:
-            header = jwt.get_unverified_header(token)
-            key = self._keys().verification_keys().get(str(header.get("kid")))
-            if key is None or header.get("alg") != key.alg or header.get("typ") != "at+jwt":
-                return None
-            claims = jwt.decode(
-                token,
-                key.private_key.public_key(),
-                algorithms=[key.alg],
-                issuer=self._config.issuer,
-                options={
-                    "require": ["exp", "iat", "jti", "sub", "client_id"],
-                    "verify_aud": False,
-                    "verify_iat": False,
-                },
-                leeway=0,
-            )
-        except (jwt.PyJWTError, ValueError, TypeError):
-            return None
-        if not isinstance(claims.get("jti"), str) or not isinstance(claims.get("client_id"), str):
+            claims = self._jwt_verifier().verify(token).claims
+        except BearerError:
             return None
         exp = int(claims["exp"])
         if exp <= now or self._store.is_jti_revoked(claims["jti"], now):

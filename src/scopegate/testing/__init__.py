@@ -24,9 +24,9 @@ Never use these keys or verifiers in production: the keys live in memory and the
 tokens are whatever the test asks for.
 """
 
+from scopegate._signing import SigningAlgorithm, SigningKey
 from scopegate.testing._clients import client_for, django_client, flask_client, starlette_client
 from scopegate.testing._issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, OMIT, LocalIssuer
-from scopegate.testing._keys import SigningAlgorithm, SigningKey
 from scopegate.testing._server import IssuerServer
 
 __all__ = [

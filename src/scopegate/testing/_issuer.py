@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from scopegate.testing._keys import SigningAlgorithm, SigningKey
+from scopegate._signing import SigningAlgorithm, SigningKey
 
 if TYPE_CHECKING:
     from scopegate._jwt import JWTVerifier
@@ -57,7 +57,7 @@ class LocalIssuer:
     Args:
         issuer: The ``iss`` of minted tokens.
         audience: The default ``aud`` of minted tokens and of :meth:`verifier`.
-        algorithm: Signing algorithm of the generated key (ignored when *key* is given).
+        alg: Signing algorithm of the generated key (ignored when *key* is given).
         key: An existing :class:`SigningKey` (reuse one across tests: RSA generation
             costs some milliseconds).
         client_id: Default ``client_id`` claim.
@@ -76,7 +76,7 @@ class LocalIssuer:
         *,
         issuer: str = DEFAULT_ISSUER,
         audience: str = DEFAULT_AUDIENCE,
-        algorithm: SigningAlgorithm = "RS256",
+        alg: SigningAlgorithm = "RS256",
         key: SigningKey | None = None,
         client_id: str = "test-client",
         subject: str = "test-user",
@@ -84,7 +84,7 @@ class LocalIssuer:
     ) -> None:
         self.issuer = issuer
         self.audience = audience
-        self.key = key or SigningKey.generate(algorithm)
+        self.key = key or SigningKey.generate(alg)
         #: Extra public keys published next to the current one (e.g. after a rotation).
         self.extra_keys: list[SigningKey] = []
         self.client_id = client_id
@@ -105,7 +105,7 @@ class LocalIssuer:
             The previous key.
         """
         old = self.key
-        self.key = SigningKey.generate(old.algorithm)
+        self.key = SigningKey.generate(old.alg)
         if keep_old:
             self.extra_keys.insert(0, old)
         return old

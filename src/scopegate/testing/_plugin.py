@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from scopegate._signing import SigningKey
 from scopegate.testing._clients import client_for
 from scopegate.testing._issuer import LocalIssuer
-from scopegate.testing._keys import SigningKey
 from scopegate.testing._server import IssuerServer
 
 

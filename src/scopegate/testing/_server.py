@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from scopegate._signing import SigningAlgorithm, SigningKey
 from scopegate.testing._issuer import DEFAULT_AUDIENCE, LocalIssuer
-from scopegate.testing._keys import SigningAlgorithm, SigningKey
 
 if TYPE_CHECKING:
     from scopegate._jwt import JWTVerifier
@@ -70,7 +70,7 @@ class IssuerServer(LocalIssuer):
 
     Args:
         audience: Default ``aud`` of minted tokens.
-        algorithm: Algorithm of the generated key.
+        alg: Algorithm of the generated key.
         key: Reuse an existing :class:`SigningKey`.
         host: Interface to bind; keep the loopback default.
         port: ``0`` picks a free port.
@@ -89,7 +89,7 @@ class IssuerServer(LocalIssuer):
         self,
         *,
         audience: str = DEFAULT_AUDIENCE,
-        algorithm: SigningAlgorithm = "RS256",
+        alg: SigningAlgorithm = "RS256",
         key: SigningKey | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -101,7 +101,7 @@ class IssuerServer(LocalIssuer):
         super().__init__(
             issuer=f"http://{host}:{bound_port}",
             audience=audience,
-            algorithm=algorithm,
+            alg=alg,
             key=key,
             **kwargs,
         )
@@ -124,7 +124,7 @@ class IssuerServer(LocalIssuer):
             "token_endpoint": f"{self.issuer}/token",
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": ["token"],
-            "id_token_signing_alg_values_supported": [self.key.algorithm],
+            "id_token_signing_alg_values_supported": [self.key.alg],
         }
 
     def start(self) -> IssuerServer:
