@@ -124,9 +124,7 @@ def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
     aud = answer.get("aud")
     if aud is not None:
         auds = [aud] if type(aud) is str else aud
-        if type(auds) is not list or not auds or not all(type(a) is str for a in auds):
-            malformed = True
-        elif type(aud) is str and not aud:
+        if type(auds) is not list or not auds or not all(type(a) is str for a in auds) or (type(aud) is str and not aud):
             malformed = True
         elif AUDIENCE not in auds:
             refused = True
