@@ -124,7 +124,8 @@ def classify(answer: dict[str, Any]) -> tuple[bool, bool]:
     aud = answer.get("aud")
     if aud is not None:
         auds = [aud] if type(aud) is str else aud
-        if type(auds) is not list or not auds or not all(type(a) is str for a in auds) or (type(aud) is str and not aud):
+        well_typed = type(auds) is list and auds and all(type(a) is str for a in auds)
+        if not well_typed or (type(aud) is str and not aud):
             malformed = True
         elif AUDIENCE not in auds:
             refused = True
