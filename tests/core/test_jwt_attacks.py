@@ -39,9 +39,9 @@ from tests.core.tokens import (
 ACCEPT = "accept"
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ATTACKER = SigningKey(
-    rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa-1", "RS256"
+    rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256", kid="rsa-1"
 )
-ATTACKER_EC = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ec-1", "ES256")
+ATTACKER_EC = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ES256", kid="ec-1")
 FIXED_DESCRIPTIONS = {
     "The access token is invalid",
     "The access token has expired",

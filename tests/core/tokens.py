@@ -29,17 +29,18 @@ Quick use::
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
+from scopegate._jose import b64url_encode, encode_compact
 from scopegate._jwt import JWTVerifier
+from scopegate._keys import public_jwk
+from scopegate.testing import SigningKey as _LibraryKey
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "api://test"
@@ -50,28 +51,27 @@ _ALGS = get_default_algorithms()
 
 def b64url(data: bytes | str) -> str:
     """Unpadded base64url of *data*."""
-    raw = data.encode() if isinstance(data, str) else data
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return b64url_encode(data.encode() if isinstance(data, str) else data)
 
 
-@dataclass
-class SigningKey:
-    """A private key with its kid and default algorithm."""
+class _Conveniences:
+    """Test shorthands over a private key with a kid and a default alg."""
 
-    private: Any
+    private_key: Any
     kid: str
     alg: str
 
     @property
+    def private(self) -> Any:
+        return self.private_key
+
+    @property
     def public(self) -> Any:
-        return self.private.public_key()
+        return self.private_key.public_key()
 
     def jwk(self, **extra: Any) -> dict[str, Any]:
         """The public JWK with kid and alg (pass alg=None to leave alg out)."""
-        algo = _ALGS["EdDSA" if self.alg in ("EdDSA", "Ed25519") else self.alg]
-        data: dict[str, Any] = json.loads(algo.to_jwk(self.public))
-        data["kid"] = self.kid
-        data["alg"] = self.alg
+        data: dict[str, Any] = {**public_jwk(self.private_key), "kid": self.kid, "alg": self.alg}
         data.update(extra)
         return {k: v for k, v in data.items() if v is not None}
 
@@ -82,18 +82,31 @@ class SigningKey:
         ).decode()
 
 
+class SigningKey(_Conveniences, _LibraryKey):
+    """The library's one SigningKey, with test shorthands."""
+
+    __slots__ = ()
+
+
+class WeakKey(_Conveniences):
+    """A key the library refuses to sign with (RSA < 2048): only tests forge with it."""
+
+    def __init__(self, private_key: Any, kid: str, alg: str) -> None:
+        self.private_key, self.kid, self.alg = private_key, kid, alg
+
+
 RSA_KEY = SigningKey(
-    rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa-1", "RS256"
+    rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256", kid="rsa-1"
 )
 RSA_KEY_2 = SigningKey(
-    rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa-2", "RS256"
+    rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256", kid="rsa-2"
 )
-RSA_1024 = SigningKey(
+RSA_1024 = WeakKey(
     rsa.generate_private_key(public_exponent=65537, key_size=1024), "rsa-weak", "RS256"
 )
-EC_KEY = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ec-1", "ES256")
-EC384_KEY = SigningKey(ec.generate_private_key(ec.SECP384R1()), "ec384-1", "ES384")
-ED_KEY = SigningKey(ed25519.Ed25519PrivateKey.generate(), "ed-1", "EdDSA")
+EC_KEY = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ES256", kid="ec-1")
+EC384_KEY = SigningKey(ec.generate_private_key(ec.SECP384R1()), "ES384", kid="ec384-1")
+ED_KEY = SigningKey(ed25519.Ed25519PrivateKey.generate(), "EdDSA", kid="ed-1")
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -114,7 +127,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 
 def mint(
-    key: SigningKey = RSA_KEY,
+    key: _Conveniences = RSA_KEY,
     *,
     alg: str | None = None,
     header: dict[str, Any] | None = None,
@@ -132,18 +145,19 @@ def mint(
 def sign_raw(
     header_json: bytes | str,
     payload_json: bytes | str,
-    key: SigningKey = RSA_KEY,
+    key: _Conveniences = RSA_KEY,
     alg: str | None = None,
 ) -> str:
-    """Sign the exact header and payload text (no re-serialisation)."""
+    """Sign the exact header and payload text (no re-serialisation), with any *alg* the
+    key type allows: attack tests sign with algorithms the key is not bound to."""
     algorithm = alg or key.alg
-    signing_input = f"{b64url(header_json)}.{b64url(payload_json)}".encode()
     signer = _ALGS["EdDSA" if algorithm == "Ed25519" else algorithm]
-    signature = signer.sign(signing_input, key.private)
-    return f"{signing_input.decode()}.{b64url(signature)}"
+    head = header_json.encode() if isinstance(header_json, str) else header_json
+    body = payload_json.encode() if isinstance(payload_json, str) else payload_json
+    return encode_compact(head, body, lambda data: signer.sign(data, key.private_key))
 
 
-def jwks(*keys: SigningKey) -> dict[str, Any]:
+def jwks(*keys: _Conveniences) -> dict[str, Any]:
     """A JWKS with the public JWKs of *keys*."""
     return {"keys": [k.jwk() for k in keys]}
 
