@@ -30,6 +30,7 @@ earlier rule has already established it, so the fused function does not evaluate
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -352,8 +353,9 @@ def applicable(policy: Policy, part: Part) -> tuple[Rule, ...]:
     return tuple(rule for rule in RULES if rule.part == part and rule.applies(policy))
 
 
+@functools.lru_cache(maxsize=128)
 def compile_checks(policy: Policy, part: Part) -> Check:
-    """One function running every applicable rule of *part* in order.
+    """One function running every applicable rule of *part* in order (memoised per policy).
 
     The function takes the decoded part (``header`` or ``claims``) and ``now`` and raises
     :func:`invalid` with the first failing rule's reason. Fusing the checks into one
@@ -369,6 +371,7 @@ def compile_checks(policy: Policy, part: Part) -> Check:
     return check
 
 
+@functools.lru_cache(maxsize=128)
 def compile_explainers(policy: Policy, part: Part) -> tuple[Explainer, ...]:
     """Each applicable rule of *part* as ``(rule, fails, requires)`` functions."""
     prelude = "".join(f"    {line}\n" for line in _PRELUDES[part])
