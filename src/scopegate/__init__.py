@@ -16,7 +16,7 @@ Adapters are imported by path: :mod:`scopegate.asgi`, :mod:`scopegate.wsgi`,
 """
 
 from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache
-from scopegate._config import from_env, settings_from_env
+from scopegate._config import from_env, options_from_env, settings_from_env
 from scopegate._context import current_token
 from scopegate._errors import (
     BearerError,
@@ -35,6 +35,7 @@ from scopegate._flow import HTTPRunner
 from scopegate._guard import BearerGuard, GuardOptions, RequestView
 from scopegate._introspection import IntrospectionVerifier
 from scopegate._jwt import JWTVerifier
+from scopegate._resource import ProtectedResource
 from scopegate._scopes import require_any_scope, require_scope
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 from scopegate._verifier import CachedVerifier, HybridVerifier, TokenVerifier
@@ -61,6 +62,7 @@ __all__ = [
     "KeySetUnavailableError",
     "MemoryCache",
     "MissingTokenError",
+    "ProtectedResource",
     "RedisCache",
     "RequestView",
     "ScopeMapping",
@@ -70,6 +72,7 @@ __all__ = [
     "__version__",
     "current_token",
     "from_env",
+    "options_from_env",
     "require_any_scope",
     "require_scope",
     "settings_from_env",

@@ -5,8 +5,20 @@ Variables (empty values count as unset):
 ``SCOPEGATE_ISSUER`` (required)
     The trusted issuer identifier (``iss``). Keys come from its RFC 8414 or OpenID
     Connect discovery document unless ``SCOPEGATE_JWKS_URI`` is set.
-``SCOPEGATE_AUDIENCE`` (required)
+``SCOPEGATE_AUDIENCE`` (required unless ``SCOPEGATE_RESOURCE`` is set)
     The audience this API accepts (``aud``); several may be given, comma-separated.
+    Defaults to ``SCOPEGATE_RESOURCE``.
+``SCOPEGATE_RESOURCE``
+    This API's resource identifier: its public URL without a trailing slash (RFC 8707,
+    RFC 9728). The middleware then serves RFC 9728 metadata at
+    ``/.well-known/oauth-protected-resource`` (and the path-inserted form), and every
+    401 and 403 challenge carries ``resource_metadata``.
+``SCOPEGATE_AUTHORIZATION_SERVERS``
+    Issuers listed in the RFC 9728 metadata, space-separated (default: the issuer).
+``SCOPEGATE_SCOPES_SUPPORTED``
+    Scopes listed in the RFC 9728 metadata, space-separated.
+``SCOPEGATE_RESOURCE_NAME``, ``SCOPEGATE_RESOURCE_DOCUMENTATION``
+    The metadata's ``resource_name`` and ``resource_documentation``.
 ``SCOPEGATE_JWKS_URI``
     The JWKS location; skips discovery.
 ``SCOPEGATE_ALGORITHMS``
@@ -48,12 +60,15 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from scopegate._errors import ConfigurationError
 from scopegate._verifier import HybridVerifier, TokenVerifier
 
-__all__ = ["EnvSettings", "from_env", "settings_from_env"]
+if TYPE_CHECKING:
+    from scopegate._guard import GuardOptions
+
+__all__ = ["EnvSettings", "from_env", "options_from_env", "settings_from_env"]
 
 PREFIX = "SCOPEGATE_"
 
@@ -75,6 +90,28 @@ class EnvSettings:
     introspection_client_id: str | None = None
     introspection_client_secret: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
+    resource: str | None = None
+    authorization_servers: tuple[str, ...] = ()
+    scopes_supported: tuple[str, ...] = ()
+    resource_name: str | None = None
+    resource_documentation: str | None = None
+
+    def guard_options(self, **settings: Any) -> GuardOptions:
+        """The :class:`~scopegate.GuardOptions` these settings describe (realm, RFC 9728
+        resource), with *settings* applied on top."""
+        from scopegate._guard import GuardOptions
+        from scopegate._resource import ProtectedResource
+
+        resource = None
+        if self.resource is not None:
+            resource = ProtectedResource(
+                resource=self.resource,
+                authorization_servers=self.authorization_servers or (self.issuer,),
+                scopes_supported=self.scopes_supported,
+                resource_name=self.resource_name,
+                resource_documentation=self.resource_documentation,
+            )
+        return GuardOptions.of(GuardOptions(realm=self.realm, resource=resource), **settings)
 
     def jwt_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~scopegate.JWTVerifier`."""
@@ -141,9 +178,10 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     issuer = _require(env, "ISSUER")
-    audiences = _split(_require(env, "AUDIENCE"))
+    resource = _get(env, "RESOURCE")
+    audiences = _split(_get(env, "AUDIENCE") or resource or "")
     if not audiences:
-        raise ConfigurationError(f"{PREFIX}AUDIENCE is required")
+        raise ConfigurationError(f"{PREFIX}AUDIENCE (or {PREFIX}RESOURCE) is required")
     audience: str | tuple[str, ...] = audiences[0] if len(audiences) == 1 else audiences
 
     algorithms: tuple[str, ...] | None = None
@@ -196,6 +234,11 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         introspection_client_id=client_id,
         introspection_client_secret=client_secret,
         redis_url=_get(env, "REDIS_URL"),
+        resource=resource,
+        authorization_servers=tuple((_get(env, "AUTHORIZATION_SERVERS") or "").split()),
+        scopes_supported=tuple((_get(env, "SCOPES_SUPPORTED") or "").split()),
+        resource_name=_get(env, "RESOURCE_NAME"),
+        resource_documentation=_get(env, "RESOURCE_DOCUMENTATION"),
     )
 
 
@@ -226,3 +269,16 @@ def from_env(environ: Mapping[str, str] | None = None) -> TokenVerifier:
     if introspection is None:  # pragma: no cover - settings_from_env checked the variables
         return jwt
     return HybridVerifier(jwt=jwt, introspection=introspection)
+
+
+def options_from_env(environ: Mapping[str, str] | None = None, **settings: Any) -> GuardOptions:
+    """The :class:`~scopegate.GuardOptions` the ``SCOPEGATE_*`` variables describe.
+
+    ``SCOPEGATE_REALM`` and, when ``SCOPEGATE_RESOURCE`` is set, the RFC 9728
+    :class:`~scopegate.ProtectedResource`; keyword *settings* are applied on top
+    (``options_from_env(exclude_paths=["/health"])``).
+
+    Raises:
+        ConfigurationError: A variable is missing or malformed.
+    """
+    return settings_from_env(environ).guard_options(**settings)

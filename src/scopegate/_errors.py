@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -106,30 +107,44 @@ class BearerError(ScopegateError):
         description: Fixed ``error_description`` text; defaults to the class's own. It
             must be a constant of the library, never request data.
         reason: A short fixed code for logs and ``scopegate token inspect``.
+        scopes: Scopes the resource needs, announced in the challenge's ``scope``
+            attribute (RFC 6750 §3) so a client knows what to ask for.
     """
 
     status: ClassVar[int] = 401
     error: ClassVar[str | None] = None
     default_description: ClassVar[str] = "Bearer token required"
 
-    def __init__(self, description: str | None = None, *, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        reason: str | None = None,
+        scopes: Sequence[str] = (),
+    ) -> None:
         text = description if description is not None else self.default_description
         if not _SAFE_TEXT.fullmatch(text):
             # Defence in depth: a description that could carry request data is dropped.
             text = self.default_description
         self.description = text
         self.reason = reason or self.error or "missing_token"
+        # Scope names come from the application, not the request, but stay in grammar.
+        self.scopes: tuple[str, ...] = tuple(s for s in scopes if is_scope_token(s))
         super().__init__(text)
 
     def challenge_params(self) -> list[tuple[str, str]]:
         """Extra challenge parameters after ``realm`` (RFC 6750 §3)."""
-        if self.error is None:
-            return []
-        return [("error", self.error), ("error_description", self.description)]
+        params = []
+        if self.error is not None:
+            params += [("error", self.error), ("error_description", self.description)]
+        if self.scopes:
+            params.append(("scope", " ".join(self.scopes)))
+        return params
 
-    def challenge(self, realm: str) -> str:
-        """The ``WWW-Authenticate`` value for *realm*."""
-        params = [("realm", realm), *self.challenge_params()]
+    def challenge(self, realm: str, extra: Sequence[tuple[str, str]] = ()) -> str:
+        """The ``WWW-Authenticate`` value for *realm*, with *extra* parameters last
+        (``resource_metadata``, RFC 9728 §5.1)."""
+        params = [("realm", realm), *self.challenge_params(), *extra]
         return "Bearer " + ", ".join(f"{k}={quote_challenge_value(v)}" for k, v in params)
 
     def body(self) -> dict[str, str]:
@@ -143,13 +158,16 @@ class BearerError(ScopegateError):
         """Headers besides the challenge (``Retry-After`` on 503)."""
         return []
 
-    def to_response(self, realm: str = "api") -> HTTPResponse:
-        """Render the framework-neutral response for this error."""
+    def to_response(
+        self, realm: str = "api", extra: Sequence[tuple[str, str]] = ()
+    ) -> HTTPResponse:
+        """Render the framework-neutral response for this error (*extra*: challenge
+        parameters the guard adds, see :meth:`challenge`)."""
         body = json.dumps(self.body(), separators=(",", ":")).encode()
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
-            ("www-authenticate", self.challenge(realm)),
+            ("www-authenticate", self.challenge(realm, extra)),
             ("cache-control", "no-store"),
             *self.extra_headers(),
         ]
@@ -193,25 +211,22 @@ class InsufficientScopeError(BearerError):
 
     def __init__(
         self,
-        required: tuple[str, ...] | list[str] = (),
+        required: Sequence[str] = (),
         description: str | None = None,
         *,
         reason: str | None = None,
     ) -> None:
-        # Scope names come from the application, not the request, but stay in grammar.
-        self.required = tuple(s for s in required if is_scope_token(s))
-        super().__init__(description, reason=reason)
+        super().__init__(description, reason=reason, scopes=required)
 
-    def challenge_params(self) -> list[tuple[str, str]]:
-        params = super().challenge_params()
-        if self.required:
-            params.append(("scope", " ".join(self.required)))
-        return params
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The scopes the resource needs (the challenge's ``scope``)."""
+        return self.scopes
 
     def body(self) -> dict[str, str]:
         data = super().body()
-        if self.required:
-            data["scope"] = " ".join(self.required)
+        if self.scopes:
+            data["scope"] = " ".join(self.scopes)
         return data
 
 
@@ -240,6 +255,7 @@ class ServiceUnavailableError(BearerError):
         super().__init__(description, reason=reason)
 
     def challenge_params(self) -> list[tuple[str, str]]:
+        # An outage is no token problem: the challenge names no error and no scope.
         return []
 
     def extra_headers(self) -> list[tuple[str, str]]:

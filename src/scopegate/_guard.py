@@ -53,12 +53,16 @@ from scopegate._errors import (
     BearerError,
     ConfigurationError,
     HTTPResponse,
+    InsufficientScopeError,
+    InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
     check_realm,
 )
 from scopegate._flow import Call, Flow, arun, run
 from scopegate._jose import MAX_TOKEN_LENGTH
+from scopegate._resource import ProtectedResource
+from scopegate._scopes import validated_scopes
 from scopegate._settings import boolean, whole
 from scopegate._token import AccessToken
 from scopegate._verifier import CachedVerifier, TokenVerifier
@@ -121,6 +125,13 @@ class GuardOptions:
             ``Access-Control-Request-Method``) through unauthenticated.
         max_form_body: Largest form body buffered to look for ``access_token``; a
             larger body is passed on unread and not searched.
+        resource: This API's RFC 9728 description (:class:`~scopegate.ProtectedResource`).
+            The guard then serves the metadata document at its well-known URLs, and
+            every 401 and 403 challenge carries ``resource_metadata``. The verifier's
+            audience must include the resource identifier.
+        required_scopes: Scopes every request through this guard needs (checked after
+            the token, 403 ``insufficient_scope``) and that every 401 announces in its
+            ``scope`` attribute, so a client knows what to ask for (MCP servers).
 
     Raises:
         ConfigurationError: A mistyped or unusable value (a string where a boolean
@@ -135,6 +146,8 @@ class GuardOptions:
     max_token_length: int | None = None
     allow_preflight: bool = False
     max_form_body: int = DEFAULT_MAX_FORM_BODY
+    resource: ProtectedResource | None = None
+    required_scopes: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         check_realm(self.realm)
@@ -148,6 +161,17 @@ class GuardOptions:
         if self.max_token_length is not None:
             whole("max_token_length", self.max_token_length, low=16)
         whole("max_form_body", self.max_form_body)
+        if self.resource is not None and not isinstance(self.resource, ProtectedResource):
+            raise ConfigurationError("resource must be a ProtectedResource")
+        if isinstance(self.required_scopes, str):
+            raise ConfigurationError("required_scopes must be a collection of scopes, not a str")
+        object.__setattr__(
+            self,
+            "required_scopes",
+            validated_scopes(tuple(self.required_scopes), "required_scopes")
+            if self.required_scopes
+            else (),
+        )
 
     @classmethod
     def of(cls, options: GuardOptions | None = None, **settings: Any) -> GuardOptions:
@@ -297,9 +321,12 @@ class BearerGuard:
     """
 
     __slots__ = (
+        "_challenge",
+        "_documents",
         "_excluded",
         "_known",
         "_probe",
+        "_required",
         "max_token_length",
         "options",
         "realm",
@@ -326,6 +353,24 @@ class BearerGuard:
             verifier.cached if isinstance(verifier, CachedVerifier) else None
         )
         self._known: BoundedDict[str, Credentials] = BoundedDict(_KNOWN_HEADERS)
+        self._required = frozenset(self.options.required_scopes)
+        resource = self.options.resource
+        self._documents: dict[str, HTTPResponse] = {}
+        self._challenge: tuple[tuple[str, str], ...] = ()
+        if resource is not None:
+            _check_audience(verifier, resource.resource)
+            document = resource.response(self._bearer_methods())
+            self._documents = dict.fromkeys(resource.paths, document)
+            self._challenge = (("resource_metadata", resource.metadata_url),)
+
+    def _bearer_methods(self) -> tuple[str, ...]:
+        # RFC 9728 §2 bearer_methods_supported: the transports this guard accepts.
+        methods = ["header"]
+        if self.options.allow_form_token:
+            methods.append("body")
+        if self.options.allow_query_token:
+            methods.append("query")
+        return tuple(methods)
 
     def __repr__(self) -> str:
         return f"BearerGuard({self.verifier!r}, {self.options!r})"
@@ -361,6 +406,8 @@ class BearerGuard:
             excluded path, a preflight, ``optional`` mode without credentials); or the
             :class:`~scopegate.Response` to send instead (400, 401, 403 or 503).
         """
+        if self._documents and request.path in self._documents:
+            return self._document(request)
         try:
             return self.authenticate(request)
         except BearerError as error:
@@ -368,6 +415,8 @@ class BearerGuard:
 
     async def adecide(self, request: RequestView) -> AccessToken | HTTPResponse | None:
         """Async twin of :meth:`decide` (ASGI); never blocks the event loop."""
+        if self._documents and request.path in self._documents:
+            return self._document(request)
         token = self._now(request)
         if token is not _PENDING:
             return token  # type: ignore[no-any-return]
@@ -386,6 +435,12 @@ class BearerGuard:
         token = self._now(request)
         return token if token is not _PENDING else await arun(self._flow(request))
 
+    def _document(self, request: RequestView) -> HTTPResponse | None:
+        """The RFC 9728 metadata document for GET/HEAD of its well-known path."""
+        if request.method in ("GET", "HEAD"):
+            return self._documents[request.path]
+        return self.render(InvalidRequestError(reason="method_not_allowed"))
+
     def _now(self, request: RequestView) -> Any:
         """The decision when it needs no waiting: a skip, or a remembered cached token."""
         if self._excluded and request.path in self._excluded:
@@ -395,7 +450,11 @@ class BearerGuard:
             credentials = self._known.get(authorization[0])
             if credentials is not None and not self._wants_body(request, True):
                 token = self._probed(credentials.token)  # type: ignore[arg-type]
-                if token is not None and token.jkt is None:
+                if (
+                    token is not None
+                    and token.jkt is None
+                    and (not self._required or token.scopes >= self._required)
+                ):
                     return token
         return _PENDING
 
@@ -426,7 +485,7 @@ class BearerGuard:
         if raw is None:
             if self.options.optional:
                 return None
-            raise MissingTokenError()
+            raise MissingTokenError(scopes=self.options.required_scopes)
         token = self._probed(raw)
         if token is None:
             verifier = self.verifier
@@ -437,6 +496,8 @@ class BearerGuard:
             except Exception as exc:
                 raise _unexpected(exc) from exc
         check_binding(token)
+        if self._required and not token.scopes >= self._required:
+            raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
         if credentials.source == "header" and len(authorization) == 1:
             self._remember(authorization[0], credentials)
         return token
@@ -480,11 +541,33 @@ class BearerGuard:
     # -- rendering -------------------------------------------------------------------
 
     def render(self, error: BearerError) -> HTTPResponse:
-        """The response for *error*, with this guard's realm and ``Vary: Authorization``."""
-        response = error.to_response(self.realm)
+        """The response for *error*, with this guard's realm and ``Vary: Authorization``.
+
+        A 401 announces the guard's ``required_scopes`` when the error names none; every
+        challenge points at the RFC 9728 metadata when a resource is configured.
+        """
+        extra = self._challenge
+        if error.status == 401 and not error.scopes and self.options.required_scopes:
+            extra = (("scope", " ".join(self.options.required_scopes)), *extra)
+        response = error.to_response(self.realm, extra)
         return HTTPResponse(
             response.status, (*response.headers, ("vary", "Authorization")), response.body
         )
+
+
+def _check_audience(verifier: TokenVerifier, resource: str) -> None:
+    """A resource the verifier's tokens are not for is a start-up error (RFC 8707)."""
+    for part in (
+        verifier,
+        getattr(verifier, "jwt", None),
+        getattr(verifier, "introspection", None),
+    ):
+        audiences = getattr(part, "audiences", getattr(part, "audience", None))
+        if isinstance(audiences, frozenset) and resource not in audiences:
+            raise ConfigurationError(
+                "the verifier's audience does not include the resource identifier "
+                f"{resource!r}: tokens issued for this API would be refused"
+            )
 
 
 def _unexpected(exc: Exception) -> InvalidTokenError:

@@ -61,7 +61,7 @@ def check_scopes(
         InsufficientScopeError: The scopes are not granted (403, RFC 6750 §3.1).
     """
     if token is None:
-        raise MissingTokenError()
+        raise MissingTokenError(scopes=required)
     granted = token.has_any_scope(*required) if any_of else token.has_scopes(*required)
     if not granted:
         raise InsufficientScopeError(required, reason="insufficient_scope")
