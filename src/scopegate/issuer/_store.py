@@ -134,7 +134,7 @@ class AttemptCounter:
     Attributes:
         count: Attempts counted: failures plus attempts still in flight.
         pending: Of those, attempts still being judged.
-        last: When the latest attempt was reserved (0.0 when there is none).
+        last: When the latest attempt was reserved or failed (0.0 when there is none).
         version: Changes whenever ``count`` or ``last`` does (compare-and-set).
     """
 
@@ -220,7 +220,10 @@ class IssuerStore(Protocol):
     def settle_attempts(
         self, keys: Sequence[str], outcomes: Sequence[Settlement], token: str, now: float
     ) -> None:
-        """End the attempt *token* on each key with its outcome (see :data:`Settlement`)."""
+        """End the attempt *token* on each key with its outcome (see :data:`Settlement`).
+
+        A ``fail`` also moves ``last`` to *now*: waits run from the failure.
+        """
         ...  # pragma: no cover
 
     def set_flag(self, key: str, ttl: float, now: float) -> None:
@@ -437,7 +440,12 @@ class MemoryStore:
                 if a is None:
                     continue
                 a.pending.pop(token, None)
-                if outcome == "release":
+                if outcome == "fail":
+                    # Waits run from the failure, not from the reservation: a slow hash
+                    # must not use up the delay that follows it.
+                    a.last = max(a.last, now)
+                    a.version += 1
+                elif outcome == "release":
                     a.count = max(0, a.count - 1)
                     a.version += 1
                 elif outcome == "clear":
@@ -542,14 +550,18 @@ end
 return 1
 """
 
-# KEYS: as above. ARGV: n, token, prune-before, then per key: fail | release | clear.
+# KEYS: as above. ARGV: n, token, prune-before, now, then per key: fail | release | clear.
 _SETTLE_ATTEMPTS = """
 local n = tonumber(ARGV[1])
 for i = 1, n do
   redis.call('ZREM', KEYS[n + i], ARGV[2])
-  local outcome = ARGV[3 + i]
-  if outcome ~= 'fail' and redis.call('EXISTS', KEYS[i]) == 1 then
-    if outcome == 'release' then
+  local outcome = ARGV[4 + i]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if outcome == 'fail' then
+      if tonumber(redis.call('HGET', KEYS[i], 'last') or '0') < tonumber(ARGV[4]) then
+        redis.call('HSET', KEYS[i], 'last', ARGV[4])
+      end
+    elseif outcome == 'release' then
       if redis.call('HINCRBY', KEYS[i], 'count', -1) < 0 then
         redis.call('HSET', KEYS[i], 'count', 0)
       end
@@ -842,7 +854,7 @@ class RedisStore:
     ) -> None:
         """End an attempt in flight, in one Lua script."""
         redis_keys = self._attempt_keys(keys)
-        args: list[str | int] = [len(keys), token, repr(now - PENDING_TTL), *outcomes]
+        args: list[str | int] = [len(keys), token, repr(now - PENDING_TTL), repr(now), *outcomes]
         self._call(lambda: self._settle_attempts(keys=redis_keys, args=args))
 
     def set_flag(self, key: str, ttl: float, now: float) -> None:
