@@ -363,3 +363,29 @@ def test_active_introspections_are_never_limited(make: Callable[..., Issuer]) ->
     token = json.loads(call.token(CC).body)["access_token"]
     for _ in range(50):
         assert call.introspect(token, auth=("rs", "rs-secret"))["active"] is True
+
+
+def test_a_slow_judgement_does_not_use_up_the_delay(
+    store_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delay runs from the failure: a 5 s hash does not eat the 1 s wait after it."""
+    clock = FakeClock()
+    store = (
+        RedisStore(request.getfixturevalue("redis_server").url) if store_kind == "redis" else None
+    )
+    issuer = build(store, clock, client_max_failures=1)
+    real = clients_module.verify_secret
+
+    def slow(stored: str, candidate: str) -> bool:
+        clock.now += 5  # the judgement takes 5 s
+        return bool(real(stored, candidate))
+
+    monkeypatch.setattr(clients_module, "verify_secret", slow)
+    try:
+        first = Caller(issuer, address="192.0.2.50").token(CC, auth=("svc", "guess-1"))
+        assert first.status == 401
+        second = Caller(issuer, address="192.0.2.51").token(CC, auth=("svc", "guess-2"))
+        assert second.status == 429
+        assert dict(second.headers)["retry-after"] == "1"
+    finally:
+        issuer.close()
