@@ -48,6 +48,7 @@ import logging
 import math
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,7 @@ class Throttle:
         self.now = clock
         self._sleep = sleep
         self._refreshed: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=_REFRESH_KNOWN)
+        self._refreshed_lock = threading.Lock()  # TTLCache is not thread-safe
 
     def wait(self, limit: Limit, key: str, now: float) -> float:
         """Seconds *key* must wait because of settled failures (attempts in flight aside)."""
@@ -321,9 +323,16 @@ class Throttle:
         if address is None:
             return
         key = _known(client_id, address)
-        if key not in self._refreshed:
-            self.store.set_flag(key, ttl, now)
+        with self._refreshed_lock:
+            if key in self._refreshed:
+                return
             self._refreshed[key] = True
+        try:
+            self.store.set_flag(key, ttl, now)
+        except Exception:
+            with self._refreshed_lock:
+                self._refreshed.pop(key, None)  # try again next time
+            raise
 
 
 def _known(client_id: str, address: str) -> str:
