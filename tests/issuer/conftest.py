@@ -104,6 +104,12 @@ def standard_clients() -> list[Client]:
         Client(
             "post", ("post-secret",), scopes=frozenset({"read"}), auth_method="client_secret_post"
         ),
+        Client(
+            "basic",
+            ("basic-secret",),
+            scopes=frozenset({"read"}),
+            auth_methods=frozenset({"client_secret_basic"}),
+        ),
         Client("nodefault", ("nd-secret",), scopes=frozenset({"read"}), default_scopes=frozenset()),
         Client("cconly", ("cc-secret",), scopes=frozenset({"read"})),
     ]

@@ -187,25 +187,29 @@ def test_memory_store_sweeps_expired_entries() -> None:
     store.save_access_token("k", record, 0.0)
     store.revoke_jti("j", 10, 0.0)
     for i in range(1100):
-        store.add_failure(f"f{i}", 100.0, 1.0)
+        assert store.reserve_attempts([f"f{i}"], [0], [1.0], "t", 100.0)
+        store.settle_attempts([f"f{i}"], ["fail"], "t", 100.0)
     assert store.get_access_token("k", 5.0) is None  # swept when the clock passed 100 s
     assert store._access == {}
     assert store._denied == {}
-    assert store.failures("f0", 200.0) == (0, 0.0)
+    assert store.read_attempts(["f0"], 200.0)[0].count == 0
+    for i in range(1100):
+        store.reserve_attempts([f"g{i}"], [0], [1.0], "t", 300.0)
+    assert "f1" not in store._attempts  # counters forgotten after their window are swept
 
 
 def test_unknown_user_still_costs_a_verification(
     call: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PW-9: an unknown user triggers exactly one hash verification (a dummy)."""
-    from scopegate.issuer import _grants
+    from scopegate.issuer import _passwords
 
     seen: list[str] = []
-    real = _grants.verify_secret
-    monkeypatch.setattr(_grants, "verify_secret", lambda s, c: seen.append(s) or real(s, c))
+    real = _passwords._verify
+    monkeypatch.setattr(_passwords, "_verify", lambda s, c: seen.append(s) or real(s, c))
     call.token({**PW, "username": "mallory"})
-    assert len(seen) == 1
-    assert seen[0].startswith("$argon2id$")
+    hashed = [s for s in seen if s.startswith("$argon2id$")]  # not the client's HMAC check
+    assert len(hashed) == 1
 
 
 def test_hash_upgrade_after_login(call: Caller, issuer: Issuer) -> None:

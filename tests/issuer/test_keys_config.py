@@ -179,7 +179,7 @@ def test_load_config(tmp_path: Path) -> None:
     assert loaded.config.access_token_ttl == 300
     assert loaded.signing_keys == (tmp_path / "k.pem", tmp_path / "old.pem")
     client = loaded.clients[0]
-    assert client.auth_method == "client_secret_post"
+    assert client.auth_methods == frozenset({"client_secret_post"})
     assert len(client.secret_hashes) == 2
     assert client.effective_default_scopes == frozenset({"a"})
     user = loaded.users[0]

@@ -59,6 +59,12 @@ def build_issuer(base: str, *, alg: str = "RS256", token_format: str = "jwt") ->
                     scopes=frozenset({"items:read", "items:write"}),
                 ),
                 Client("rs", ("rs-secret",), grant_types=frozenset(), introspect=True),
+                Client(
+                    "basic-only",
+                    ("basic-secret",),
+                    scopes=frozenset({"items:read"}),
+                    auth_methods=frozenset({"client_secret_basic"}),
+                ),
             ],
             users=[
                 User("user-1", "alice", ALICE_HASH, scopes=frozenset({"items:read", "items:write"}))
@@ -113,17 +119,17 @@ def test_authlib_client_full_cycle(server: str) -> None:
 
 
 def test_authlib_client_secret_post_is_refused_for_basic_client(server: str) -> None:
-    """CA-6 against a real server: a Basic-registered client using post gets 401."""
+    """CA-4 against a real server: a client restricted to Basic that uses post gets 401."""
     with OAuth2Client(
-        "svc", "svc-secret", token_endpoint_auth_method="client_secret_post"
+        "basic-only", "basic-secret", token_endpoint_auth_method="client_secret_post"
     ) as client:
         response = client.request(
             "POST",
             f"{server}/token",
             data={
                 "grant_type": "client_credentials",
-                "client_id": "svc",
-                "client_secret": "svc-secret",
+                "client_id": "basic-only",
+                "client_secret": "basic-secret",
             },
             withhold_token=True,
         )

@@ -277,11 +277,24 @@ def test_client_secret_post(call: Caller) -> None:
 
 
 def test_post_refused_for_basic_client(call: Caller) -> None:
-    """CA-6/CA-4: a client registered for Basic that sends post credentials -> 401."""
-    form = {**CC, "client_id": "svc", "client_secret": SECRET}
+    """CA-4: a client restricted to client_secret_basic that sends post credentials -> 401."""
+    form = {**CC, "client_id": "basic", "client_secret": "basic-secret"}
     response = call.token(form, auth=None)
     assert response.status == 401
     assert "www-authenticate" in dict(response.headers)
+    assert call.token(CC, auth=("basic", "basic-secret")).status == 200
+
+
+def test_default_client_accepts_both_methods(call: Caller) -> None:
+    """Issue 14: a client without auth_methods may use either advertised method (not both)."""
+    assert call.issuer.metadata["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+    ]
+    form = {**CC, "client_id": "svc", "client_secret": SECRET}
+    assert call.token(form, auth=None).status == 200
+    assert call.token(CC).status == 200
+    assert call.token(form).status == 400  # Basic and post in one request (RFC 6749 §2.3)
 
 
 def test_basic_refused_for_post_client(call: Caller) -> None:
@@ -353,6 +366,8 @@ def test_secret_rotation_with_several_secrets() -> None:
 
 def test_failed_client_auth_is_throttled_per_address(call: Caller) -> None:
     """CA-11: repeated failures from one address -> 429 with Retry-After."""
+    other = Caller(call.issuer, address="198.51.100.7")
+    assert other.token(CC).status == 200  # svc's own address: exempt from svc's delay
     statuses = [call.token(CC, auth=("svc", "wrong")).status for _ in range(25)]
     assert statuses[0] == 401
     assert statuses[-1] == 429
@@ -360,7 +375,6 @@ def test_failed_client_auth_is_throttled_per_address(call: Caller) -> None:
     assert blocked.status == 429
     assert int(dict(blocked.headers)["retry-after"]) >= 1
     assert_no_store(blocked)
-    other = Caller(call.issuer, address="198.51.100.7")
     assert other.token(CC).status == 200
 
 
@@ -429,7 +443,7 @@ def test_storage_failure_is_generic_500(issuer: Issuer, call: Caller) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    issuer.store.failures = boom  # type: ignore[method-assign]
+    issuer.store.read_attempts = boom  # type: ignore[method-assign]
     response = call.token(CC)
     assert response.status == 500
     assert error_of(response) == "server_error"
@@ -444,7 +458,7 @@ def test_store_outage_is_503(issuer: Issuer, call: Caller) -> None:
     def down(*args: object, **kwargs: object) -> None:
         raise StoreUnavailableError("down")
 
-    issuer.store.failures = down  # type: ignore[method-assign]
+    issuer.store.read_attempts = down  # type: ignore[method-assign]
     for response in (call.token(CC), call.revoke("x"), call.request("/introspect", {"token": "x"})):
         assert response.status == 503
         assert error_of(response) == "temporarily_unavailable"

@@ -51,7 +51,7 @@ from scopegate.issuer._errors import (
 from scopegate.issuer._grants import ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant
 from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
 from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
-from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
+from scopegate.issuer._store import AttemptCounter, IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
 from scopegate.issuer._wsgi import create_wsgi_app
 
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from scopegate.issuer._asgi import create_asgi_app
 
 __all__ = [
+    "AttemptCounter",
     "AuthenticatedClient",
     "Client",
     "ClientCredentialsGrant",

@@ -7,6 +7,11 @@ Example::
 
 The issuer core is synchronous (password hashing, Redis calls), so each request runs in
 Starlette's thread pool; the event loop only moves bytes.
+
+Every path goes to :meth:`Issuer.handle`, which matches paths exactly: ``/token/`` is a
+404 like any unknown path. Starlette's slash redirect is off, because a redirect built
+from the client's ``Host`` header would make OAuth clients re-post their credentials to
+another host.
 """
 
 from __future__ import annotations
@@ -86,5 +91,6 @@ def create_asgi_app(issuer: Issuer) -> Starlette:
         response = await run_in_threadpool(issuer.handle, neutral)
         return _to_starlette(response)
 
-    routes = [Route(path, endpoint, methods=_METHODS) for path in issuer.routes]
-    return Starlette(routes=routes)
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
+    app.router.redirect_slashes = False
+    return app

@@ -1,8 +1,13 @@
 """Registered OAuth clients and client authentication (RFC 6749 §2.3).
 
 Only confidential clients exist here: each has one or more secrets (several at once so a
-secret can be rotated, issuer spec CA-9) and exactly one registered authentication method,
-``client_secret_basic`` (the default) or ``client_secret_post`` (RFC 7591 §2).
+secret can be rotated, issuer spec CA-9) and the authentication methods it may use,
+``client_secret_basic`` and ``client_secret_post`` (both by default, as the metadata
+advertises; one request may still use only one, RFC 6749 §2.3).
+
+Authentication is two steps so the endpoints can throttle in between: read the
+credentials (:meth:`ClientAuthenticator.credentials`, cheap), reserve the attempt, then
+verify them (:meth:`ClientAuthenticator.verify`, a hash).
 """
 
 from __future__ import annotations
@@ -15,28 +20,33 @@ import re
 import secrets
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import InitVar, dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import unquote_to_bytes
 
 from cachetools import TTLCache
 
 from scopegate._errors import ConfigurationError
-from scopegate.issuer._errors import InvalidClientError, InvalidRequestError
+from scopegate.issuer._errors import InvalidClientError, InvalidRequestError, SettingError
 from scopegate.issuer._passwords import (
     check_stored,
+    hash_profile,
     is_hashed,
     peppered_digest,
+    typical_profile,
+    verify_dummy,
     verify_secret,
 )
 
 __all__ = [
+    "AUTH_METHODS",
     "CLIENT_SUBJECT_PREFIX",
     "GRANT_TYPES",
     "AuthenticatedClient",
     "Client",
     "ClientAuthenticator",
+    "ClientCredentials",
     "ClientStore",
     "MemoryClientStore",
     "parse_scope",
@@ -44,6 +54,8 @@ __all__ = [
 
 GRANT_TYPES = frozenset({"client_credentials", "password", "refresh_token"})
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+#: The token-endpoint authentication methods (RFC 8414 ``*_auth_methods_supported``).
+AUTH_METHODS: frozenset[str] = frozenset({"client_secret_basic", "client_secret_post"})
 # Client subjects live in their own namespace so a client can never impersonate a user
 # whose id happens to equal a client_id (RFC 9068 §5, RFC 9700 §4.15.1).
 CLIENT_SUBJECT_PREFIX = "client:"
@@ -82,11 +94,17 @@ class Client:
         scopes: Scopes the client may request.
         default_scopes: Granted when the request omits ``scope``; ``None`` means all of
             *scopes*; empty means "scope is required" (RFC 6749 §3.3).
-        auth_method: The one registered token-endpoint authentication method.
+        auth_method: Shorthand for ``auth_methods={auth_method}`` (one method only).
         introspect: May introspect any token (a resource server); otherwise only its own.
         audience: ``aud`` for its access tokens; the issuer-wide audience when ``None``.
         refresh_tokens: Issue refresh tokens for the password grant (RFC 9700 §4.14.2).
         disabled: Authentication always fails.
+        auth_methods: The token-endpoint authentication methods it may use; both by
+            default. Restrict to ``{"client_secret_basic"}`` where post is unwanted
+            (RFC 6749 §2.3.1 calls it NOT RECOMMENDED).
+
+    Raises:
+        ConfigurationError: A value of the wrong type or an unknown grant or method.
     """
 
     client_id: str
@@ -94,13 +112,14 @@ class Client:
     grant_types: frozenset[str] = frozenset({"client_credentials"})
     scopes: frozenset[str] = frozenset()
     default_scopes: frozenset[str] | None = None
-    auth_method: AuthMethod = "client_secret_basic"
+    auth_method: InitVar[AuthMethod | None] = None
     introspect: bool = False
     audience: str | None = None
     refresh_tokens: bool = True
     disabled: bool = False
+    auth_methods: frozenset[str] = AUTH_METHODS
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, auth_method: AuthMethod | None) -> None:
         if (
             not isinstance(self.client_id, str)
             or not 0 < len(self.client_id) <= _MAX_CLIENT_ID
@@ -121,16 +140,33 @@ class Client:
         object.__setattr__(self, "secret_hashes", tuple(stored))
         grants = frozenset(self.grant_types)
         if not grants <= GRANT_TYPES:
-            raise ConfigurationError("unknown grant type in client grant_types")
+            raise SettingError(
+                "grant_types",
+                "grant_types may contain only " + ", ".join(sorted(GRANT_TYPES)),
+            )
         object.__setattr__(self, "grant_types", grants)
         object.__setattr__(self, "scopes", _check_scopes(self.scopes, "client scopes"))
         if self.default_scopes is not None:
             defaults = _check_scopes(self.default_scopes, "client default_scopes")
             if not defaults <= self.scopes:
-                raise ConfigurationError("default_scopes must be a subset of scopes")
+                raise SettingError("default_scopes", "default_scopes must be a subset of scopes")
             object.__setattr__(self, "default_scopes", defaults)
-        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
-            raise ConfigurationError("auth_method must be client_secret_basic or _post")
+        for name in ("introspect", "refresh_tokens", "disabled"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(name, f"{name} must be true or false (a boolean)")
+        if self.audience is not None and not isinstance(self.audience, str):
+            raise SettingError("audience", "audience must be a string")
+        methods = frozenset(self.auth_methods)
+        if auth_method is not None:
+            if methods not in (AUTH_METHODS, frozenset({auth_method})):
+                raise SettingError("auth_methods", "auth_method and auth_methods disagree")
+            methods = frozenset({auth_method})
+        if not methods or not methods <= AUTH_METHODS:
+            raise SettingError(
+                "auth_methods",
+                "auth_methods must list client_secret_basic and/or client_secret_post",
+            )
+        object.__setattr__(self, "auth_methods", methods)
 
     @property
     def subject(self) -> str:
@@ -166,7 +202,7 @@ class MemoryClientStore:
         """The client with this id, or ``None``."""
         return self._clients.get(client_id)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Client]:
         return iter(self._clients.values())
 
 
@@ -175,6 +211,15 @@ class AuthenticatedClient:
     """The outcome of client authentication: the client and the method it used."""
 
     client: Client
+    method: AuthMethod
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """Credentials read from a request, not yet verified."""
+
+    client_id: str
+    secret: str = field(repr=False)
     method: AuthMethod
 
 
@@ -208,8 +253,12 @@ class ClientAuthenticator:
 
     Secrets verified with a slow hash (argon2id, scrypt) are remembered for
     *verified_ttl* seconds as a keyed digest of ``(client_id, stored hash, secret)``, so
-    a busy client pays the slow hash once instead of on every token request; an unknown
-    client still costs one comparison (issuer spec CA-7).
+    a busy client pays the slow hash once instead of on every token request.
+
+    An unknown client id costs what a known one does (issuer spec CA-7): its secret is
+    verified against dummy hashes of the same scheme and parameters as the registered
+    clients' (the most common set at start-up for an iterable store, then that of the
+    last client verified), so response times do not tell which ids exist.
 
     Args:
         clients: The client registry.
@@ -221,12 +270,22 @@ class ClientAuthenticator:
         self._key = secrets.token_bytes(32)
         self._verified: TTLCache[bytes, bool] = TTLCache(maxsize=4096, ttl=verified_ttl)
         self._lock = threading.Lock()
-        self._dummy = peppered_digest(secrets.token_urlsafe(32))
+        registered = iter(clients) if isinstance(clients, Iterable) else iter(())
+        self._profile = typical_profile(client.secret_hashes for client in registered)
 
     def authenticate(
         self, authorization: str | None, form: Mapping[str, str]
     ) -> AuthenticatedClient:
-        """Identify and authenticate the calling client.
+        """Identify and authenticate the calling client (no throttling).
+
+        Raises:
+            InvalidRequestError: See :meth:`credentials`.
+            InvalidClientError: Anything that is not a valid credential.
+        """
+        return self.verify(self.credentials(authorization, form))
+
+    def credentials(self, authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
+        """Read the client's credentials from the request, without verifying them.
 
         Args:
             authorization: The ``Authorization`` header value, if any.
@@ -235,7 +294,7 @@ class ClientAuthenticator:
         Raises:
             InvalidRequestError: More than one method, or Basic and body ids differ
                 (RFC 6749 §2.3).
-            InvalidClientError: Anything else that is not a valid credential.
+            InvalidClientError: No credentials, client_id alone, malformed Basic.
         """
         body_id = form.get("client_id")
         body_secret = form.get("client_secret")
@@ -251,23 +310,31 @@ class ClientAuthenticator:
             client_id, secret = parse_basic(authorization)
             if body_id is not None and body_id != client_id:
                 raise InvalidRequestError("The client_id does not match the credentials")
-            method: AuthMethod = "client_secret_basic"
-        elif body_id is not None and body_secret is not None:
-            client_id, secret, method = body_id, body_secret, "client_secret_post"
-        else:
-            # No credentials at all, or client_id alone ("none"): confidential clients
-            # only (RFC 6749 §3.2.1).
-            raise InvalidClientError()
-        client = self._clients.get_client(client_id) if client_id else None
+            return ClientCredentials(client_id, secret, "client_secret_basic")
+        if body_id is not None and body_secret is not None:
+            return ClientCredentials(body_id, body_secret, "client_secret_post")
+        # No credentials at all, or client_id alone ("none"): confidential clients only
+        # (RFC 6749 §3.2.1).
+        raise InvalidClientError()
+
+    def verify(self, credentials: ClientCredentials) -> AuthenticatedClient:
+        """Check the credentials against the registry (the expensive step).
+
+        Raises:
+            InvalidClientError: Unknown client, wrong secret, disabled client, or a
+                method the client may not use; one answer for all (CA-7).
+        """
+        client = self._clients.get_client(credentials.client_id) if credentials.client_id else None
         if client is None:
-            verify_secret(self._dummy, secret)
+            verify_dummy(self._profile, credentials.secret)
             raise InvalidClientError()
-        ok = self._check(client, secret)
-        if not ok or client.disabled or client.auth_method != method:
+        ok = self._check(client, credentials.secret)
+        if not ok or client.disabled or credentials.method not in client.auth_methods:
             raise InvalidClientError()
-        return AuthenticatedClient(client, method)
+        return AuthenticatedClient(client, credentials.method)
 
     def _check(self, client: Client, secret: str) -> bool:
+        self._profile = tuple(hash_profile(stored) for stored in client.secret_hashes)
         for stored in client.secret_hashes:
             if stored.startswith("$hmac-sha256$"):
                 if verify_secret(stored, secret):

@@ -23,26 +23,109 @@
     password = "..."
     scopes = ["items:read"]
 
-Unknown keys are refused so a typo cannot silently weaken a setting.
+Every value is checked against its type (TOML has booleans: ``"false"`` is a string,
+and ``bool("false")`` is true), and unknown keys are refused, so a typo cannot silently
+weaken a setting. Errors name the file, the line, the table (client id or username) and
+the bad value, but never the value of a secret, a password or the Redis URL.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import re
 import tomllib
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
 from scopegate.issuer._clients import Client
+from scopegate.issuer._errors import SettingError
 from scopegate.issuer._users import User, stable_user_id
 
-__all__ = ["IssuerConfig", "LoadedConfig", "load_config"]
+__all__ = ["IssuerConfig", "LoadedConfig", "check_type", "load_config"]
 
 MAX_ACCESS_TOKEN_TTL = 3600
+
+
+# -- value types -----------------------------------------------------------------------
+# A kind is "boolean", "integer", "number", "string", "list of strings", or a tuple of
+# the strings allowed (a choice). One table per place a value can appear; the dataclass
+# annotations give IssuerConfig's, so a field and its check cannot drift apart.
+Kind = str | tuple[str, ...]
+
+
+def _expected(kind: Kind) -> str:
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(json.dumps(choice) for choice in kind)
+    return {
+        "boolean": "true or false (a TOML boolean)",
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "list of strings": "a list of strings",
+    }[kind]
+
+
+def _fits(kind: Kind, value: Any) -> bool:
+    if isinstance(kind, tuple):
+        return isinstance(value, str) and value in kind
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if kind == "string":
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _shown(value: Any, secret: bool) -> str:
+    """How a bad value is quoted in an error: its TOML type, and the value unless secret."""
+    if isinstance(value, bool):
+        what, text = "the boolean", "true" if value else "false"
+    elif isinstance(value, int):
+        what, text = "the integer", str(value)
+    elif isinstance(value, float):
+        what, text = "the number", repr(value)
+    elif isinstance(value, str):
+        what, text = "the string", json.dumps(value if len(value) <= 60 else value[:57] + "...")
+    elif isinstance(value, list):
+        what, text = "a list", ""
+    elif isinstance(value, dict):
+        what, text = "a table", ""
+    else:
+        what, text = "a date or time", ""
+    if secret:
+        return f"{what} (value not shown)"
+    return f"{what} {text}".rstrip()
+
+
+def check_type(name: str, kind: Kind, value: Any, *, secret: bool = False) -> None:
+    """Raise :class:`SettingError` unless *value* is of *kind*.
+
+    Args:
+        name: The setting, for the message.
+        kind: See :data:`Kind`.
+        value: The value to check.
+        secret: Never show the value (secrets, passwords, URLs with credentials).
+    """
+    if not _fits(kind, value):
+        raise SettingError(name, f"{name} must be {_expected(kind)}, not {_shown(value, secret)}")
+
+
+def _kind_of(annotation: Any) -> Kind:
+    if typing.get_origin(annotation) is Literal:
+        return tuple(str(arg) for arg in typing.get_args(annotation))
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}[annotation]
 
 
 def _is_loopback(host: str) -> bool:
@@ -83,6 +166,19 @@ class IssuerConfig:
         failure_window: Seconds after the last failure when a counter is forgotten.
         address_max_failures: Failed authentications (client or user) from one client
             address before that address gets 429 with backoff.
+        client_max_failures: Failed authentications for one client id (from anywhere)
+            before further attempts for it wait: 1 s, doubling with each failure.
+        client_backoff_max: Longest wait in seconds for one client id. There is no
+            lockout per client id: anyone may know it, so it must not lock a service
+            out; addresses the client authenticated from are exempt.
+        lookup_max_misses: Unknown or inactive tokens one client may look up at the
+            introspection (or revocation) endpoint before it gets 429 (RFC 7662 §4:
+            token scanning). Lookups of live tokens are never counted.
+        lookup_window: Seconds after the last miss until the lookup budget is full again.
+
+    Raises:
+        ConfigurationError: A value of the wrong type (a string for a boolean...) or an
+            unsafe or inconsistent one.
     """
 
     issuer: str
@@ -101,41 +197,54 @@ class IssuerConfig:
     lockout_failures: int = 100
     failure_window: float = 12 * 3600
     address_max_failures: int = 20
+    client_max_failures: int = 20
+    client_backoff_max: float = 60
+    lookup_max_misses: int = 300
+    lookup_window: float = 60
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.issuer) if isinstance(self.issuer, str) else None
-        if parts is None or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigurationError("issuer must be an absolute URL without query or fragment")
+        for name, kind in _SETTING_KINDS.items():
+            check_type(name, kind, getattr(self, name))
+        parts = urlsplit(self.issuer)
+        if not parts.hostname or parts.query or parts.fragment:
+            raise SettingError("issuer", "issuer must be an absolute URL without query or fragment")
         if "?" in self.issuer or "#" in self.issuer:
-            raise ConfigurationError("issuer must be an absolute URL without query or fragment")
+            raise SettingError("issuer", "issuer must be an absolute URL without query or fragment")
         if parts.scheme == "http":
             if not (self.insecure_dev_mode or _is_loopback(parts.hostname)):
-                raise ConfigurationError(
-                    "issuer must use https (RFC 8414 2); set insecure_dev_mode for plain http"
+                raise SettingError(
+                    "issuer",
+                    "issuer must use https (RFC 8414 2); set insecure_dev_mode for plain http",
                 )
         elif parts.scheme != "https":
-            raise ConfigurationError("issuer must use https")
-        if not isinstance(self.audience, str) or not self.audience:
-            raise ConfigurationError("audience must be a non-empty string")
-        if self.token_format not in ("jwt", "opaque"):
-            raise ConfigurationError("token_format must be 'jwt' or 'opaque'")
-        for name in ("access_token_ttl", "refresh_token_ttl", "refresh_token_idle_ttl"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigurationError(f"{name} must be a positive integer")
+            raise SettingError("issuer", "issuer must use https")
+        if not self.audience:
+            raise SettingError("audience", "audience must be a non-empty string")
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise SettingError(name, f"{name} must be positive")
         if self.access_token_ttl > MAX_ACCESS_TOKEN_TTL and not self.allow_long_lived_tokens:
-            raise ConfigurationError(
-                "access_token_ttl above 3600 s needs allow_long_lived_tokens (RFC 6750 5.3)"
+            raise SettingError(
+                "access_token_ttl",
+                "access_token_ttl above 3600 s needs allow_long_lived_tokens (RFC 6750 5.3)",
             )
         if self.max_body_bytes < 1024:
-            raise ConfigurationError("max_body_bytes must be at least 1024")
-        if min(self.user_max_failures, self.address_max_failures, self.lockout_failures) < 1:
-            raise ConfigurationError("failure thresholds must be positive")
+            raise SettingError("max_body_bytes", "max_body_bytes must be at least 1024")
 
     @property
     def insecure_transport(self) -> bool:
         """Whether the issuer URL is plain ``http``."""
         return self.issuer.startswith("http:")
+
+
+_HINTS = typing.get_type_hints(IssuerConfig)
+#: The type of every IssuerConfig field, from its annotation.
+_SETTING_KINDS: dict[str, Kind] = {f.name: _kind_of(_HINTS[f.name]) for f in fields(IssuerConfig)}
+_POSITIVE = tuple(
+    name
+    for name, kind in _SETTING_KINDS.items()
+    if kind in ("integer", "number") and name != "max_body_bytes"
+)
 
 
 @dataclass(frozen=True)
@@ -150,96 +259,190 @@ class LoadedConfig:
     redis_url: str | None = field(default=None, repr=False)
 
 
-_TOP_KEYS = {
-    "issuer",
-    "audience",
-    "token_format",
-    "access_token_ttl",
-    "refresh_token_ttl",
-    "refresh_token_idle_ttl",
-    "allow_password_grant",
-    "insecure_dev_mode",
-    "allow_long_lived_tokens",
-    "max_body_bytes",
-    "user_max_failures",
-    "backoff_base",
-    "backoff_max",
-    "lockout_failures",
-    "failure_window",
-    "address_max_failures",
-    "signing_key",
-    "previous_signing_keys",
-    "next_signing_key",
-    "redis_url",
-    "clients",
-    "users",
+# Top-level keys that are not IssuerConfig fields, and the keys of each table.
+_FILE_KINDS: dict[str, Kind] = {
+    "signing_key": "string",
+    "previous_signing_keys": "list of strings",
+    "next_signing_key": "string",
+    "redis_url": "string",
 }
-_CLIENT_KEYS = {
-    "id",
-    "secret",
-    "secrets",
-    "grant_types",
-    "scopes",
-    "default_scopes",
-    "token_endpoint_auth_method",
-    "introspect",
-    "audience",
-    "refresh_tokens",
-    "disabled",
+_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+_CLIENT_KINDS: dict[str, Kind] = {
+    "id": "string",
+    "secret": "string",
+    "secrets": "list of strings",
+    "grant_types": "list of strings",
+    "scopes": "list of strings",
+    "default_scopes": "list of strings",
+    "auth_methods": "list of strings",
+    "token_endpoint_auth_method": _AUTH_METHODS,
+    "introspect": "boolean",
+    "audience": "string",
+    "refresh_tokens": "boolean",
+    "disabled": "boolean",
 }
-_USER_KEYS = {"username", "password", "id", "scopes", "default_scopes", "disabled"}
+_USER_KINDS: dict[str, Kind] = {
+    "username": "string",
+    "password": "string",
+    "id": "string",
+    "scopes": "list of strings",
+    "default_scopes": "list of strings",
+    "disabled": "boolean",
+}
+# Values never repeated in an error message.
+_SECRET_KEYS = frozenset({"secret", "secrets", "password", "redis_url"})
+_TABLES = ("clients", "users")
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = set(table) - allowed
-    if unknown:
-        raise ConfigurationError(f"unknown setting(s) in {where}: {', '.join(sorted(unknown))}")
+class _Source:
+    """The configuration text, to find the line of a key (tomllib gives no positions).
+
+    Best effort: a key is found on a line ``key = ...`` (bare or quoted) in the right
+    table; keys inside inline tables or multi-line values may not be found, and the
+    message then names the table without a line.
+    """
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?")
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        # (table name or "" for the top level, occurrence index, header line, key lines)
+        self._sections: list[tuple[str, int, int, dict[str, int]]] = [("", 0, 0, {})]
+        seen: dict[str, int] = {}
+        key_line = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""")
+        for number, line in enumerate(text.splitlines(), 1):
+            header = self._HEADER.match(line)
+            if header:
+                name = header.group(1).strip().strip("\"'")
+                index = seen.get(name, 0)
+                seen[name] = index + 1
+                self._sections.append((name, index, number, {}))
+                continue
+            match = key_line.match(line)
+            if match:
+                key = next(group for group in match.groups() if group)
+                self._sections[-1][3].setdefault(key, number)
+
+    def line(self, key: str | None, table: str = "", index: int = 0) -> int | None:
+        """The line of *key* in the *index*-th ``[[table]]`` (or its header line)."""
+        for name, occurrence, header, keys in self._sections:
+            if name == table and occurrence == index:
+                if key is None:
+                    return header or None
+                return keys.get(key, header or None)
+        return None
+
+    def error(self, message: str, line: int | None, where: str = "") -> ConfigurationError:
+        """A :class:`ConfigurationError` saying ``FILE:LINE: [[table]] "id": message``."""
+        place = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigurationError(f"{place}: {where + ': ' if where else ''}{message}")
 
 
-def _str_list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigurationError(f"{where} must be a list of strings")
-    return value
+def _check_table(
+    source: _Source,
+    table: Mapping[str, Any],
+    kinds: Mapping[str, Kind],
+    *,
+    name: str = "",
+    index: int = 0,
+    where: str = "",
+) -> None:
+    """Refuse unknown keys and values of the wrong type, naming file, line and table."""
+    for key, value in table.items():
+        line = source.line(key, name, index)
+        if key not in kinds:
+            what = f"[[{name}]]" if name else "the top level"
+            raise source.error(
+                f"unknown setting {json.dumps(key)} (settings allowed in {what}: "
+                f"{', '.join(sorted(kinds))})",
+                line,
+                where,
+            )
+        try:
+            check_type(key, kinds[key], value, secret=key in _SECRET_KEYS)
+        except SettingError as exc:
+            raise source.error(str(exc), line, where) from None
 
 
-def _client(table: Mapping[str, Any]) -> Client:
-    _check_keys(table, _CLIENT_KEYS, "[[clients]]")
-    if "id" not in table:
-        raise ConfigurationError("every [[clients]] entry needs an id")
-    if ("secret" in table) == ("secrets" in table):
-        raise ConfigurationError("a client needs exactly one of secret or secrets")
-    secrets = [table["secret"]] if "secret" in table else _str_list(table["secrets"], "secrets")
-    defaults = table.get("default_scopes")
-    return Client(
-        client_id=table["id"],
-        secret_hashes=tuple(secrets),
-        grant_types=frozenset(
-            _str_list(table.get("grant_types", ["client_credentials"]), "grant_types")
-        ),
-        scopes=frozenset(_str_list(table.get("scopes", []), "scopes")),
-        default_scopes=None if defaults is None else frozenset(_str_list(defaults, "scopes")),
-        auth_method=table.get("token_endpoint_auth_method", "client_secret_basic"),
-        introspect=bool(table.get("introspect", False)),
-        audience=table.get("audience"),
-        refresh_tokens=bool(table.get("refresh_tokens", True)),
-        disabled=bool(table.get("disabled", False)),
+def _where(kind: str, table: Mapping[str, Any], label: str, index: int) -> str:
+    value = table.get(label)
+    return (
+        f"[[{kind}]] {json.dumps(value)}" if isinstance(value, str) else f"[[{kind}]] #{index + 1}"
     )
 
 
-def _user(table: Mapping[str, Any], issuer: str) -> User:
-    _check_keys(table, _USER_KEYS, "[[users]]")
+def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
+    where = _where("clients", table, "id", index)
+    _check_table(source, table, _CLIENT_KINDS, name="clients", index=index, where=where)
+    header = source.line(None, "clients", index)
+    if "id" not in table:
+        raise source.error("every [[clients]] entry needs an id", header, where)
+    if ("secret" in table) == ("secrets" in table):
+        raise source.error("a client needs exactly one of secret or secrets", header, where)
+    if "auth_methods" in table and "token_endpoint_auth_method" in table:
+        raise source.error(
+            "use auth_methods or token_endpoint_auth_method, not both",
+            source.line("auth_methods", "clients", index),
+            where,
+        )
+    secrets = [table["secret"]] if "secret" in table else table["secrets"]
+    defaults = table.get("default_scopes")
+    extra: dict[str, Any] = {}
+    if "auth_methods" in table:
+        extra["auth_methods"] = frozenset(table["auth_methods"])
+    elif "token_endpoint_auth_method" in table:  # the RFC 7591 name, one method only
+        extra["auth_methods"] = frozenset({table["token_endpoint_auth_method"]})
+    try:
+        return Client(
+            client_id=table["id"],
+            secret_hashes=tuple(secrets),
+            grant_types=frozenset(table.get("grant_types", ["client_credentials"])),
+            scopes=frozenset(table.get("scopes", [])),
+            default_scopes=None if defaults is None else frozenset(defaults),
+            introspect=table.get("introspect", False),
+            audience=table.get("audience"),
+            refresh_tokens=table.get("refresh_tokens", True),
+            disabled=table.get("disabled", False),
+            **extra,
+        )
+    except SettingError as exc:
+        raise source.error(str(exc), source.line(exc.setting, "clients", index), where) from None
+    except ConfigurationError as exc:
+        raise source.error(str(exc), header, where) from None
+
+
+def _user(source: _Source, table: Mapping[str, Any], index: int, issuer: str) -> User:
+    where = _where("users", table, "username", index)
+    _check_table(source, table, _USER_KINDS, name="users", index=index, where=where)
+    header = source.line(None, "users", index)
     username, password = table.get("username"), table.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not password:
-        raise ConfigurationError("every [[users]] entry needs a username and a password")
+    if not username or not password:
+        raise source.error("every [[users]] entry needs a username and a password", header, where)
     defaults = table.get("default_scopes")
     return User(
         subject=str(table.get("id") or stable_user_id(issuer, username)),
         username=username,
         password_hash=password,
-        scopes=frozenset(_str_list(table.get("scopes", []), "scopes")),
-        default_scopes=None if defaults is None else frozenset(_str_list(defaults, "scopes")),
-        disabled=bool(table.get("disabled", False)),
+        scopes=frozenset(table.get("scopes", [])),
+        default_scopes=None if defaults is None else frozenset(defaults),
+        disabled=table.get("disabled", False),
     )
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{file}: configuration file not found") from None
+    except PermissionError:
+        raise ConfigurationError(f"{file}: permission denied reading the file") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{file}: is a directory, not a configuration file") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{file}: not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(f"{file}: cannot read the file ({reason})") from None
 
 
 def load_config(path: str | Path, *, default_issuer: str | None = None) -> LoadedConfig:
@@ -253,68 +456,61 @@ def load_config(path: str | Path, *, default_issuer: str | None = None) -> Loade
         The validated :class:`LoadedConfig`.
 
     Raises:
-        ConfigurationError: The file is unreadable, not TOML, or has invalid settings.
+        ConfigurationError: The file is missing, unreadable or not TOML (the message
+            says which, with tomllib's line and column), or a setting is unknown, of the
+            wrong type or invalid (the message names the file, line and table).
     """
     file = Path(path)
+    text = _read(file)
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError("cannot read the issuer configuration file") from exc
-    _check_keys(data, _TOP_KEYS, "the configuration file")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{file}: TOML syntax error: {exc}") from None
+    source = _Source(file, text)
+    for name in _TABLES:
+        value = data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise source.error(
+                f"{name} must be an array of tables: write [[{name}]] above each entry",
+                source.line(name) or source.line(None, name),
+            )
+    top = {key: value for key, value in data.items() if key not in _TABLES}
+    _check_table(source, top, {**_SETTING_KINDS, **_FILE_KINDS})
     issuer = data.get("issuer", default_issuer)
-    if not isinstance(issuer, str):
-        raise ConfigurationError("issuer is required")
-    settings = {
-        key: data[key]
-        for key in _TOP_KEYS
-        - {
-            "issuer",
-            "signing_key",
-            "previous_signing_keys",
-            "next_signing_key",
-            "redis_url",
-            "clients",
-            "users",
-        }
-        if key in data
-    }
+    if issuer is None:
+        raise source.error("issuer is required", None)
+    settings = {key: value for key, value in top.items() if key in _SETTING_KINDS}
     settings.setdefault("audience", "")
+    settings["issuer"] = issuer
     try:
-        config = IssuerConfig(issuer=issuer, **settings)
-    except TypeError as exc:  # pragma: no cover - keys are filtered above
-        raise ConfigurationError("invalid issuer settings") from exc
-    clients = data.get("clients", [])
-    users = data.get("users", [])
-    if not isinstance(clients, list) or not isinstance(users, list):
-        raise ConfigurationError("clients and users must be arrays of tables")
+        config = IssuerConfig(**settings)
+    except SettingError as exc:
+        raise source.error(str(exc), source.line(exc.setting)) from None
     base = file.parent
 
-    def key_path(value: Any, where: str) -> Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"{where} must be a file path")
+    def key_path(value: str) -> Path:
         candidate = Path(value)
         return candidate if candidate.is_absolute() else base / candidate
 
     keys: list[Path] = []
     if "signing_key" in data:
-        keys.append(key_path(data["signing_key"], "signing_key"))
-    for item in data.get("previous_signing_keys", []):
-        keys.append(key_path(item, "previous_signing_keys"))
-    next_key = (
-        key_path(data["next_signing_key"], "next_signing_key")
-        if "next_signing_key" in data
-        else None
-    )
+        keys.append(key_path(data["signing_key"]))
+    keys += [key_path(item) for item in data.get("previous_signing_keys", [])]
+    next_key = key_path(data["next_signing_key"]) if "next_signing_key" in data else None
     if "previous_signing_keys" in data and "signing_key" not in data:
-        raise ConfigurationError("previous_signing_keys needs signing_key")
-    redis_url = data.get("redis_url")
-    if redis_url is not None and not isinstance(redis_url, str):
-        raise ConfigurationError("redis_url must be a string")
+        raise source.error(
+            "previous_signing_keys needs signing_key", source.line("previous_signing_keys")
+        )
+    for name in ("signing_key", "next_signing_key"):
+        if data.get(name) == "":
+            raise source.error(f"{name} must be a file path", source.line(name))
     return LoadedConfig(
         config=config,
-        clients=tuple(_client(c) for c in clients),
-        users=tuple(_user(u, config.issuer) for u in users),
+        clients=tuple(_client(source, c, i) for i, c in enumerate(data.get("clients", []))),
+        users=tuple(
+            _user(source, u, i, config.issuer) for i, u in enumerate(data.get("users", []))
+        ),
         signing_keys=tuple(keys),
         next_signing_key=next_key,
-        redis_url=redis_url,
+        redis_url=data.get("redis_url"),
     )

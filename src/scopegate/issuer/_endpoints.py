@@ -9,6 +9,11 @@ Request rules shared by the token, introspection and revocation endpoints (RFC 6
 (``application/x-www-form-urlencoded``, optional ``charset=utf-8``), no query string
 (credentials must never travel in the URL), every parameter at most once, empty values
 treated as absent, strict UTF-8, and a size cap.
+
+Brute-force counters (:mod:`scopegate.issuer._throttle`) are consulted here, in the
+core: an attempt is reserved on the client address's and the client id's counters before
+a client secret is hashed, and on the caller's lookup budget before an introspection or
+revocation looks a token up. Adapters only translate the resulting 429.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from scopegate.issuer._errors import (
     UnsupportedGrantTypeError,
     no_store_headers,
 )
-from scopegate.issuer._grants import Grant, GrantRequest, Throttle
+from scopegate.issuer._grants import Grant, GrantRequest
 from scopegate.issuer._store import IssuerStore, token_hash
+from scopegate.issuer._throttle import Limit, Limits, Reservation, Throttle, Throttled
 from scopegate.issuer._tokens import TokenFactory, TokenInfo
 
 __all__ = [
@@ -158,18 +164,20 @@ def parse_form(request: HTTPRequest, max_body: int) -> dict[str, str]:
 
 
 class _FormEndpoint:
-    """Shared plumbing: parsing, address throttling, client auth, error rendering."""
+    """Shared plumbing: parsing, throttling, client auth, error rendering."""
 
     def __init__(
         self,
         config: IssuerConfig,
         authenticator: ClientAuthenticator,
-        address_throttle: Throttle,
+        throttle: Throttle,
+        limits: Limits,
         clock: Callable[[], float],
     ) -> None:
         self._config = config
         self._auth = authenticator
-        self._address_throttle = address_throttle
+        self._throttle = throttle
+        self._limits = limits
         self._clock = clock
         self._realm = config.issuer
 
@@ -180,8 +188,10 @@ class _FormEndpoint:
         except OAuthError as exc:
             rendered = exc.to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
-        except StoreUnavailableError:
-            logger.error("issuer state store unavailable", exc_info=True)
+        except StoreUnavailableError as exc:
+            # One line per failed request: an outage must not bury the log in
+            # tracebacks. The store's message names the server, never its password.
+            logger.error("issuer state store unavailable, answered 503: %s", exc)
             rendered = TemporarilyUnavailableError(retry_after=5).to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
         except Exception:
@@ -193,20 +203,46 @@ class _FormEndpoint:
         raise NotImplementedError
 
     def _check_address(self, request: HTTPRequest, now: float) -> str:
-        key = Throttle.key("addr", request.client_address or "-")
-        wait = self._address_throttle.wait(key, now)
+        """429 early for an address that is waiting, before any parsing."""
+        key = self._limits.address.key(request.client_address or "-")
+        wait = self._throttle.wait(self._limits.address, key, now)
         if wait > 0:
-            raise TooManyRequestsError(retry_after=int(wait) + 1)
+            raise TooManyRequestsError(retry_after=wait)
         return key
+
+    def _reserve(
+        self, slots: list[tuple[Limit, str]], now: float, description: str | None = None
+    ) -> Reservation:
+        try:
+            return self._throttle.reserve(slots, now)
+        except Throttled as refused:
+            raise TooManyRequestsError(description, retry_after=refused.retry_after) from None
 
     def _authenticate(
         self, request: HTTPRequest, form: Mapping[str, str], address_key: str, now: float
     ) -> AuthenticatedClient:
+        """Authenticate the client, counting the attempt before its secret is hashed.
+
+        Counters: the address always; the client id too, unless the client has already
+        authenticated from this address (a known address is exempt from the per-client
+        delay, so an attacker elsewhere cannot lock the client out).
+        """
+        limits = self._limits
+        address = request.client_address
         try:
-            return self._auth.authenticate(request.header("authorization"), form)
+            credentials = self._auth.credentials(request.header("authorization"), form)
         except InvalidClientError:
-            self._address_throttle.fail(address_key, now)
-            raise
+            with self._reserve([(limits.address, address_key)], now):
+                raise  # no usable credentials: counted as a failure of the address
+        slots = [(limits.address, address_key)]
+        known = self._throttle.is_known(credentials.client_id, address, now)
+        if not known:
+            slots.append((limits.client, limits.client.key(credentials.client_id)))
+        with self._reserve(slots, now) as attempt:
+            authenticated = self._auth.verify(credentials)
+            attempt.succeeded()
+        self._throttle.remember(credentials.client_id, address, limits.known_address_ttl, now)
+        return authenticated
 
 
 class TokenEndpoint(_FormEndpoint):
@@ -220,11 +256,12 @@ class TokenEndpoint(_FormEndpoint):
         self,
         config: IssuerConfig,
         authenticator: ClientAuthenticator,
-        address_throttle: Throttle,
+        throttle: Throttle,
+        limits: Limits,
         clock: Callable[[], float],
         grants: Mapping[str, Grant],
     ) -> None:
-        super().__init__(config, authenticator, address_throttle, clock)
+        super().__init__(config, authenticator, throttle, limits, clock)
         self._grants = dict(grants)
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
@@ -243,19 +280,36 @@ class TokenEndpoint(_FormEndpoint):
         return _json_response(200, body, no_store_headers())
 
 
+_TOO_MANY_LOOKUPS = "Too many lookups of unknown or inactive tokens; retry later"
+
+
 class _TokenLookup(_FormEndpoint):
+    # Each endpoint has its own budget per caller ("introspect", "revoke").
+    budget = ""
+
     def __init__(
         self,
         config: IssuerConfig,
         authenticator: ClientAuthenticator,
-        address_throttle: Throttle,
+        throttle: Throttle,
+        limits: Limits,
         clock: Callable[[], float],
         tokens: TokenFactory,
         store: IssuerStore,
     ) -> None:
-        super().__init__(config, authenticator, address_throttle, clock)
+        super().__init__(config, authenticator, throttle, limits, clock)
         self._tokens = tokens
         self._store = store
+
+    def _lookup_attempt(self, caller: AuthenticatedClient, now: float) -> Reservation:
+        """Reserve one lookup on the caller's budget (RFC 7662 §4: token scanning).
+
+        The caller settles it: a live token of its own gives it back; an unknown,
+        inactive or hidden one keeps it counted.
+        """
+        limit = self._limits.lookup
+        key = limit.key(f"{self.budget}\0{caller.client.client_id}")
+        return self._reserve([(limit, key)], now, _TOO_MANY_LOOKUPS)
 
     def _request(
         self, request: HTTPRequest, now: float
@@ -299,10 +353,21 @@ class IntrospectionEndpoint(_TokenLookup):
     exactly ``{"active": false}``.
     """
 
+    budget = "introspect"
+
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
         caller, token, hint = self._request(request, now)
+        with self._lookup_attempt(caller, now) as attempt:
+            payload = self._introspect(caller, token, hint, now)
+            if payload["active"]:
+                attempt.succeeded()
+        return _json_response(200, payload, no_store_headers())
+
+    def _introspect(
+        self, caller: AuthenticatedClient, token: str, hint: str | None, now: float
+    ) -> dict[str, Any]:
         found = self._lookup(token, hint, now)
-        inactive = _json_response(200, {"active": False}, no_store_headers())
+        inactive: dict[str, Any] = {"active": False}
         if found is None:
             return inactive
         kind, item = found
@@ -314,7 +379,7 @@ class IntrospectionEndpoint(_TokenLookup):
                 or (now >= item.idle_expires_at)
             ):
                 return inactive
-            payload: dict[str, Any] = {
+            return {
                 "active": True,
                 "scope": " ".join(item.scopes),
                 "client_id": item.client_id,
@@ -324,11 +389,10 @@ class IntrospectionEndpoint(_TokenLookup):
                 "iss": self._config.issuer,
                 "token_type": "refresh_token",
             }
-            return _json_response(200, payload, no_store_headers())
         info: TokenInfo = item
         if not client.introspect and info.client_id != client.client_id:
             return inactive
-        payload = {
+        payload: dict[str, Any] = {
             "active": True,
             "scope": " ".join(info.scopes),
             "client_id": info.client_id,
@@ -342,7 +406,7 @@ class IntrospectionEndpoint(_TokenLookup):
         }
         if info.username is not None:
             payload["username"] = info.username
-        return _json_response(200, payload, no_store_headers())
+        return payload
 
 
 class RevocationEndpoint(_TokenLookup):
@@ -355,15 +419,21 @@ class RevocationEndpoint(_TokenLookup):
     that verify JWTs locally keep accepting it until ``exp``).
     """
 
+    budget = "revoke"
+
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
         caller, token, hint = self._request(request, now)
-        found = self._lookup(token, hint, now)
         ok = _json_response(200, {}, no_store_headers())
-        if found is None:
-            return ok
-        kind, item = found
-        if item.client_id != caller.client.client_id:
-            raise InvalidGrantError("The token was issued to another client")
+        # RFC 7009 §5: the same counter-measures as the token endpoint. "Unknown" and
+        # "another client's" answers are what scanning learns from, so they count.
+        with self._lookup_attempt(caller, now) as attempt:
+            found = self._lookup(token, hint, now)
+            if found is None:
+                return ok
+            kind, item = found
+            if item.client_id != caller.client.client_id:
+                raise InvalidGrantError("The token was issued to another client")
+            attempt.succeeded()
         if kind == "refresh_token":
             self._store.revoke_family(item.family_id, now)
         elif item.opaque_key is not None:

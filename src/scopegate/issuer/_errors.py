@@ -17,6 +17,8 @@ sent with ``Cache-Control: no-store`` and ``Pragma: no-cache``. The hierarchy::
         ├── TemporarilyUnavailableError 503 ``temporarily_unavailable`` + ``Retry-After``
         └── ServerError                 500 ``server_error``
     StoreUnavailableError               the state store cannot be reached (-> 503)
+    ConfigurationError
+    └── SettingError                    one named setting is wrong (load_config adds the line)
 
 Descriptions are fixed texts chosen here; request input (grant type, scope, client id,
 username) is never echoed back (issuer spec ER-2).
@@ -25,9 +27,15 @@ username) is never echoed back (issuer spec ER-2).
 from __future__ import annotations
 
 import json
+import math
 from typing import ClassVar
 
-from scopegate._errors import HTTPResponse, ScopegateError, quote_challenge_value
+from scopegate._errors import (
+    ConfigurationError,
+    HTTPResponse,
+    ScopegateError,
+    quote_challenge_value,
+)
 
 __all__ = [
     "InvalidClientError",
@@ -37,6 +45,7 @@ __all__ = [
     "OAuthError",
     "RequestTooLargeError",
     "ServerError",
+    "SettingError",
     "StoreUnavailableError",
     "TemporarilyUnavailableError",
     "TooManyRequestsError",
@@ -57,6 +66,18 @@ _NO_STORE = (
 def no_store_headers() -> tuple[tuple[str, str], ...]:
     """The RFC 6749 §5.1 header set sent on every token-endpoint response."""
     return _NO_STORE
+
+
+class SettingError(ConfigurationError):
+    """One setting is wrong; :func:`~scopegate.issuer.load_config` adds file and line.
+
+    Attributes:
+        setting: The setting's name (the TOML key).
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class StoreUnavailableError(ScopegateError):
@@ -148,16 +169,16 @@ class InvalidScopeError(OAuthError):
 
 
 class _RetryAfterError(OAuthError):
-    def __init__(self, description: str | None = None, *, retry_after: int = 1) -> None:
+    def __init__(self, description: str | None = None, *, retry_after: float = 1) -> None:
         super().__init__(description)
-        self.retry_after = max(1, int(retry_after))
+        self.retry_after = max(1, math.ceil(retry_after))
 
     def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
         return (("retry-after", str(self.retry_after)),)
 
 
 class TooManyRequestsError(_RetryAfterError):
-    """429 with ``Retry-After``: this client address failed too often (brute force)."""
+    """429 with ``Retry-After``: too many failed attempts (brute force) or token lookups."""
 
     status = 429
     error = "temporarily_unavailable"

@@ -7,11 +7,9 @@ issuer spec PW-6) and returns the RFC 6749 §5.1 response members.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,13 +23,17 @@ from scopegate.issuer._errors import (
 )
 from scopegate.issuer._passwords import (
     MAX_SECRET_BYTES,
+    hash_profile,
     hash_secret,
     needs_rehash,
+    typical_profile,
+    verify_dummy,
     verify_secret,
 )
 from scopegate.issuer._store import IssuerStore, RefreshTokenRecord, token_hash
+from scopegate.issuer._throttle import Limits, Throttle, Throttled
 from scopegate.issuer._tokens import IssuedAccessToken, TokenFactory
-from scopegate.issuer._users import UserStore
+from scopegate.issuer._users import User, UserStore
 
 __all__ = [
     "ClientCredentialsGrant",
@@ -39,7 +41,6 @@ __all__ = [
     "GrantRequest",
     "PasswordGrant",
     "RefreshTokenGrant",
-    "Throttle",
     "resolve_scope",
 ]
 
@@ -102,74 +103,6 @@ def _response(
     if refresh is not None:
         body["refresh_token"] = refresh
     return body
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    # Verified for unknown or locked users so they cost what a real check costs (PW-9).
-    return hash_secret(secrets.token_urlsafe(16))
-
-
-class Throttle:
-    """Consecutive-failure counters with exponential backoff, then a lockout window.
-
-    After *threshold* failures a key waits ``min(base * 2**(k - threshold), max)``
-    seconds; after *lockout* failures it waits until the counter is forgotten
-    (*window* after the last failure). Keys are hashed, so no username reaches storage.
-    """
-
-    def __init__(
-        self,
-        store: IssuerStore,
-        *,
-        threshold: int,
-        base: float,
-        maximum: float,
-        lockout: int,
-        window: float,
-    ) -> None:
-        self._store = store
-        self._threshold = threshold
-        self._base = base
-        self._max = maximum
-        self._lockout = lockout
-        self._window = window
-
-    @staticmethod
-    def key(kind: str, value: str) -> str:
-        """A storage key for *value* that does not reveal it."""
-        return kind + ":" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:40]
-
-    def wait(self, key: str, now: float) -> float:
-        """Seconds *key* must still wait (0 when it may try)."""
-        count, last = self._store.failures(key, now)
-        if count >= self._lockout:
-            until = last + self._window
-        elif count >= self._threshold:
-            until = last + min(self._base * 2 ** (count - self._threshold), self._max)
-        else:
-            return 0.0
-        return max(0.0, until - now)
-
-    def fail(self, key: str, now: float) -> int:
-        """Record one failure; returns the consecutive-failure count.
-
-        Crossing the backoff or lockout threshold logs a WARNING (the alert hook of
-        RFC 6749 §4.3.2); the log names the hashed key only, never a username.
-        """
-        count, _ = self._store.add_failure(key, now, self._window)
-        if count in (self._threshold, self._lockout):
-            logger.warning(
-                "brute-force protection: %s after %d consecutive failures (key %s)",
-                "lockout" if count == self._lockout else "backoff",
-                count,
-                key,
-            )
-        return count
-
-    def clear(self, key: str) -> None:
-        """Forget the failures of *key*."""
-        self._store.clear_failures(key)
 
 
 class ClientCredentialsGrant:
@@ -243,9 +176,12 @@ class PasswordGrant(_FamilyIssuer):
     """``password`` (RFC 6749 §4.3): legacy, migration-only, first-party clients only.
 
     RFC 9700 §2.4 says this grant MUST NOT be used; it exists for moving old clients.
-    Failures are throttled per normalised username and per client address; while an
-    account waits, even the correct password is refused with the same ``invalid_grant``
-    (issuer spec PW-5, PW-7). An unknown user costs one dummy hash verification.
+    Each attempt is reserved on the normalised username's and the client address's
+    counters *before* the password is hashed, so concurrent guesses cannot outrun the
+    limit (:mod:`scopegate.issuer._throttle`). While an account waits, even the correct
+    password is refused with the same ``invalid_grant`` (issuer spec PW-5, PW-7). An
+    unknown or locked user costs one dummy verification with the users' own hash
+    parameters, so timing tells nothing either.
     """
 
     grant_type = "password"
@@ -257,13 +193,15 @@ class PasswordGrant(_FamilyIssuer):
         store: IssuerStore,
         users: UserStore,
         *,
-        user_throttle: Throttle,
-        address_throttle: Throttle,
+        throttle: Throttle,
+        limits: Limits,
     ) -> None:
         super().__init__(config, tokens, store)
         self._users = users
-        self._user_throttle = user_throttle
-        self._address_throttle = address_throttle
+        self._throttle = throttle
+        self._limits = limits
+        known = iter(users) if isinstance(users, Iterable) else iter(())
+        self._profile = typical_profile((user.password_hash,) for user in known)
 
     def handle(self, request: GrantRequest) -> dict[str, Any]:
         """Authenticate the resource owner, then issue an access (and refresh) token."""
@@ -272,30 +210,46 @@ class PasswordGrant(_FamilyIssuer):
         if username is None or password is None:
             raise InvalidRequestError("The username and password parameters are required")
         now = request.now
-        address_key = Throttle.key("addr", request.address or "-")
-        wait = self._address_throttle.wait(address_key, now)
-        if wait > 0:
-            raise TooManyRequestsError(retry_after=int(wait) + 1)
-        user_key = Throttle.key("user", normalize_username(username))
-        if self._user_throttle.wait(user_key, now) > 0:
-            # Locked: refuse even the right password, same body as a wrong one.
-            verify_secret(_dummy_hash(), "x")
-            raise InvalidGrantError(_BAD_CREDENTIALS)
-        user = None
-        ok = False
-        if len(password.encode()) <= MAX_SECRET_BYTES and len(username) <= 256:
-            user = self._users.find_user(username)
-            ok = verify_secret(user.password_hash if user else _dummy_hash(), password)
-        if not ok or user is None or user.disabled:
-            self._user_throttle.fail(user_key, now)
-            self._address_throttle.fail(address_key, now)
-            raise InvalidGrantError(_BAD_CREDENTIALS)
-        self._user_throttle.clear(user_key)
+        address, user_limit = self._limits.address, self._limits.user
+        slots = [
+            (address, address.key(request.address or "-")),
+            (user_limit, user_limit.key(normalize_username(username))),
+        ]
+        try:
+            attempt = self._throttle.reserve(slots, now)
+        except Throttled as refused:
+            if refused.limit is not user_limit:
+                raise TooManyRequestsError(retry_after=refused.retry_after) from None
+            # Locked: refuse even the right password, same body and cost as a wrong one.
+            verify_dummy(self._profile, password)
+            raise InvalidGrantError(_BAD_CREDENTIALS) from None
+        with attempt:
+            user = self._check(username, password)
+            attempt.succeeded()
         if needs_rehash(user.password_hash):
             self._users.update_password_hash(user, hash_secret(password))
         if user.subject.startswith(CLIENT_SUBJECT_PREFIX):
             logger.error("password grant refused: user id uses the reserved client: prefix")
             raise InvalidGrantError(_BAD_CREDENTIALS)
+        return self._issue(request, user)
+
+    def _check(self, username: str, password: str) -> User:
+        """Judge one (reserved) guess; ``InvalidGrantError`` for any wrong one."""
+        user = None
+        ok = False
+        if len(password.encode()) <= MAX_SECRET_BYTES and len(username) <= 256:
+            user = self._users.find_user(username)
+            if user is None:
+                verify_dummy(self._profile, password)
+            else:
+                self._profile = (hash_profile(user.password_hash),)
+                ok = verify_secret(user.password_hash, password)
+        if not ok or user is None or user.disabled:
+            raise InvalidGrantError(_BAD_CREDENTIALS)
+        return user
+
+    def _issue(self, request: GrantRequest, user: User) -> dict[str, Any]:
+        now = request.now
         client = request.client
         scopes = resolve_scope(
             request.form.get("scope"),

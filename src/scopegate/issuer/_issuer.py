@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
 from scopegate._signing import SigningKey, SigningKeySet
-from scopegate.issuer._clients import Client, ClientAuthenticator, ClientStore, MemoryClientStore
+from scopegate.issuer._clients import (
+    AUTH_METHODS,
+    Client,
+    ClientAuthenticator,
+    ClientStore,
+    MemoryClientStore,
+)
 from scopegate.issuer._config import IssuerConfig, LoadedConfig
 from scopegate.issuer._endpoints import (
     HTTPRequest,
@@ -29,16 +35,16 @@ from scopegate.issuer._grants import (
     Grant,
     PasswordGrant,
     RefreshTokenGrant,
-    Throttle,
 )
 from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
+from scopegate.issuer._throttle import Limits, Throttle
 from scopegate.issuer._tokens import TokenFactory
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
 
 __all__ = ["InsecureGrantWarning", "Issuer"]
 
 logger = logging.getLogger("scopegate.issuer")
-_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+_AUTH_METHODS = sorted(AUTH_METHODS)
 _NOT_FOUND = HTTPResponse(404, (("content-type", "application/json"),), b'{"error":"not_found"}')
 
 
@@ -67,6 +73,8 @@ class Issuer:
             (fine for a single process; several processes must share key files).
         store: Shared state; a :class:`MemoryStore` when omitted.
         clock: Seconds since the epoch (tests inject a fake clock).
+        sleep: How a request waits for concurrent attempts on its brute-force counters
+            to be judged (see :mod:`scopegate.issuer._throttle`).
 
     Raises:
         ConfigurationError: Inconsistent settings.
@@ -89,6 +97,7 @@ class Issuer:
         keys: SigningKeySet | SigningKey | None = None,
         store: IssuerStore | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -108,22 +117,8 @@ class Issuer:
         if config.insecure_transport:
             logger.warning("issuer %s uses plain http: for local development only", config.issuer)
 
-        address_throttle = Throttle(
-            self.store,
-            threshold=config.address_max_failures,
-            base=1,
-            maximum=config.backoff_max,
-            lockout=max(config.lockout_failures, config.address_max_failures * 10),
-            window=config.failure_window,
-        )
-        user_throttle = Throttle(
-            self.store,
-            threshold=config.user_max_failures,
-            base=config.backoff_base,
-            maximum=config.backoff_max,
-            lockout=config.lockout_failures,
-            window=config.failure_window,
-        )
+        limits = Limits.from_config(config)
+        throttle = Throttle(self.store, clock, sleep=sleep)
         tokens = TokenFactory(config, lambda: self._keys, self.store, clock)
         self.tokens = tokens
         grants: dict[str, Grant] = {
@@ -138,8 +133,8 @@ class Issuer:
                 tokens,
                 self.store,
                 self._users,
-                user_throttle=user_throttle,
-                address_throttle=address_throttle,
+                throttle=throttle,
+                limits=limits,
             )
             message = (
                 "the OAuth password grant is enabled; RFC 9700 section 2.4 says it MUST NOT "
@@ -172,12 +167,12 @@ class Issuer:
             if scopes:  # RFC 8414 §3.2: claims with zero elements are omitted
                 document["scopes_supported"] = scopes
 
-        self.token_endpoint = TokenEndpoint(config, authenticator, address_throttle, clock, grants)
+        self.token_endpoint = TokenEndpoint(config, authenticator, throttle, limits, clock, grants)
         self.introspection_endpoint = IntrospectionEndpoint(
-            config, authenticator, address_throttle, clock, tokens, self.store
+            config, authenticator, throttle, limits, clock, tokens, self.store
         )
         self.revocation_endpoint = RevocationEndpoint(
-            config, authenticator, address_throttle, clock, tokens, self.store
+            config, authenticator, throttle, limits, clock, tokens, self.store
         )
         self.metadata_endpoint = MetadataEndpoint(document)
         self.jwks_endpoint = JWKSEndpoint(lambda: self._keys)
@@ -232,6 +227,17 @@ class Issuer:
     def revoke_subject(self, subject: str) -> None:
         """Revoke every refresh-token family of a user (password change, logout)."""
         self.store.revoke_subject(subject, self._clock())
+
+    def check(self) -> None:
+        """Check that the state store answers, to fail at start-up rather than per request.
+
+        Raises:
+            StoreUnavailableError: The store (Redis) cannot be reached; the message names
+                it without credentials.
+        """
+        ping = getattr(self.store, "ping", None)
+        if callable(ping):
+            ping()
 
     def close(self) -> None:
         """Release the store's connections."""

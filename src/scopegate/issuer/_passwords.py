@@ -13,25 +13,37 @@ Stored forms (the first ``$``-field names the scheme):
 Every comparison is constant time on bytes (``hmac.compare_digest``), and candidates
 longer than :data:`MAX_SECRET_BYTES` are refused before any hashing (long-password DoS,
 issuer spec PW-9).
+
+An unknown client id or username must cost what a known one costs, or response times
+tell them apart (issuer spec CA-7, PW-9). :func:`verify_dummy` spends exactly that work:
+one verification against a hash of a random secret with the same scheme and cost
+parameters (:func:`hash_profile`) as the real ones.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from scopegate._errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_PROFILE",
     "MAX_SECRET_BYTES",
     "generate_client_secret",
+    "hash_profile",
     "hash_secret",
     "is_hashed",
     "needs_rehash",
     "peppered_digest",
+    "typical_profile",
+    "verify_dummy",
     "verify_secret",
 ]
 
@@ -48,8 +60,14 @@ try:
     import argon2 as _argon2
 
     _ARGON2: Any = _argon2.PasswordHasher()
+    #: What :func:`hash_secret` produces today (and so what unknown identities imitate
+    #: until real hashes are seen).
+    DEFAULT_PROFILE = (
+        f"$argon2id$v=19$m={_ARGON2.memory_cost},t={_ARGON2.time_cost},p={_ARGON2.parallelism}"
+    )
 except ImportError:  # pragma: no cover - argon2-cffi is part of the issuer extra
     _ARGON2 = None
+    DEFAULT_PROFILE = f"$scrypt$ln={_SCRYPT_LN},r={_SCRYPT_R},p={_SCRYPT_P}"
 
 
 def _b64(data: bytes) -> str:
@@ -147,6 +165,10 @@ def verify_secret(stored: str, candidate: str) -> bool:
     Returns:
         ``True`` on a match. Over-long candidates and unknown formats are ``False``.
     """
+    return _verify(stored, candidate)
+
+
+def _verify(stored: str, candidate: str) -> bool:
     raw = candidate.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_SECRET_BYTES:
         return False
@@ -166,6 +188,68 @@ def verify_secret(stored: str, candidate: str) -> bool:
         raw, salt=salt, n=1 << ln, r=r, p=p, dklen=len(digest), maxmem=_SCRYPT_MAXMEM
     )
     return hmac.compare_digest(computed, digest)
+
+
+def hash_profile(stored: str) -> str:
+    """The scheme and cost parameters of a stored hash, without its salt and digest.
+
+    ``$argon2id$v=19$m=65536,t=3,p=4$salt$hash`` gives ``$argon2id$v=19$m=65536,t=3,p=4``;
+    a plaintext-from-config digest gives ``$hmac-sha256``. Two hashes with one profile
+    cost the same to verify.
+    """
+    if stored.startswith("$hmac-sha256$"):
+        return "$hmac-sha256"
+    return stored.rsplit("$", 2)[0] if stored.count("$") >= 4 else DEFAULT_PROFILE
+
+
+def typical_profile(entries: Iterable[Sequence[str]]) -> tuple[str, ...]:
+    """The most common profile tuple among *entries* (each one client's or user's hashes).
+
+    A client with two secrets (rotation) costs two verifications, so the tuple, not a
+    single profile, is what an unknown identity must imitate.
+    """
+    counts = Counter(tuple(hash_profile(h) for h in hashes) for hashes in entries if hashes)
+    return counts.most_common(1)[0][0] if counts else (DEFAULT_PROFILE,)
+
+
+@functools.lru_cache(maxsize=32)
+def _dummy_for(profile: str) -> str:
+    # Built from configuration (trusted input); the random secret is never compared for
+    # a match, only to spend the work.
+    secret = secrets.token_urlsafe(16)
+    if profile == "$hmac-sha256":
+        return peppered_digest(secret)
+    params = dict(
+        item.split("=", 1) for item in profile.rsplit("$", 1)[-1].split(",") if "=" in item
+    )
+    try:
+        if profile.startswith("$argon2id$") and _ARGON2 is not None:
+            hasher = _argon2.PasswordHasher(
+                time_cost=int(params["t"]),
+                memory_cost=int(params["m"]),
+                parallelism=int(params["p"]),
+            )
+            return str(hasher.hash(secret))
+        if profile.startswith("$scrypt$"):
+            ln, r, p = int(params["ln"]), int(params["r"]), int(params["p"])
+            salt = secrets.token_bytes(16)
+            digest = hashlib.scrypt(
+                secret.encode(), salt=salt, n=1 << ln, r=r, p=p, maxmem=_SCRYPT_MAXMEM
+            )
+            return f"$scrypt$ln={ln},r={r},p={p}${_b64(salt)}${_b64(digest)}"
+    except (KeyError, ValueError):
+        pass
+    return hash_secret(secret)
+
+
+def verify_dummy(profile: Sequence[str], candidate: str) -> None:
+    """Spend the work of verifying *candidate* against hashes with these *profile* s.
+
+    Used for an unknown client or user, and for a locked account, so their answer takes
+    as long as a wrong secret for a real one. Never a match: nothing is compared for it.
+    """
+    for item in profile:
+        _verify(_dummy_for(item), candidate)
 
 
 def peppered_digest_bytes(stored: str) -> bytes:

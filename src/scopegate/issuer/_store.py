@@ -13,6 +13,11 @@ deletes its opaque access tokens and puts the ``jti`` of its JWT access tokens o
 denylist until they expire (a JWT already verified locally by a resource server stays
 usable until ``exp``: the reason access tokens are short-lived).
 
+Brute-force counters (:class:`AttemptCounter`) live here too. The store does not judge
+them: it returns a counter with its version and applies a reservation only if the
+version is unchanged (compare-and-set), so the throttling rule is written once, in
+:mod:`scopegate.issuer._throttle`, for both stores.
+
 The Redis store targets a single Redis server (or a replicated primary); its Lua scripts
 touch keys they compute, which Redis Cluster does not allow.
 """
@@ -22,26 +27,37 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
 from scopegate.issuer._errors import StoreUnavailableError
 
 __all__ = [
+    "PENDING_TTL",
     "AccessTokenRecord",
+    "AttemptCounter",
     "IssuerStore",
     "MemoryStore",
     "RedisStore",
     "RefreshTokenRecord",
     "RotationOutcome",
+    "Settlement",
     "token_hash",
 ]
 
 RefreshState = Literal["active", "rotated", "revoked"]
 RotationOutcome = Literal["active", "rotated", "revoked", "missing"]
+#: How an attempt in flight ends: ``fail`` keeps it counted, ``release`` takes it back,
+#: ``clear`` forgets every settled attempt of the counter (a successful login).
+Settlement = Literal["fail", "release", "clear"]
+#: An attempt still unsettled after this many seconds is presumed lost (its process
+#: died): it stops counting as "in flight" but stays counted as a failure.
+PENDING_TTL = 60.0
 _R = TypeVar("_R")
 
 
@@ -111,6 +127,23 @@ class RefreshTokenRecord:
         return cls(**data, state=state)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class AttemptCounter:
+    """A brute-force counter as read from the store.
+
+    Attributes:
+        count: Attempts counted: failures plus attempts still in flight.
+        pending: Of those, attempts still being judged.
+        last: When the latest attempt was reserved or failed (0.0 when there is none).
+        version: Changes whenever ``count`` or ``last`` does (compare-and-set).
+    """
+
+    count: int = 0
+    pending: int = 0
+    last: float = 0.0
+    version: int = 0
+
+
 @runtime_checkable
 class IssuerStore(Protocol):
     """Shared issuer state. Every method may raise :class:`StoreUnavailableError`."""
@@ -164,16 +197,41 @@ class IssuerStore(Protocol):
         """Revoke every family of a user (password change, logout; RT-9)."""
         ...  # pragma: no cover
 
-    def failures(self, key: str, now: float) -> tuple[int, float]:
-        """``(consecutive failures, time of the last one)`` for a throttling key."""
+    def read_attempts(self, keys: Sequence[str], now: float) -> list[AttemptCounter]:
+        """The brute-force counters of *keys* (zero counters for unknown keys)."""
         ...  # pragma: no cover
 
-    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
-        """Count one failure; the counter is forgotten *window* seconds after the last."""
+    def reserve_attempts(
+        self,
+        keys: Sequence[str],
+        versions: Sequence[int],
+        windows: Sequence[float],
+        token: str,
+        now: float,
+    ) -> bool:
+        """Atomically: if every counter still has its read *version*, count one attempt.
+
+        The attempt is counted on every key at once (``count + 1``, ``last = now``, in
+        flight under *token*), and each counter is forgotten its *windows* seconds
+        later. Returns ``False``, changing nothing, if any version moved.
+        """
         ...  # pragma: no cover
 
-    def clear_failures(self, key: str) -> None:
-        """Reset a throttling counter (successful login)."""
+    def settle_attempts(
+        self, keys: Sequence[str], outcomes: Sequence[Settlement], token: str, now: float
+    ) -> None:
+        """End the attempt *token* on each key with its outcome (see :data:`Settlement`).
+
+        A ``fail`` also moves ``last`` to *now*: waits run from the failure.
+        """
+        ...  # pragma: no cover
+
+    def set_flag(self, key: str, ttl: float, now: float) -> None:
+        """Remember *key* for *ttl* seconds (a client's known address)."""
+        ...  # pragma: no cover
+
+    def has_flag(self, key: str, now: float) -> bool:
+        """Whether *key* was remembered and has not expired."""
         ...  # pragma: no cover
 
 
@@ -199,7 +257,8 @@ class MemoryStore:
         self._families: dict[str, _Family] = {}
         self._subjects: dict[str, set[str]] = {}
         self._denied: dict[str, int] = {}
-        self._failures: dict[str, tuple[int, float, float]] = {}
+        self._attempts: dict[str, _Attempts] = {}
+        self._flags: dict[str, float] = {}
         self._ops = 0
 
     def _tick(self, now: float) -> None:
@@ -209,7 +268,8 @@ class MemoryStore:
         self._access = {k: v for k, v in self._access.items() if v.expires_at > now}
         self._refresh = {k: v for k, v in self._refresh.items() if v.expires_at > now}
         self._denied = {k: v for k, v in self._denied.items() if v > now}
-        self._failures = {k: v for k, v in self._failures.items() if v[2] > now}
+        self._attempts = {k: v for k, v in self._attempts.items() if v.forget_at > now or v.pending}
+        self._flags = {k: v for k, v in self._flags.items() if v > now}
         dead = [fid for fid, fam in self._families.items() if fam.expires_at <= now]
         for fid in dead:
             fam = self._families.pop(fid)
@@ -322,25 +382,94 @@ class MemoryStore:
             for family_id in list(self._subjects.get(subject, ())):
                 self._revoke_family_locked(family_id, now)
 
-    def failures(self, key: str, now: float) -> tuple[int, float]:
-        """``(count, last failure time)``; ``(0, 0.0)`` once forgotten."""
-        with self._lock:
-            count, last, forget_at = self._failures.get(key, (0, 0.0, 0.0))
-            return (count, last) if forget_at > now else (0, 0.0)
+    def _counter(self, key: str, now: float) -> _Attempts:
+        attempts = self._attempts.get(key)
+        if attempts is None:
+            attempts = self._attempts[key] = _Attempts()
+        elif attempts.forget_at <= now and (attempts.count or attempts.last):
+            # Forgotten like a Redis key whose TTL ran out; the version keeps growing so
+            # a compare-and-set prepared before the reset cannot succeed on stale data.
+            attempts.count, attempts.last = 0, 0.0
+            attempts.version += 1
+        stale = [t for t, at in attempts.pending.items() if at <= now - PENDING_TTL]
+        for token in stale:
+            del attempts.pending[token]
+        return attempts
 
-    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
-        """Count one failure."""
+    def read_attempts(self, keys: Sequence[str], now: float) -> list[AttemptCounter]:
+        """The counters of *keys*."""
+        with self._lock:
+            result = []
+            for key in keys:
+                if key not in self._attempts:  # reading creates nothing
+                    result.append(AttemptCounter())
+                    continue
+                a = self._counter(key, now)
+                result.append(AttemptCounter(a.count, len(a.pending), a.last, a.version))
+            return result
+
+    def reserve_attempts(
+        self,
+        keys: Sequence[str],
+        versions: Sequence[int],
+        windows: Sequence[float],
+        token: str,
+        now: float,
+    ) -> bool:
+        """Compare-and-set under the store lock."""
         with self._lock:
             self._tick(now)
-            count, _, forget_at = self._failures.get(key, (0, 0.0, 0.0))
-            count = count + 1 if forget_at > now else 1
-            self._failures[key] = (count, now, now + window)
-            return count, now
+            counters = [self._counter(key, now) for key in keys]
+            if any(a.version != v for a, v in zip(counters, versions, strict=True)):
+                return False
+            for a, window in zip(counters, windows, strict=True):
+                a.count += 1
+                a.last = now
+                a.version += 1
+                a.forget_at = now + window
+                a.pending[token] = now
+            return True
 
-    def clear_failures(self, key: str) -> None:
-        """Reset a throttling counter."""
+    def settle_attempts(
+        self, keys: Sequence[str], outcomes: Sequence[Settlement], token: str, now: float
+    ) -> None:
+        """End an attempt in flight."""
         with self._lock:
-            self._failures.pop(key, None)
+            for key, outcome in zip(keys, outcomes, strict=True):
+                a = self._attempts.get(key)
+                if a is None:
+                    continue
+                a.pending.pop(token, None)
+                if outcome == "fail":
+                    # Waits run from the failure, not from the reservation: a slow hash
+                    # must not use up the delay that follows it.
+                    a.last = max(a.last, now)
+                    a.version += 1
+                elif outcome == "release":
+                    a.count = max(0, a.count - 1)
+                    a.version += 1
+                elif outcome == "clear":
+                    a.count = len(a.pending)  # attempts still in flight stay counted
+                    a.version += 1
+
+    def set_flag(self, key: str, ttl: float, now: float) -> None:
+        """Remember *key* for *ttl* seconds."""
+        with self._lock:
+            self._flags[key] = now + ttl
+
+    def has_flag(self, key: str, now: float) -> bool:
+        """Whether *key* is remembered."""
+        with self._lock:
+            return self._flags.get(key, 0.0) > now
+
+
+@dataclass
+class _Attempts:
+    count: int = 0
+    last: float = 0.0
+    version: int = 0
+    forget_at: float = 0.0
+    pending: dict[str, float] = field(default_factory=dict)
 
 
 # -- Redis -----------------------------------------------------------------------------
@@ -388,12 +517,62 @@ end
 return 1
 """
 
-# KEYS: counter hash. ARGV: now, window ms.
-_FAIL = """
-local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'last', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return count
+# KEYS: n counter hashes, then their n in-flight sorted sets. ARGV: n, prune-before.
+_READ_ATTEMPTS = """
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[n + i], '-inf', ARGV[2])
+  local v = redis.call('HMGET', KEYS[i], 'count', 'last', 'v')
+  out[#out + 1] = v[1] or '0'
+  out[#out + 1] = v[2] or '0'
+  out[#out + 1] = v[3] or '0'
+  out[#out + 1] = tostring(redis.call('ZCARD', KEYS[n + i]))
+end
+return out
+"""
+
+# Compare-and-set; the rule deciding whether to reserve is in Python (_throttle.py).
+# KEYS: as above. ARGV: n, now, token, pending ttl ms, then per key: version, window ms.
+_RESERVE_ATTEMPTS = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if (redis.call('HGET', KEYS[i], 'v') or '0') ~= ARGV[3 + 2 * i] then return 0 end
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i], 'count', 1)
+  redis.call('HINCRBY', KEYS[i], 'v', 1)
+  redis.call('HSET', KEYS[i], 'last', ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4 + 2 * i])
+  redis.call('ZADD', KEYS[n + i], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[n + i], ARGV[4])
+end
+return 1
+"""
+
+# KEYS: as above. ARGV: n, token, prune-before, now, then per key: fail | release | clear.
+_SETTLE_ATTEMPTS = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  redis.call('ZREM', KEYS[n + i], ARGV[2])
+  local outcome = ARGV[4 + i]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if outcome == 'fail' then
+      if tonumber(redis.call('HGET', KEYS[i], 'last') or '0') < tonumber(ARGV[4]) then
+        redis.call('HSET', KEYS[i], 'last', ARGV[4])
+      end
+    elseif outcome == 'release' then
+      if redis.call('HINCRBY', KEYS[i], 'count', -1) < 0 then
+        redis.call('HSET', KEYS[i], 'count', 0)
+      end
+    else
+      redis.call('ZREMRANGEBYSCORE', KEYS[n + i], '-inf', ARGV[3])
+      redis.call('HSET', KEYS[i], 'count', redis.call('ZCARD', KEYS[n + i]))
+    end
+    redis.call('HINCRBY', KEYS[i], 'v', 1)
+  end
+end
+return 1
 """
 
 # KEYS: opaque at, family, family ats. ARGV: data, ttl ms, member, family ttl ms.
@@ -414,15 +593,41 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def safe_url(url: str) -> str:
+    """*url* without its user name and password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        shown = f"{parts.scheme}://{netloc}{parts.path}"
+        return shown if parts.scheme else "(a Redis URL)"
+    except ValueError:
+        return "(a Redis URL)"
+
+
+def _describe(exc: BaseException, secret: str | None) -> str:
+    # One line naming what failed, for operators: the exception type and its message
+    # with any URL credentials (and the password itself) removed.
+    text = " ".join(str(exc).split())[:200]
+    text = _USERINFO.sub("//", text)
+    if secret:
+        text = text.replace(secret, "***")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class RedisStore:
     """Issuer state in Redis, shared by several issuer processes.
 
     Args:
         url: A ``redis://`` / ``rediss://`` URL (requires the ``redis`` extra).
         client: An existing ``redis.Redis`` client instead of *url*.
-        prefix: Key prefix, so several issuers can share one database.
+        prefix: Key prefix, so several issuer processes can share one database.
         family_grace: Extra seconds family bookkeeping outlives the refresh tokens, so
             access tokens issued near the end can still be revoked.
+        max_connections: Connections kept to Redis (with *url*); more concurrent
+            requests wait up to 2 s for one.
 
     Raises:
         ConfigurationError: Neither or both of *url* and *client*, or redis-py missing.
@@ -435,6 +640,7 @@ class RedisStore:
         client: Any = None,
         prefix: str = "scopegate:issuer:",
         family_grace: float = 3600,
+        max_connections: int = 100,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("pass exactly one of url= or client=")
@@ -443,28 +649,67 @@ class RedisStore:
         except ImportError as exc:  # pragma: no cover
             raise ConfigurationError("RedisStore needs the redis extra: scopegate[redis]") from exc
         self._redis_error: type[Exception] = redis.RedisError
-        self._client: Any = (
-            client
-            if client is not None
-            else redis.Redis.from_url(str(url), socket_timeout=2, socket_connect_timeout=2)
-        )
+        self._where = safe_url(str(url)) if url is not None else "Redis"
+        self._password: str | None = None
+        if url is not None:
+            try:
+                self._password = urlsplit(str(url)).password
+                # A blocking pool: past max_connections a request waits (up to 2 s) for a
+                # connection instead of failing at once with "Too many connections".
+                pool = redis.BlockingConnectionPool.from_url(
+                    str(url),
+                    max_connections=max_connections,
+                    timeout=2,
+                    socket_timeout=2,
+                    socket_connect_timeout=2,
+                )
+                self._client: Any = redis.Redis(connection_pool=pool)
+                self._client.auto_close_connection_pool = True  # close() disconnects it
+            except ValueError:
+                # The message is ours: redis-py's may quote parts of the URL.
+                raise ConfigurationError(
+                    "redis_url must be a redis://, rediss:// or unix:// URL"
+                ) from None
+        else:
+            self._client = client
         self._p = prefix
         self._grace = family_grace
         self._rotate = self._client.register_script(_ROTATE)
         self._link = self._client.register_script(_LINK)
         self._revoke = self._client.register_script(_REVOKE_FAMILY)
-        self._fail = self._client.register_script(_FAIL)
+        self._read_attempts = self._client.register_script(_READ_ATTEMPTS)
+        self._reserve_attempts = self._client.register_script(_RESERVE_ATTEMPTS)
+        self._settle_attempts = self._client.register_script(_SETTLE_ATTEMPTS)
         self._save_at = self._client.register_script(_SAVE_AT)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r})"
 
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
 
+    def ping(self) -> None:
+        """Check that Redis answers (fail fast at start-up).
+
+        Raises:
+            StoreUnavailableError: Redis cannot be reached or refuses us; the message
+                names the server, never the password.
+        """
+        try:
+            self._client.ping()
+        except self._redis_error as exc:
+            raise StoreUnavailableError(
+                f"cannot reach Redis at {self._where} ({_describe(exc, self._password)})"
+            ) from None
+
     def _call(self, fn: Callable[[], _R]) -> _R:
         try:
             return fn()
         except self._redis_error as exc:
-            raise StoreUnavailableError("the issuer state store is unavailable") from exc
+            raise StoreUnavailableError(
+                f"Redis at {self._where}: {_describe(exc, self._password)}"
+            ) from exc
 
     def _family_keys(self, family_id: str) -> tuple[str, str, str]:
         base = f"{self._p}fam:{family_id}"
@@ -569,22 +814,53 @@ class RedisStore:
         for family_id in members:
             self.revoke_family(family_id.decode(), now)
 
-    def failures(self, key: str, now: float) -> tuple[int, float]:
-        """``(count, last failure time)``."""
-        count, last = self._call(
-            lambda: self._client.hmget(f"{self._p}fail:{key}", ["count", "last"])
-        )
-        if count is None:
-            return 0, 0.0
-        return int(count), float(last or 0)
+    def _attempt_keys(self, keys: Sequence[str]) -> list[str]:
+        counters = [f"{self._p}att:{key}" for key in keys]
+        return counters + [f"{counter}:pending" for counter in counters]
 
-    def add_failure(self, key: str, now: float, window: float) -> tuple[int, float]:
-        """Count one failure."""
-        count = self._call(
-            lambda: self._fail(keys=[f"{self._p}fail:{key}"], args=[repr(now), _ms(window)])
-        )
-        return int(count), now
+    def read_attempts(self, keys: Sequence[str], now: float) -> list[AttemptCounter]:
+        """The counters of *keys*, in one script call."""
+        redis_keys = self._attempt_keys(keys)
+        args: list[str | int] = [len(keys), repr(now - PENDING_TTL)]
+        raw = self._call(lambda: self._read_attempts(keys=redis_keys, args=args))
+        values = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        return [
+            AttemptCounter(
+                count=int(values[i]),
+                pending=int(values[i + 3]),
+                last=float(values[i + 1]),
+                version=int(values[i + 2]),
+            )
+            for i in range(0, len(values), 4)
+        ]
 
-    def clear_failures(self, key: str) -> None:
-        """Reset a throttling counter."""
-        self._call(lambda: self._client.delete(f"{self._p}fail:{key}"))
+    def reserve_attempts(
+        self,
+        keys: Sequence[str],
+        versions: Sequence[int],
+        windows: Sequence[float],
+        token: str,
+        now: float,
+    ) -> bool:
+        """Compare-and-set in one Lua script."""
+        redis_keys = self._attempt_keys(keys)
+        args: list[str | int] = [len(keys), repr(now), token, _ms(PENDING_TTL)]
+        for version, window in zip(versions, windows, strict=True):
+            args += [str(version), _ms(window)]
+        return bool(self._call(lambda: self._reserve_attempts(keys=redis_keys, args=args)))
+
+    def settle_attempts(
+        self, keys: Sequence[str], outcomes: Sequence[Settlement], token: str, now: float
+    ) -> None:
+        """End an attempt in flight, in one Lua script."""
+        redis_keys = self._attempt_keys(keys)
+        args: list[str | int] = [len(keys), token, repr(now - PENDING_TTL), repr(now), *outcomes]
+        self._call(lambda: self._settle_attempts(keys=redis_keys, args=args))
+
+    def set_flag(self, key: str, ttl: float, now: float) -> None:
+        """Remember *key* for *ttl* seconds."""
+        self._call(lambda: self._client.set(f"{self._p}flag:{key}", b"1", px=_ms(ttl)))
+
+    def has_flag(self, key: str, now: float) -> bool:
+        """Whether *key* is remembered."""
+        return bool(self._call(lambda: self._client.exists(f"{self._p}flag:{key}")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
@@ -94,6 +94,9 @@ class MemoryUserStore:
     def find_user(self, username: str) -> User | None:
         """The user for this login name, or ``None``."""
         return self._users.get(normalize_username(username))
+
+    def __iter__(self) -> Iterator[User]:
+        return iter(list(self._users.values()))
 
     def update_password_hash(self, user: User, new_hash: str) -> None:
         """Replace the stored hash (in memory only)."""
