@@ -28,10 +28,10 @@ from scopegate.issuer import (
     IssuerConfig,
     MemoryStore,
     RedisStore,
+    SigningKeySet,
 )
 from scopegate.issuer import _clients as clients_module
 from scopegate.issuer import _grants as grants_module
-from scopegate.issuer._keys import KeySet
 from tests.issuer.conftest import (
     AUDIENCE,
     ISSUER,
@@ -58,7 +58,7 @@ def build(store: Any = None, clock: Callable[[], float] | None = None, **setting
             config,
             clients=standard_clients(),
             users=standard_users(),
-            keys=KeySet(current=RS_KEY),
+            keys=SigningKeySet(current=RS_KEY),
             store=store,
             clock=clock or FakeClock(),
         )
@@ -295,7 +295,7 @@ def test_unknown_client_costs_a_hash_of_the_same_kind(monkeypatch: pytest.Monkey
     issuer = Issuer(
         config,
         clients=[Client("hashed", (hashed,), scopes=frozenset({"read"}))],
-        keys=KeySet(current=RS_KEY),
+        keys=SigningKeySet(current=RS_KEY),
         clock=FakeClock(),
     )
 

@@ -12,8 +12,15 @@ import pytest
 from oauthlib.oauth2 import LegacyApplicationClient
 from requests_oauthlib import OAuth2Session
 
-from scopegate.issuer import Client, Issuer, IssuerConfig, User, create_wsgi_app, generate_key
-from scopegate.issuer._keys import KeySet
+from scopegate.issuer import (
+    Client,
+    Issuer,
+    IssuerConfig,
+    SigningKey,
+    SigningKeySet,
+    User,
+    create_wsgi_app,
+)
 from tests.issuer.conftest import ALICE_HASH, ALL_GRANTS, run_waitress
 from tests.servers import free_port, run_asgi
 
@@ -45,7 +52,7 @@ def build_issuer(base: str) -> Issuer:
                 Client("rs", ("rs-secret",), grant_types=frozenset(), introspect=True),
             ],
             users=[User("user-1", "alice", ALICE_HASH, scopes=frozenset({"read"}))],
-            keys=KeySet(current=generate_key("ES256")),
+            keys=SigningKeySet(current=SigningKey.generate("ES256")),
         )
 
 

@@ -53,9 +53,9 @@ def write_config(directory: Path, redis_url: str | None, **limits: int) -> Path:
     )
     key = directory / "issuer.pem"
     if not key.exists():
-        from scopegate.issuer import generate_key
+        from scopegate.issuer import SigningKey
 
-        key.write_bytes(generate_key("ES256").private_pem())
+        key.write_bytes(SigningKey.generate("ES256").private_pem())
     config = directory / "issuer.toml"
     config.write_text(
         f"""
