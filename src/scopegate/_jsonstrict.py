@@ -6,6 +6,8 @@ Python's :mod:`json` is lenient where a parser differential becomes an attack:
   require rejecting them or a defined rule; a first-wins gateway would disagree);
 * ``NaN``, ``Infinity`` and ``-Infinity`` literals are accepted (RFC 8259 §6 forbids them),
   and ``1e400`` silently becomes ``inf``;
+* an escape of half a surrogate pair (``"\\ud800"``) becomes a string that is not Unicode
+  text (I-JSON, RFC 7493 §2.1) and fails much later, wherever it is encoded;
 * deep nesting raises :class:`RecursionError`, which is not a :class:`ValueError`.
 
 :func:`loads_object` closes all of these and accepts only a top-level JSON object. Every
@@ -13,8 +15,9 @@ failure is a :class:`StrictJSONError` (a ``ValueError``) with fixed text.
 
 A JOSE header is parsed before its signature is checked, so the cost of every step is
 linear in the input, whatever the input: each one is a C-speed pass (``bytes`` methods,
-the stdlib C scanner and encoder), and number literals are capped at CPython's default
-4300 digits whatever the process-wide limit (``int()`` of decimal text is quadratic). ``tests/core/hostile_tokens.py`` collects the
+the stdlib C scanner and encoder, regular expressions that cannot backtrack), and number
+literals are capped at CPython's default 4300 digits whatever the process-wide limit
+(``int()`` of decimal text is quadratic). ``tests/core/hostile_tokens.py`` collects the
 costliest documents known.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import json.scanner
 import math
+import re
 import sys
 from collections.abc import Callable
 from itertools import accumulate
@@ -113,6 +117,17 @@ _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 # _long_number: digits as "0", anything else as a space.
 _DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _TOO_MANY_DIGITS = b"0" * (MAX_NUMBER_DIGITS + 1)
+# Any escape of a surrogate ("\ud800" to "\udfff"): the cheap test, run only when a document
+# holds a backslash (the literal prefix lets the search jump from one "\u" to the next).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# An escape of half a surrogate pair that the decoder could not pair: a high one not
+# followed by a low one, or a low one not preceded by a high one (RFC 7493 §2.1). Run on
+# text whose escaped backslashes are masked, so every "\u" left starts an escape. The
+# lookarounds have a fixed width: no backtracking.
+_UNPAIRED_SURROGATE = re.compile(
+    r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    r"|[c-fC-F][0-9a-fA-F]{2}(?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))"
+)
 
 
 def _unescape_quotes(raw: bytes) -> bytes:
@@ -157,6 +172,13 @@ def _long_number(raw: bytes) -> bool:
     return _TOO_MANY_DIGITS in outside.translate(_DIGITS)
 
 
+def _check_surrogates(text: str) -> None:
+    # Called on text that parsed and holds a surrogate escape. Masking the escaped
+    # backslashes leaves a backslash only where an escape starts.
+    if _UNPAIRED_SURROGATE.search(text.replace("\\\\", "\x00")):
+        raise StrictJSONError("unpaired surrogate")
+
+
 def _check_encoded(value: dict[str, Any], text: str) -> None:
     # For dicts built without the pairs hook. The encoder refuses the inf that 1e400 may
     # have become, and every member writes one ":" outside strings, as in the input, while
@@ -186,8 +208,9 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
 
     Raises:
         StrictJSONError: Invalid UTF-8 or JSON, a duplicate member, a non-finite
-            number, a number of more than :data:`MAX_NUMBER_DIGITS` digits, nesting
-            deeper than *max_depth*, or a top level other than an object.
+            number, a number of more than :data:`MAX_NUMBER_DIGITS` digits, an escaped
+            half of a surrogate pair (in a name or a value, at any depth), nesting deeper
+            than *max_depth*, or a top level other than an object.
     """
     if isinstance(data, bytes):
         try:
@@ -197,7 +220,11 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
         raw = data
     else:
         text = data
-        raw = text.encode("utf-8", "surrogatepass")
+        try:
+            # Text may hold raw surrogates, which no UTF-8 document can.
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise StrictJSONError("unpaired surrogate") from exc
     # A flat object: no "[" anywhere and the last "{" first (memchr-fast tests), so no
     # nested container (one would need one of those outside a string): depth 1.
     flat = "[" not in text and text.rfind("{") == 0
@@ -225,8 +252,9 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
             # (12 KB of '"a":0,' repeated: 226 us with a second parse, 97 us so).
             if text.count(",") != len(value) - 1:
                 _check_encoded(value, text)
-            return value  # type: ignore[no-any-return]
-        if objects > _MANY_OBJECTS:
+            if "\\" not in text:
+                return value  # type: ignore[no-any-return]
+        elif objects > _MANY_OBJECTS:
             value = _BARE_DECODER.decode(text)
             if type(value) is dict:
                 _check_encoded(value, text)
@@ -245,4 +273,6 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
         raise StrictJSONError("invalid JSON") from exc
     if type(value) is not dict:
         raise StrictJSONError("not a JSON object")
+    if "\\" in text and _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(text)
     return value

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scopegate._errors import InvalidTokenError
 from scopegate._jsonstrict import (
     MAX_DEPTH,
     MAX_NUMBER_DIGITS,
@@ -15,6 +16,7 @@ from scopegate._jsonstrict import (
     _depth,
     loads_object,
 )
+from tests.core.tokens import claims, sign_raw, static_verifier
 
 #: Every message loads_object may raise: fixed text, never a piece of the input.
 MESSAGES = {
@@ -25,9 +27,11 @@ MESSAGES = {
     "duplicate member name",
     "non-finite number",
     "nesting too deep",
+    "unpaired surrogate",
 }
 #: More objects than this take the hook-free path (_jsonstrict._MANY_OBJECTS is 64).
 MANY = '"many":[' + ",".join(["{}"] * 100) + "]"
+HEADER = '{"alg":"RS256","typ":"at+jwt","kid":"rsa-1"}'
 
 
 def refused(text: bytes | str, **options: int) -> str:
@@ -175,6 +179,86 @@ def test_a_lower_process_limit_still_refuses_with_a_fixed_message() -> None:
         assert refused('{"a":' + "9" * 1000 + "}") == "invalid JSON"
     finally:
         sys.set_int_max_str_digits(before)
+
+
+# -- unpaired surrogates (RFC 7493 §2.1) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(r'{"sub":"\ud800"}', id="lone-high"),
+        pytest.param(r'{"sub":"\udc00"}', id="lone-low"),
+        pytest.param(r'{"sub":"\ude00\ud83d"}', id="reversed-pair"),
+        pytest.param(r'{"sub":"\uDBFF"}', id="uppercase-hex"),
+        pytest.param(r'{"sub":"\ud83d\ud83d\ude00"}', id="high-high-low"),
+        pytest.param(r'{"sub":"\ud83d\ude00\ude00"}', id="pair-then-low"),
+        pytest.param(r'{"sub":"\ud800x\udc00"}', id="split-pair"),
+        pytest.param(r'{"sub":"\ud800\\udc00"}', id="escaped-backslash-between"),
+        pytest.param(r'{"sub":"\\\ud800"}', id="after-escaped-backslash"),
+        pytest.param(r'{"\ud800":1}', id="member-name"),
+        pytest.param(r'{"a":{"b":["x","\udfff"]}}', id="nested-value"),
+        pytest.param(r'{"a":[{"\udc00":1}]}', id="nested-member-name"),
+        pytest.param(r' {"sub":"\ud800"} ', id="surrounding-whitespace"),
+        pytest.param(r'{"a":"b,c","sub":"\ud800"}', id="comma-in-string"),
+        pytest.param("{" + MANY + r',"sub":"\ud800"}', id="many-objects"),
+    ],
+)
+def test_unpaired_surrogate_escapes_are_refused(text: str) -> None:
+    """Half of a surrogate pair is not a character: refused in names and values, at any depth."""
+    assert refused(text.encode()) == "unpaired surrogate"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(r'{"sub":"\ud83d\ude00"}', {"sub": "\U0001f600"}, id="pair"),
+        pytest.param(r'{"sub":"\uD83D\uDE00"}', {"sub": "\U0001f600"}, id="pair-uppercase"),
+        pytest.param(
+            r'{"\ud83d\ude00":[{"k":"\udbff\udfff"}]}',
+            {"\U0001f600": [{"k": "\U0010ffff"}]},
+            id="nested-pairs",
+        ),
+        pytest.param(r'{"sub":"\\ud800"}', {"sub": "\\ud800"}, id="escaped-backslash-is-text"),
+        pytest.param(r'{"sub":"\\\\ud800"}', {"sub": "\\\\ud800"}, id="two-escaped-backslashes"),
+        pytest.param(r'{"sub":"\ud7ff\ue000"}', {"sub": "\ud7ff\ue000"}, id="around-the-range"),
+        pytest.param(r'{"sub":"\u00e9\/"}', {"sub": "\u00e9/"}, id="other-escapes"),
+    ],
+)
+def test_paired_surrogates_and_lookalikes_are_accepted(
+    text: str, expected: dict[str, object]
+) -> None:
+    """A valid pair is one character; an escaped backslash before "u" is plain text."""
+    assert loads_object(text.encode()) == expected
+
+
+def test_many_objects_with_a_pair_are_accepted() -> None:
+    """The hook-free path accepts pairs too."""
+    value = loads_object(("{" + MANY + r',"sub":"\ud83d\ude00"}').encode())
+    assert value["sub"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('{"sub":"\ud800"}', id="raw-lone"),
+        pytest.param('{"\udc00":1}', id="raw-in-name"),
+        pytest.param('{"sub":"\ud83d\ude00"}', id="raw-pair-of-code-points"),
+    ],
+)
+def test_text_holding_surrogate_code_points_is_refused(text: str) -> None:
+    """Text (not bytes) may hold surrogates no UTF-8 document can: refused."""
+    assert refused(text) == "unpaired surrogate"
+
+
+def test_signed_claim_with_a_lone_surrogate_is_malformed() -> None:
+    """A validly signed token whose sub is half a pair is invalid_token, not a 500 later."""
+    payload = json.dumps(claims()).replace('"alice"', r'"\ud800"')
+    assert r"\ud800" in payload
+    with pytest.raises(InvalidTokenError) as info:
+        static_verifier().verify(sign_raw(HEADER, payload))
+    assert info.value.reason == "malformed"
+    assert info.value.error == "invalid_token"
 
 
 # -- the hook-free path for documents with many objects ------------------------------
