@@ -16,6 +16,7 @@ from scopegate._jsonstrict import (
     _depth,
     loads_object,
 )
+from tests.core.hostile_tokens import SHAPES
 from tests.core.tokens import claims, sign_raw, static_verifier
 
 #: Every message loads_object may raise: fixed text, never a piece of the input.
@@ -52,6 +53,57 @@ def lifted_int_limit() -> Iterator[None]:
         yield
     finally:
         sys.set_int_max_str_digits(before)
+
+
+# -- hostile shapes ------------------------------------------------------------------
+
+#: What each shape of tests/core/hostile_tokens.py is, as a document on its own.
+SHAPE_OUTCOMES = {
+    "open-string-over-depth": "nesting too deep",
+    "open-string-at-depth": None,  # invalid; unbalanced, so it may read one level deeper
+    "nested-arrays-at-depth": "accepted",
+    "nested-arrays-over-depth": "nesting too deep",
+    "short-nested-arrays": "nesting too deep",
+    "bushy-arrays": "nesting too deep",
+    "many-members": "accepted",
+    "many-objects": "accepted",
+    "many-arrays": "accepted",
+    "many-floats": "accepted",
+    "many-numbers": "accepted",
+    "many-strings": "accepted",
+    "long-integers": "accepted",
+    "huge-integer": "invalid JSON",
+    "long-float": "invalid JSON",
+    "u-escapes": "unpaired surrogate",
+    "surrogate-pairs": "unpaired surrogate",
+    "backslashes": "duplicate member name",
+    "open-backslashes": "invalid JSON",
+    "duplicate-members": "duplicate member name",
+    "commas-in-strings": "duplicate member name",
+    "whitespace": "duplicate member name",
+}
+
+
+def test_every_shape_has_an_outcome() -> None:
+    """The table below covers every hostile shape."""
+    assert set(SHAPE_OUTCOMES) == set(SHAPES)
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param(6000, id="8k-token"), pytest.param(12000, id="16k-token")]
+)
+@pytest.mark.parametrize("name", sorted(SHAPE_OUTCOMES))
+def test_hostile_shapes(name: str, size: int) -> None:
+    """Each costliest-to-reject document gets the answer of the rule it probes."""
+    text = SHAPES[name](size).encode()
+    assert len(text) <= size
+    expected = SHAPE_OUTCOMES[name]
+    if expected == "accepted":
+        assert loads_object(text) == json.loads(text)
+    elif expected is None:
+        refused(text)
+    else:
+        assert refused(text) == expected
 
 
 # -- nesting -------------------------------------------------------------------------
