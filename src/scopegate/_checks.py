@@ -56,8 +56,9 @@ Part = Literal["header", "claims"]
 #: each means. Stable: logs, metrics and ``scopegate token inspect`` show them.
 REASONS: Mapping[str, str] = {
     "too_long": "longer than the token length cap",
-    "malformed": "not three base64url segments, or a header/payload that is not a strict "
-    "JSON object (duplicate members, NaN, too deep, invalid UTF-8 or Unicode)",
+    "malformed": "not three base64url segments, a header over 2048 characters, or a "
+    "header/payload that is not a strict JSON object (duplicate members, NaN, too deep, "
+    "invalid UTF-8 or Unicode)",
     "alg_not_allowed": "alg missing, not a string, 'none', or not in the allow-list",
     "crit": "a crit header is present (no extension is understood)",
     "unsupported_header": "a b64, zip, cty or enc header is present",

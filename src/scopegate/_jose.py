@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
+    "MAX_HEADER_LENGTH",
     "MAX_NUMERIC_DATE",
     "MAX_TOKEN_LENGTH",
     "JOSEError",
@@ -40,6 +41,12 @@ __all__ = [
 #: Default cap on an access token's length, in characters (attacks.md A-15). Real access
 #: tokens are far shorter; the cap is checked before any parsing.
 MAX_TOKEN_LENGTH = 8192
+
+#: Longest JOSE header segment accepted, in base64url characters, checked before it is
+#: decoded. A real access-token header (``alg``, ``kid``, ``typ``) is under 300; the
+#: cap keeps the only JSON parsed before the signature check small, so a crafted header
+#: costs about what a bad signature costs (scopegate never uses ``x5c`` chains).
+MAX_HEADER_LENGTH = 2048
 
 #: Latest NumericDate accepted: the last second of year 9999. JSON integers are
 #: unbounded, and one beyond float range would overflow leeway and TTL arithmetic.

@@ -63,6 +63,7 @@ from scopegate._errors import (
 )
 from scopegate._flow import Flow, HTTPRunner, arun, run
 from scopegate._jose import (
+    MAX_HEADER_LENGTH,
     MAX_TOKEN_LENGTH,
     JOSEError,
     b64url_decode,
@@ -360,6 +361,8 @@ class JWTVerifier:
         header_segment = raw[:first]
         known = self._headers.get(header_segment)
         if known is None:
+            if first > MAX_HEADER_LENGTH:
+                raise invalid("malformed")
             header = _json(header_segment)
             self._check_header(header, 0.0)
             known = (header["alg"], header.get("kid"))
@@ -604,6 +607,8 @@ def _split(token: str, max_length: int) -> tuple[bytes, int, int]:
             b64url_decode(segment)
     except JOSEError as exc:
         raise invalid("too_long" if str(exc) == "too long" else "malformed") from None
+    if first > MAX_HEADER_LENGTH:
+        raise invalid("malformed")
     return raw, first, second
 
 

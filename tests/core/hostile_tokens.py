@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scopegate._jose import MAX_HEADER_LENGTH
+from scopegate._jose import b64url_encode as b64url
 from scopegate._jsonstrict import MAX_DEPTH, MAX_NUMBER_DIGITS
 from scopegate._jwt import JWTVerifier
 from scopegate.testing import SigningKey
-from scopegate.testing._keys import b64url
 
 ISSUER = "https://issuer.hostile.test"
 AUDIENCE = "api://hostile"
@@ -223,7 +224,7 @@ def valid_claims(**extra: Any) -> dict[str, Any]:
 
 def _header(key: SigningKey) -> bytes:
     return json.dumps(
-        {"alg": key.algorithm, "kid": key.kid, "typ": "at+jwt"}, separators=(",", ":")
+        {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, separators=(",", ":")
     ).encode()
 
 
@@ -260,7 +261,10 @@ def hostile_tokens(cap: int, key: SigningKey) -> dict[str, str]:
     header = b64url(_header(key))
     # An RS256-sized junk signature: the header is refused before it is ever checked.
     junk = "A" * _SIGNATURE_CHARS
-    header_room = json_budget(cap - len(claims) - len(junk) - 2)
+    # The header is the only JSON parsed before the signature check, and the verifier
+    # refuses a header segment over MAX_HEADER_LENGTH before decoding it: the costliest
+    # unsigned tokens fill exactly that much.
+    header_room = json_budget(min(cap - len(claims) - len(junk) - 2, MAX_HEADER_LENGTH))
     payload_room = json_budget(cap - len(header) - _SIGNATURE_CHARS - 2)
     for name, shape in SHAPES.items():
         tokens[f"header-{name}"] = f"{b64url(shape(header_room).encode())}.{claims}.{junk}"

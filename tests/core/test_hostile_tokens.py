@@ -22,9 +22,14 @@ from tests.core.hostile_tokens import (
     signing_key,
 )
 
-#: Bound on cost / bad-signature cost for a token of the bearer guard's 8 KiB cap; it
-#: scales with the cap, since the cost of reading a token is (and must stay) linear.
+#: Bound on cost / bad-signature cost for a *signed* token of the bearer guard's 8 KiB
+#: cap (only an issuer can make one); it scales with the cap, since the cost of reading a
+#: token is (and must stay) linear.
 RATIO_AT_8K = 20
+#: Bound for an unsigned token, which anyone can send: only its header (at most
+#: MAX_HEADER_LENGTH characters) is parsed before the signature fails. The issue's target
+#: is 5 (measured by ``make bench``); twice that here leaves room for a noisy machine.
+UNSIGNED_RATIO = 10
 RUNS = 15
 ATTEMPTS = 3
 
@@ -42,8 +47,9 @@ def _cost(verify: Callable[[str], object], token: str, runs: int = RUNS) -> floa
 
 @pytest.fixture(scope="module")
 def verifier() -> JWTVerifier:
-    """A verifier with the hostile key as its only static key."""
-    return hostile_verifier(signing_key())
+    """A verifier with the hostile key as its only static key, and its token cap raised
+    to 16 KiB so the larger shapes reach the parser."""
+    return hostile_verifier(signing_key(), max_token_length=16384)
 
 
 @pytest.mark.parametrize("cap", [pytest.param(8192, id="8k"), pytest.param(16384, id="16k")])
@@ -62,9 +68,12 @@ def test_hostile_tokens_cost_about_a_bad_signature(verifier: JWTVerifier, cap: i
     tokens = hostile_tokens(cap, key)
     reference = _cost(verifier.verify, bad_signature_token(key), runs=200)
     same_size = _cost(verifier.verify, bad_signature_token(key, cap), runs=50)
-    bound = RATIO_AT_8K * cap / 8192
     ratios: dict[str, float] = {}
+    bounds: dict[str, float] = {}
     for name, token in tokens.items():
+        bound = bounds[name] = (
+            UNSIGNED_RATIO if name.startswith("header-") else RATIO_AT_8K * cap / 8192
+        )
         ratios[name] = _cost(verifier.verify, token) / reference
         # A slow run on a busy machine is measured again, reference included.
         for _ in range(ATTEMPTS - 1):
@@ -78,5 +87,5 @@ def test_hostile_tokens_cost_about_a_bad_signature(verifier: JWTVerifier, cap: i
     )
     for name, ratio in sorted(ratios.items(), key=lambda item: -item[1]):
         print(f"  {name:36s} {ratio:6.1f}x  ({ratio * reference / same_size:4.1f}x same-size)")
-    worst = max(ratios, key=ratios.__getitem__)
-    assert ratios[worst] <= bound, f"{worst} costs {ratios[worst]:.0f}x a bad signature"
+    over = {name: ratio for name, ratio in ratios.items() if ratio > bounds[name]}
+    assert not over, f"costs over the bound (x a bad signature): {over}"
