@@ -251,7 +251,9 @@ CASES: list[Any] = [
         lambda: mint(header={"kid": "../../dev/null"}), "unknown_key", id="c11-kid-path-traversal"
     ),
     pytest.param(lambda: mint(header={"kid": "' OR 1=1 --"}), "unknown_key", id="c11-kid-sql"),
-    pytest.param(lambda: mint(header={"kid": "k" * 5000}), "bad_kid", id="c11-kid-5kb"),
+    pytest.param(lambda: mint(header={"kid": "k" * 1000}), "bad_kid", id="c11-kid-1kb"),
+    # A header segment over MAX_HEADER_LENGTH is refused before it is decoded.
+    pytest.param(lambda: mint(header={"kid": "k" * 2000}), "malformed", id="c11-header-over-cap"),
     pytest.param(lambda: mint(header={"kid": 'a"b'}), "unknown_key", id="c11-kid-quote"),
     pytest.param(
         lambda: mint(header={"kid": "a\r\nSet-Cookie: x=y"}), "bad_kid", id="c11-kid-crlf"
