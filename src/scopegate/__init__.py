@@ -15,21 +15,30 @@ Adapters are imported by path: :mod:`scopegate.asgi`, :mod:`scopegate.wsgi`,
 :mod:`scopegate.testing`, :mod:`scopegate.presets`.
 """
 
-from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache
+from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache, RedisConnection
 from scopegate._config import from_env, options_from_env, settings_from_env
 from scopegate._context import current_token
+from scopegate._dpop import (
+    DPoPPolicy,
+    MemoryReplayStore,
+    NonceSource,
+    RedisReplayStore,
+    ReplayStore,
+)
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
     HTTPResponse,
     InsufficientScopeError,
     IntrospectionUnavailableError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     KeySetUnavailableError,
     MissingTokenError,
     ScopegateError,
     ServiceUnavailableError,
+    UseDPoPNonceError,
 )
 from scopegate._flow import HTTPRunner
 from scopegate._guard import BearerGuard, GuardOptions, RequestView
@@ -48,6 +57,7 @@ __all__ = [
     "BearerGuard",
     "CachedVerifier",
     "ConfigurationError",
+    "DPoPPolicy",
     "GuardOptions",
     "HTTPResponse",
     "HTTPRunner",
@@ -56,19 +66,26 @@ __all__ = [
     "IntrospectionCache",
     "IntrospectionUnavailableError",
     "IntrospectionVerifier",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "JWTVerifier",
     "KeySetUnavailableError",
     "MemoryCache",
+    "MemoryReplayStore",
     "MissingTokenError",
+    "NonceSource",
     "ProtectedResource",
     "RedisCache",
+    "RedisConnection",
+    "RedisReplayStore",
+    "ReplayStore",
     "RequestView",
     "ScopeMapping",
     "ScopegateError",
     "ServiceUnavailableError",
     "TokenVerifier",
+    "UseDPoPNonceError",
     "__version__",
     "current_token",
     "from_env",

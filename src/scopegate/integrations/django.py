@@ -178,6 +178,11 @@ class DjangoRequest:
         return cast("str", escape_uri_path(self._request.path))
 
     @property
+    def scheme(self) -> str:
+        """The scheme Django says the request came with."""
+        return self._request.scheme or "http"
+
+    @property
     def content_type(self) -> str | None:
         """``Content-Type``, or ``None``."""
         return self._request.META.get("CONTENT_TYPE") or None
