@@ -89,6 +89,16 @@ def core(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+@core_require_scope("items:read")
+def excluded_core(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+@require_scope("items:read")
+def excluded_verified(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request)})
+
+
 class SyncAdmin(ScopeRequiredMixin, View):
     required_scopes = ("items:read", "admin")
 
@@ -123,7 +133,12 @@ urlpatterns = [
     path("sync-admin", SyncAdmin.as_view()),
     path("async-admin", AsyncAdmin.as_view()),
     path("any-cbv", AnyWrite.as_view()),
+    path("excluded-core", excluded_core),
+    path("excluded-verified", excluded_verified),
 ]
+
+#: Paths the middleware lets through unauthenticated.
+EXCLUDED = ["/public", "/excluded-core", "/excluded-verified"]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +152,7 @@ def _settings(verifier: Any, middleware: list[str]) -> override_settings:
         ROOT_URLCONF=__name__,
         MIDDLEWARE=middleware,
         ALLOWED_HOSTS=["127.0.0.1", "testserver"],
-        SCOPEGATE={"VERIFIER": verifier, "EXCLUDE_PATHS": ["/public"]},
+        SCOPEGATE={"VERIFIER": verifier, "EXCLUDE_PATHS": EXCLUDED},
     )
 
 
@@ -187,6 +202,30 @@ def test_middleware_and_decorators(
 ) -> None:
     """Middleware, decorators and mixin give the RFC 6750 status, sync and async."""
     assert get(base_url, path, token).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        pytest.param("/excluded-core", None, 401, id="core-decorator-no-token"),
+        pytest.param("/excluded-core", "tok-read", 401, id="core-decorator-token-ignored"),
+        pytest.param("/excluded-verified", None, 401, id="django-decorator-no-token"),
+        pytest.param("/excluded-verified", "tok-write", 403, id="django-decorator-missing-scope"),
+        pytest.param("/excluded-verified", "tok-read", 200, id="django-decorator-verifies"),
+    ],
+)
+def test_decorators_on_excluded_paths(
+    base_url: str, path: str, token: str | None, status: int
+) -> None:
+    """On an excluded path the core decorator's error is rendered (401, not 500); the
+    Django decorators verify the token themselves there."""
+    response = get(base_url, path, token)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+        assert response.json()["error"] == "unauthorized"
+    if status == 403:
+        assert 'scope="items:read"' in response.headers["www-authenticate"]
 
 
 def test_views_see_the_token(base_url: str) -> None:
@@ -301,3 +340,4 @@ def test_other_exceptions_are_left_to_django(verifier: FakeVerifier) -> None:
     with _settings(verifier, MIDDLEWARE):
         middleware = BearerTokenMiddleware(lambda request: HttpResponse())
         assert middleware.process_exception(HttpRequest(), ValueError("boom")) is None
+
