@@ -12,6 +12,13 @@ Install with ``pip install 'scopegate[django]'``. Django REST framework is not n
   class-based views. They use the middleware's token, or verify the request themselves
   when the middleware is not installed (or skipped the path).
 
+CSRF: a bearer token is no ambient credential (a browser never attaches it by itself),
+so Django's CSRF check does not apply to a request authenticated by one, as in Django
+REST framework. The middleware exempts a request only once its token verified; the
+decorated views and :class:`ScopeRequiredMixin` views are ``csrf_exempt`` because they
+run for nothing else. A request without a valid token (a cookie-authenticated form
+POST to any other view) keeps Django's CSRF protection.
+
 Settings (all optional; without a ``SCOPEGATE`` setting everything comes from the
 ``SCOPEGATE_*`` environment variables, see :func:`scopegate.from_env`)::
 
@@ -383,6 +390,16 @@ class ScopeRequiredMixin:
     required_scopes: ClassVar[Sequence[str]] = ()
     any_scope: ClassVar[bool] = False
     view_is_async: ClassVar[bool]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        """The view function, exempt from Django's CSRF check like the decorated function
+        views: :meth:`dispatch` lets only requests with a valid bearer token through."""
+        view = cast("Callable[..., Any]", super().as_view(**initkwargs))  # type: ignore[misc]
+        # CsrfViewMiddleware.process_view runs before dispatch() and reads csrf_exempt from
+        # the function that as_view() returns.
+        view.csrf_exempt = True  # type: ignore[attr-defined]
+        return view
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         """Check the token, then hand over to the view's own ``dispatch``."""
