@@ -91,7 +91,7 @@ def _starlette_wrapped() -> Any:
 def _fastapi_app() -> Any:
     from fastapi import FastAPI
 
-    from scopegate.integrations.fastapi import add_exception_handlers as install
+    from scopegate.integrations.fastapi import install
 
     app = FastAPI()
     install(app)
