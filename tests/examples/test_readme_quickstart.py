@@ -62,7 +62,7 @@ def test_asgi_quickstart_health_is_401(asgi_url: str, headers: dict[str, str] | 
     """GET /health (excluded, behind require_scope) answers 401 with the challenge."""
     response = httpx.get(f"{asgi_url}/health", headers=headers, timeout=10)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert response.headers["www-authenticate"] == 'Bearer realm="api", scope="items:read"'
     assert response.headers["vary"] == "Authorization"
     assert response.json()["error"] == "unauthorized"
 

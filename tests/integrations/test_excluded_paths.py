@@ -180,7 +180,8 @@ def test_decorator_on_excluded_path_is_401(base_url: str, token: str | None) -> 
     """A decorated handler on an excluded path answers 401 with the RFC 6750 challenge."""
     response = get(base_url, "/health", token)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    # The decorator names the scope it needs, so the client knows what to ask for.
+    assert response.headers["www-authenticate"] == 'Bearer realm="api", scope="items:read"'
     assert response.json()["error"] == "unauthorized"
 
 
