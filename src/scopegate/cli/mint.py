@@ -38,7 +38,8 @@ def register(actions: Any) -> None:
         description=(
             "Print a signed RFC 9068 access token for development and tests. Use --key with "
             "the issuer's PEM key (kid = its RFC 7638 thumbprint, as `scopegate issuer serve` "
-            "publishes it), or let it generate a key and save it with --key-out/--jwks-out."
+            "publishes it), or let it generate a key and save it with --key-out/--jwks-out. "
+            "Exit status: 0 token printed, 1 --key-out exists (add --force), 2 usage error."
         ),
         epilog=(
             "example:\n"
@@ -78,6 +79,7 @@ def register(actions: Any) -> None:
     mint.add_argument(
         "--key-out", metavar="FILE", type=Path, help="save the private key here (mode 0600)"
     )
+    mint.add_argument("--force", action="store_true", help="overwrite an existing --key-out")
     mint.add_argument("--jwks-out", metavar="FILE", type=Path, help="write the public JWKS here")
     mint.set_defaults(handler=mint_command)
 
@@ -97,11 +99,12 @@ def mint_command(args: argparse.Namespace) -> int:
     """Print a token signed with the chosen key; save the key and JWKS when asked.
 
     Raises:
-        CommandError: An unreadable or unsuitable key (2).
+        CommandError: An unreadable or unsuitable key (2), an unwritable output path
+            (2), or an existing ``--key-out`` without ``--force`` (1).
     """
     key = _signing_key(args)
     if args.key_out is not None:
-        _save_private_key(key, args.key_out)
+        _save_private_key(key, args.key_out, force=args.force)
     if args.jwks_out is not None:
         _write(args.jwks_out, json.dumps(key.jwks(), indent=2) + "\n")
     headers: dict[str, Any] = dict(args.header or [])
@@ -137,11 +140,23 @@ def _signing_key(args: argparse.Namespace) -> SigningKey:
     return key
 
 
-def _save_private_key(key: SigningKey, path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _save_private_key(key: SigningKey, path: Path, *, force: bool) -> None:
+    # O_EXCL: a private key is never replaced by accident (as `keys generate`).
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError as exc:
+        raise CommandError(f"{path} exists; add --force to overwrite it", code=1) from exc
+    except OSError as exc:
+        raise CommandError(f"cannot write the key to {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "wb") as handle:
+        # An overwritten file keeps its old mode: make it owner-only before writing.
+        os.fchmod(handle.fileno(), 0o600)
         handle.write(key.private_pem())
 
 
 def _write(path: Path, text: str) -> None:
-    path.write_text(text)
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
