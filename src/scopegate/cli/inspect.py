@@ -32,7 +32,7 @@ from scopegate._signing import SigningKey
 from scopegate.cli.main import CommandError
 from scopegate.cli.report import build_report, render_json, render_text
 
-__all__ = ["build_verifier", "inspect_command", "register"]
+__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "build_verifier", "run"]
 
 # The verifier's own defaults, shown in --help; options left out keep them.
 _DEFAULTS: dict[str, Any] = JWTVerifier.__init__.__kwdefaults__ or {}
@@ -43,86 +43,76 @@ _ISSUER_NOT_GIVEN = "https://issuer.invalid"
 _NO_KEYS = "https://keys.invalid/jwks.json"
 
 
-def register(actions: Any) -> None:
-    """Add ``inspect`` to the ``token`` sub-commands.
+HELP = "decode a token without trusting it and explain every check"
+DESCRIPTION = (
+    "Decode TOKEN without trusting it and list each check a scopegate resource server "
+    "makes, with the reason for every failure. No network access unless --fetch is given. "
+    "The token itself is never printed. Exit status: 0 no check failed, 1 rejected, "
+    "2 usage error, 3 keys unavailable."
+)
+EPILOG = (
+    "examples:\n"
+    '  scopegate token inspect "$TOKEN" --issuer https://as.example --audience api://orders\n'
+    "  scopegate token inspect - --jwks jwks.json < token.txt\n"
+    '  scopegate token inspect "$TOKEN" --issuer https://as.example --fetch'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``token inspect``; those left out keep the verifier's defaults.
 
     Args:
-        actions: The sub-parsers object of ``scopegate token``.
+        parser: The sub-command's parser.
     """
-    inspect = actions.add_parser(
-        "inspect",
-        help="decode a token without trusting it and explain every check",
-        description=(
-            "Decode TOKEN without trusting it and list each check a scopegate resource "
-            "server makes, with the reason for every failure. No network access unless "
-            "--fetch is given. The token itself is never printed. Exit status: 0 no check "
-            "failed, 1 rejected, 2 usage error, 3 keys unavailable."
-        ),
-        epilog=(
-            "examples:\n"
-            '  scopegate token inspect "$TOKEN" --issuer https://as.example '
-            "--audience api://orders\n"
-            "  scopegate token inspect - --jwks jwks.json < token.txt\n"
-            '  scopegate token inspect "$TOKEN" --issuer https://as.example --fetch'
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
+    parser.add_argument("--issuer", help="the issuer the API trusts (iss must match exactly)")
+    _repeatable(
+        parser, "--audience", "audience", "AUDIENCE", "this API's audience (aud must contain one)"
     )
-    inspect.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
-    inspect.add_argument("--issuer", help="the issuer the API trusts (iss must match exactly)")
-    inspect.add_argument(
-        "--audience",
-        action="append",
-        help="this API's audience (aud must contain it); repeat for several",
-    )
-    inspect.add_argument(
+    parser.add_argument(
         "--jwks",
         metavar="FILE|URL",
         help="keys to check the signature: a PEM public or private key, a certificate, a "
         "JWK or JWKS file; or a JWKS URL (with --fetch)",
     )
-    inspect.add_argument(
+    parser.add_argument(
         "--fetch",
         action="store_true",
         help="allow network access: discover the keys from --issuer, or fetch --jwks URL",
     )
-    inspect.add_argument(
+    parser.add_argument(
         "--typ",
         choices=("strict", "lenient"),
         help="typ policy: strict needs at+jwt (RFC 9068); lenient also accepts JWT or none "
         f"(default: {_DEFAULTS['typ']})",
     )
-    inspect.add_argument(
-        "--algorithm",
-        dest="algorithms",
-        action="append",
-        metavar="ALG",
-        help="an allowed algorithm; repeat for several "
-        f"(default: {' '.join(_DEFAULTS['algorithms'])})",
-    )
-    inspect.add_argument(
+    _repeatable(parser, "--algorithm", "algorithms", "ALG", "an allowed algorithm")
+    parser.add_argument(
         "--leeway", type=float, help=f"clock skew in seconds (default: {_DEFAULTS['leeway']})"
     )
-    inspect.add_argument(
+    parser.add_argument(
         "--max-lifetime", type=float, help="largest exp - iat in seconds (default: no limit)"
     )
-    inspect.add_argument(
+    parser.add_argument(
         "--require",
         metavar="CLAIMS",
         help=f"comma-separated required claims (default: {','.join(_DEFAULTS['required_claims'])})",
     )
-    inspect.add_argument(
-        "--scope-claim",
-        dest="scope_claims",
-        action="append",
-        metavar="CLAIM",
-        help="claim or dotted path holding scopes; repeat for several "
-        f"(default: {' '.join(_DEFAULTS['scope_claims'])})",
-    )
-    inspect.add_argument(
+    _repeatable(parser, "--scope-claim", "scope_claims", "CLAIM", "claim or dotted path of scopes")
+    parser.add_argument(
         "--timeout", type=float, help=f"network timeout (default: {_DEFAULTS['http_timeout']} s)"
     )
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.set_defaults(handler=inspect_command)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _repeatable(
+    parser: argparse.ArgumentParser, flag: str, dest: str, metavar: str, what: str
+) -> None:
+    default = _DEFAULTS.get(dest)
+    shown = "" if default is None else f" (default: {' '.join(default)})"
+    parser.add_argument(
+        flag, dest=dest, action="append", metavar=metavar, help=f"{what}; repeat for several{shown}"
+    )
 
 
 def _read_token(value: str) -> str:
@@ -177,7 +167,6 @@ def build_verifier(args: argparse.Namespace) -> JWTVerifier:
             (3).
     """
     given: dict[str, Any] = {
-        "audience": args.audience,
         "typ": args.typ,
         "leeway": args.leeway,
         "max_lifetime": args.max_lifetime,
@@ -185,12 +174,12 @@ def build_verifier(args: argparse.Namespace) -> JWTVerifier:
         "scope_claims": args.scope_claims,
     }
     options = {name: value for name, value in given.items() if value is not None}
-    options["audience"] = args.audience  # None: no audience check, as the verifier allows
     try:
         algorithms = check_algorithms(args.algorithms or _DEFAULTS["algorithms"])
         source = _key_source(args, algorithms)
         return JWTVerifier(
             issuer=args.issuer or _ISSUER_NOT_GIVEN,
+            audience=args.audience,  # None: no audience check, as the verifier allows
             algorithms=tuple(algorithms),
             **options,
             **source,
@@ -199,7 +188,7 @@ def build_verifier(args: argparse.Namespace) -> JWTVerifier:
         raise CommandError(str(exc)) from exc
 
 
-def inspect_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Explain the token with the verifier the options describe, and print the report.
 
     Returns:

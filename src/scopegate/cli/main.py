@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 from scopegate._version import __version__
 
@@ -55,10 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions = token.add_subparsers(dest="token_command", metavar="ACTION")
     actions.required = True
-    inspect.register(actions)
-    mint.register(actions)
+    for name, command in (("inspect", inspect), ("mint", mint)):
+        _add_command(actions, name, command)
     issuer_cli.register(commands)
     return parser
+
+
+def _add_command(actions: Any, name: str, command: ModuleType) -> None:
+    # A command module declares HELP, DESCRIPTION, EPILOG, add_arguments(parser) and
+    # run(args) -> exit code.
+    parser = actions.add_parser(
+        name,
+        help=command.HELP,
+        description=command.DESCRIPTION,
+        epilog=command.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_arguments(parser)
+    parser.set_defaults(handler=command.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

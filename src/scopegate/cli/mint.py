@@ -21,67 +21,66 @@ from typing import Any, cast, get_args
 from scopegate._errors import ConfigurationError
 from scopegate._signing import SigningAlgorithm, SigningKey
 from scopegate.cli.main import CommandError
-from scopegate.testing import LocalIssuer
+from scopegate.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, LocalIssuer
 
-__all__ = ["register"]
+__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
 
-def register(actions: Any) -> None:
-    """Add ``mint`` to the ``token`` sub-commands.
+HELP = "sign a development token with a local key"
+DESCRIPTION = (
+    "Print a signed RFC 9068 access token for development and tests. Use --key with the "
+    "issuer's PEM key (kid = its RFC 7638 thumbprint, as `scopegate issuer serve` publishes "
+    "it), or let it generate a key and save it with --key-out/--jwks-out. Exit status: "
+    "0 token printed, 1 --key-out exists (add --force), 2 usage error."
+)
+EPILOG = (
+    "example:\n"
+    "  scopegate token mint --key keys/issuer.pem --issuer http://127.0.0.1:9000 \\\n"
+    '      --audience api://demo --scope "items:read items:write" --sub alice'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``token mint``.
 
     Args:
-        actions: The sub-parsers object of ``scopegate token``.
+        parser: The sub-command's parser.
     """
-    mint = actions.add_parser(
-        "mint",
-        help="sign a development token with a local key",
-        description=(
-            "Print a signed RFC 9068 access token for development and tests. Use --key with "
-            "the issuer's PEM key (kid = its RFC 7638 thumbprint, as `scopegate issuer serve` "
-            "publishes it), or let it generate a key and save it with --key-out/--jwks-out. "
-            "Exit status: 0 token printed, 1 --key-out exists (add --force), 2 usage error."
-        ),
-        epilog=(
-            "example:\n"
-            "  scopegate token mint --key keys/issuer.pem --issuer http://127.0.0.1:9000 \\\n"
-            '      --audience api://demo --scope "items:read items:write" --sub alice'
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    mint.add_argument("--key", metavar="PEM", type=Path, help="private key file (PEM)")
-    mint.add_argument(
+    parser.add_argument("--key", metavar="PEM", type=Path, help="private key file (PEM)")
+    parser.add_argument(
         "--alg",
         choices=get_args(SigningAlgorithm),
         help="signing algorithm (default: from the key type; RS256 for a new key)",
     )
-    mint.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
-    mint.add_argument("--issuer", default="https://issuer.example", help="iss claim")
-    mint.add_argument("--audience", default="https://api.example", help="aud claim")
-    mint.add_argument("--sub", default="dev-user", help="sub claim (dev-user)")
-    mint.add_argument("--client-id", default="dev-client", help="client_id claim (dev-client)")
-    mint.add_argument("--scope", default=None, help='space-delimited scopes, e.g. "read write"')
-    mint.add_argument("--expires-in", type=float, default=600, help="lifetime in seconds (600)")
-    mint.add_argument("--typ", help="typ header (default: at+jwt)")
-    mint.add_argument(
+    parser.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
+    parser.add_argument("--issuer", default=DEFAULT_ISSUER, help=f"iss claim ({DEFAULT_ISSUER})")
+    parser.add_argument(
+        "--audience", default=DEFAULT_AUDIENCE, help=f"aud claim ({DEFAULT_AUDIENCE})"
+    )
+    parser.add_argument("--sub", default="dev-user", help="sub claim (dev-user)")
+    parser.add_argument("--client-id", default="dev-client", help="client_id claim (dev-client)")
+    parser.add_argument("--scope", default=None, help='space-delimited scopes, e.g. "read write"')
+    parser.add_argument("--expires-in", type=float, default=600, help="lifetime in seconds (600)")
+    parser.add_argument("--typ", help="typ header (default: at+jwt)")
+    parser.add_argument(
         "--claim",
         action="append",
         type=_member,
         metavar="NAME=JSON",
         help="extra claim; the value is parsed as JSON, else taken as a string",
     )
-    mint.add_argument(
+    parser.add_argument(
         "--header",
         action="append",
         type=_member,
         metavar="NAME=JSON",
         help="extra JOSE header member",
     )
-    mint.add_argument(
+    parser.add_argument(
         "--key-out", metavar="FILE", type=Path, help="save the private key here (mode 0600)"
     )
-    mint.add_argument("--force", action="store_true", help="overwrite an existing --key-out")
-    mint.add_argument("--jwks-out", metavar="FILE", type=Path, help="write the public JWKS here")
-    mint.set_defaults(handler=mint_command)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --key-out")
+    parser.add_argument("--jwks-out", metavar="FILE", type=Path, help="write the public JWKS here")
 
 
 def _member(text: str) -> tuple[str, Any]:
@@ -95,7 +94,7 @@ def _member(text: str) -> tuple[str, Any]:
     return name, value
 
 
-def mint_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print a token signed with the chosen key; save the key and JWKS when asked.
 
     Raises:

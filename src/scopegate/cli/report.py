@@ -264,25 +264,22 @@ def _claim_types(seen: _Seen) -> str:
     return ", ".join(facts)
 
 
-def _issuer(seen: _Seen) -> str:
+def _wrong_issuer(seen: _Seen) -> str:
     iss, expected = seen.claim("iss"), seen.verifier.issuer
-    facts = _named(seen, "iss", absent="no iss")
-    if iss is _ABSENT or iss == expected:
-        return facts
-    facts += f", expected {show(expected)}"
+    facts = f"{_named(seen, 'iss')}, expected {show(expected)}"
     if isinstance(iss, str):
         if iss.rstrip("/") == expected.rstrip("/"):
             facts += "; they differ only by a trailing slash, which counts"
         elif iss.lower() == expected.lower():
             facts += "; they differ only in letter case, which counts"
         elif iss.startswith(expected) or expected.startswith(iss):
-            facts += "; one is a prefix of the other, which is not a match"
+            facts += "; one is a prefix of the other, which is no match"
     return facts
 
 
-def _audience(seen: _Seen) -> str:
+def _wrong_audience(seen: _Seen) -> str:
     expected = " or ".join(show(aud) for aud in sorted(seen.verifier.audiences or ()))
-    return f"{_named(seen, 'aud', absent='no aud')}, expected {expected}"
+    return f"{_named(seen, 'aud')}, expected {expected}"
 
 
 def _expiry(seen: _Seen) -> str:
@@ -324,8 +321,8 @@ _FACTS: Mapping[str, Callable[[_Seen], str]] = {
     "signature": _signature,
     "payload": lambda seen: seen.claims_error or "",
     "required_claims": _required,
-    "issuer": _issuer,
-    "audience": _audience,
+    "issuer": lambda seen: _named(seen, "iss", absent="no iss"),
+    "audience": lambda seen: _named(seen, "aud", absent="no aud"),
     "expiry": _expiry,
     "not_before": lambda seen: _date(seen, "nbf"),
     "issued_at": lambda seen: _date(seen, "iat"),
@@ -337,6 +334,8 @@ _FACTS: Mapping[str, Callable[[_Seen], str]] = {
 # could not be computed from a refused value).
 _FAILURE_FACTS: Mapping[str, Callable[[_Seen], str]] = {
     "claim_types": _claim_types,
+    "issuer": _wrong_issuer,
+    "audience": _wrong_audience,
     "scope": _scope_claims,
 }
 
