@@ -201,9 +201,15 @@ CASES: list[Any] = [
     ),
     pytest.param(
         lambda i, k: raw(k, "[" * 1000 + "]" * 1000, b"{}"),
-        "format_header",
+        "format",  # the header segment is over the 2048-character cap: never decoded
         "malformed",
         id="b17-deep-header",
+    ),
+    pytest.param(
+        lambda i, k: raw(k, "[" * 40 + "]" * 40, b"{}"),
+        "format_header",
+        "malformed",
+        id="b17-header-over-depth-cap",
     ),
     pytest.param(
         lambda i, k: raw(k, json.dumps(good_header(k)), '{"x":' + "[" * 1000 + "]" * 1000 + "}"),
@@ -704,8 +710,21 @@ def test_inspect_oversized_token_stops_before_parsing(capsys: pytest.CaptureFixt
     """A-15: a token over 8 KiB is refused by its length alone."""
     report = inspect_json(capsys, "a" * 9000 + ".b.c")
     assert [(c["name"], c["reason"]) for c in report["checks"]] == [("format", "too_long")]
-    assert "9004 characters (limit 8192)" in report["checks"][0]["detail"]
+    assert "9004 characters (limit 8192), 3 dot-separated segments" in report["checks"][0]["detail"]
     assert report["code"] == 1
+
+
+def test_inspect_says_why_the_format_fails(
+    issuer: LocalIssuer, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A format failure names the segment count and the header length against its cap."""
+    jwe = inspect_json(capsys, "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d")
+    assert "5 dot-separated segments" in first_failure(jwe)["detail"]
+    header = json.dumps(good_header(key, x5c=["A" * 2000]))
+    big = inspect_json(capsys, raw(key, header, claims_json(issuer)))
+    detail = first_failure(big)["detail"]
+    assert re.search(r"a header segment of \d{4} characters \(limit 2048\)", detail)
+    assert big["header"]["kid"] == key.kid  # still decoded for display
 
 
 def test_inspect_without_keys_skips_signature(

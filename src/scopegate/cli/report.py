@@ -25,7 +25,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from scopegate._checks import FORBIDDEN_HEADERS, REASONS, RULES
-from scopegate._jose import JOSEError, b64url_decode, is_numeric_date, split_compact
+from scopegate._jose import (
+    MAX_HEADER_LENGTH,
+    JOSEError,
+    b64url_decode,
+    is_numeric_date,
+    split_compact,
+)
 from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._jwt import Check, JWTVerifier
 
@@ -201,11 +207,16 @@ def _date(seen: _Seen, name: str) -> str:
     return f"no {name}" if value is _ABSENT else f"{name} {_when(value, seen.now)}"
 
 
-def _format(seen: _Seen) -> str:
-    facts = f"{len(seen.token)} characters (limit {seen.verifier.max_token_length})"
+def _length(seen: _Seen) -> str:
+    return f"{len(seen.token)} characters (limit {seen.verifier.max_token_length})"
+
+
+def _bad_format(seen: _Seen) -> str:
     parts = seen.token.count(".") + 1
-    if parts != 3:
-        facts += f", {parts} dot-separated segment{'s' if parts != 1 else ''}"
+    facts = f"{_length(seen)}, {parts} dot-separated segment{'s' if parts != 1 else ''}"
+    if parts > 1:
+        header = seen.token.index(".")
+        facts += f", a header segment of {header} characters (limit {MAX_HEADER_LENGTH})"
     return facts
 
 
@@ -307,7 +318,7 @@ def _scope_claims(seen: _Seen) -> str:
 
 
 _FACTS: Mapping[str, Callable[[_Seen], str]] = {
-    "format": _format,
+    "format": _length,
     "format_header": lambda seen: seen.header_error or "",
     "alg": _alg,
     "crit": lambda seen: _named(seen, "crit", header=True),
@@ -333,6 +344,7 @@ _FACTS: Mapping[str, Callable[[_Seen], str]] = {
 # Facts shown instead when the check failed (the others would repeat the claims line, or
 # could not be computed from a refused value).
 _FAILURE_FACTS: Mapping[str, Callable[[_Seen], str]] = {
+    "format": _bad_format,
     "claim_types": _claim_types,
     "issuer": _wrong_issuer,
     "audience": _wrong_audience,
