@@ -518,13 +518,20 @@ class JWTVerifier:
             # Fail closed: whatever slipped past the typed checks is a bad token, not a 500.
             raise invalid("malformed") from exc
 
-    def explain(self, token: str) -> list[Check]:
+    def explain(self, token: str, *, fetch: bool = True) -> list[Check]:
         """Run every check on *token* and report each outcome (diagnostics only).
 
         Runs the same rule table as :meth:`verify`, one rule at a time, and keeps going
         after a failure where later checks still make sense (claims are reported even
         when the signature fails, so they are *unverified* then). The cache is not used.
-        Key lookup may fetch the JWKS (sync). Never use the result to accept a token.
+        Never use the result to accept a token.
+
+        Args:
+            token: The raw token.
+            fetch: Whether the key lookup may fetch the JWKS or the discovery document
+                (sync). With ``False`` only keys already in memory are used (static
+                keys, or a key set fetched before); when the key would need a fetch,
+                ``key`` and ``signature`` are reported as not checked.
 
         Returns:
             :class:`Check` tuples in pipeline order.
@@ -554,8 +561,10 @@ class JWTVerifier:
         if header_ok:
             ok, parsed = attempt("format_signature", self._parse, token)
             if ok:
-                ok, key = attempt("key", lambda: run(self._key_flow(parsed)))
-                if ok:
+                ok, key = attempt("key", self._explain_key, parsed, fetch)
+                if ok and key is None:
+                    results[-1:] = [Check("key", None, None), Check("signature", None, None)]
+                elif ok:
                     attempt("signature", _check_signature, parsed, key)
         ok, claims = attempt("payload", _json, raw[first + 1 : second])
         if not ok:
@@ -565,6 +574,11 @@ class JWTVerifier:
         if ok and self.claims_validator is not None:
             attempt("claims_validator", self._run_validator, access.claims)
         return results
+
+    def _explain_key(self, parsed: _Parsed, fetch: bool) -> VerificationKey | None:
+        if fetch:
+            return run(self._key_flow(parsed))
+        return self._source.lookup(parsed[1], parsed[0])
 
     def _explain_rules(
         self, results: list[Check], part: Literal["header", "claims"], data: Any, now: float
