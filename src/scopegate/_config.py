@@ -19,6 +19,14 @@ Variables (empty values count as unset):
     Scopes listed in the RFC 9728 metadata, space-separated.
 ``SCOPEGATE_RESOURCE_NAME``, ``SCOPEGATE_RESOURCE_DOCUMENTATION``
     The metadata's ``resource_name`` and ``resource_documentation``.
+``SCOPEGATE_DPOP``
+    ``off`` (the default: Bearer only), ``allowed`` (Bearer or DPoP, RFC 9449) or
+    ``required`` (DPoP only). With ``SCOPEGATE_REDIS_URL`` the replay store is shared.
+``SCOPEGATE_PUBLIC_URL``
+    The origin clients use (``https://api.example``), for DPoP proofs' ``htu``.
+``SCOPEGATE_TRUST_FORWARDED``
+    ``true`` to take that origin from ``Forwarded`` / ``X-Forwarded-*`` (behind a proxy
+    that sets them); ``false`` (the default).
 ``SCOPEGATE_JWKS_URI``
     The JWKS location; skips discovery.
 ``SCOPEGATE_ALGORITHMS``
@@ -95,6 +103,9 @@ class EnvSettings:
     scopes_supported: tuple[str, ...] = ()
     resource_name: str | None = None
     resource_documentation: str | None = None
+    dpop: Literal["off", "allowed", "required"] = "off"
+    public_url: str | None = None
+    trust_forwarded: bool = False
 
     def guard_options(self, **settings: Any) -> GuardOptions:
         """The :class:`~scopegate.GuardOptions` these settings describe (realm, RFC 9728
@@ -111,7 +122,24 @@ class EnvSettings:
                 resource_name=self.resource_name,
                 resource_documentation=self.resource_documentation,
             )
-        return GuardOptions.of(GuardOptions(realm=self.realm, resource=resource), **settings)
+        dpop = None
+        if self.dpop != "off":
+            from scopegate._dpop import DPoPPolicy, MemoryReplayStore, RedisReplayStore
+
+            replay = (
+                RedisReplayStore(self.redis_url)
+                if self.redis_url is not None
+                else MemoryReplayStore()
+            )
+            dpop = DPoPPolicy(mode=self.dpop, replay=replay)
+        base = GuardOptions(
+            realm=self.realm,
+            resource=resource,
+            dpop=dpop,
+            public_url=self.public_url,
+            trust_forwarded=self.trust_forwarded,
+        )
+        return GuardOptions.of(base, **settings)
 
     def jwt_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~scopegate.JWTVerifier`."""
@@ -157,6 +185,15 @@ def _seconds(environ: Mapping[str, str], name: str) -> float | None:
     if not math.isfinite(value) or value < 0:
         raise ConfigurationError(f"{PREFIX}{name} must be a non-negative number of seconds")
     return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigurationError(f"{PREFIX}{name} must be one of: {', '.join(choices)}")
+    return raw.lower()
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -239,6 +276,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         scopes_supported=tuple((_get(env, "SCOPES_SUPPORTED") or "").split()),
         resource_name=_get(env, "RESOURCE_NAME"),
         resource_documentation=_get(env, "RESOURCE_DOCUMENTATION"),
+        dpop=_choice(env, "DPOP", ("off", "allowed", "required"), "off"),  # type: ignore[arg-type]
+        public_url=_get(env, "PUBLIC_URL"),
+        trust_forwarded=_choice(env, "TRUST_FORWARDED", ("true", "false"), "false") == "true",
     )
 
 
