@@ -30,6 +30,7 @@ from scopegate._errors import (
     ConfigurationError,
     HTTPResponse,
     InsufficientScopeError,
+    InsufficientUserAuthenticationError,
     IntrospectionUnavailableError,
     InvalidDPoPProofError,
     InvalidRequestError,
@@ -43,9 +44,10 @@ from scopegate._errors import (
 from scopegate._flow import HTTPRunner
 from scopegate._guard import BearerGuard, GuardOptions, RequestView
 from scopegate._introspection import IntrospectionVerifier
+from scopegate._issuers import IssuerRouter
 from scopegate._jwt import JWTVerifier
 from scopegate._resource import ProtectedResource
-from scopegate._scopes import require_any_scope, require_scope
+from scopegate._scopes import Requirement, require_any_scope, require_scope
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 from scopegate._verifier import CachedVerifier, HybridVerifier, TokenVerifier
 from scopegate._version import __version__
@@ -63,12 +65,14 @@ __all__ = [
     "HTTPRunner",
     "HybridVerifier",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "IntrospectionCache",
     "IntrospectionUnavailableError",
     "IntrospectionVerifier",
     "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
+    "IssuerRouter",
     "JWTVerifier",
     "KeySetUnavailableError",
     "MemoryCache",
@@ -81,6 +85,7 @@ __all__ = [
     "RedisReplayStore",
     "ReplayStore",
     "RequestView",
+    "Requirement",
     "ScopeMapping",
     "ScopegateError",
     "ServiceUnavailableError",

@@ -12,6 +12,7 @@ hierarchy::
     │   ├── InvalidTokenError                401 ``invalid_token``
     │   ├── InvalidDPoPProofError            401 ``invalid_dpop_proof`` (RFC 9449 §7.1)
     │   │   └── UseDPoPNonceError            401 ``use_dpop_nonce`` + ``DPoP-Nonce`` (§9)
+    │   ├── InsufficientUserAuthenticationError  401, ``acr_values``/``max_age`` (RFC 9470)
     │   ├── InsufficientScopeError           403 ``insufficient_scope`` with ``scope``
     │   └── ServiceUnavailableError          503 with ``Retry-After``; never ``invalid_token``
     │       ├── KeySetUnavailableError       JWKS or discovery unreachable / malformed
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigurationError",
     "HTTPResponse",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "IntrospectionUnavailableError",
     "InvalidDPoPProofError",
     "InvalidRequestError",
@@ -264,6 +266,35 @@ class UseDPoPNonceError(InvalidDPoPProofError):
 
     def extra_headers(self) -> list[tuple[str, str]]:
         return [("dpop-nonce", self.nonce)]
+
+
+class InsufficientUserAuthenticationError(BearerError):
+    """The user's authentication is too weak or too old for the resource: 401
+    ``insufficient_user_authentication`` naming what is needed (RFC 9470 §3).
+
+    Args:
+        acr_values: The authentication context classes that would do.
+        max_age: The largest acceptable age of the authentication, in seconds.
+    """
+
+    status = 401
+    error = "insufficient_user_authentication"
+    default_description = "A stronger or more recent authentication is required"
+
+    def __init__(self, *, acr_values: Sequence[str] = (), max_age: int | None = None) -> None:
+        # Values come from the application's own requirements, never from the request.
+        # acr values share the scope-token grammar: printable, no space, quote or "\\".
+        self.acr_values = tuple(a for a in acr_values if is_scope_token(a))
+        self.max_age = max_age
+        super().__init__(reason="insufficient_user_authentication")
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        params = super().challenge_params()
+        if self.acr_values:
+            params.append(("acr_values", " ".join(self.acr_values)))
+        if self.max_age is not None:
+            params.append(("max_age", str(self.max_age)))
+        return params
 
 
 class InsufficientScopeError(BearerError):

@@ -397,6 +397,11 @@ class BearerGuard:
         self._challenge: tuple[tuple[str, str], ...] = ()
         if resource is not None:
             _check_audience(verifier, resource.resource)
+            if not resource.authorization_servers:
+                # RFC 9728 §2: list the issuers this API trusts (every one, when routed).
+                resource = dataclasses.replace(
+                    resource, authorization_servers=_issuers_of(verifier)
+                )
             document = resource.response(
                 self._bearer_methods(),
                 dpop_algorithms=dpop.algorithms if dpop is not None else (),
@@ -679,6 +684,22 @@ def _forwarded(request: RequestView, scheme: str) -> tuple[str, str | None]:
     if hosts:
         host = hosts[0].split(",")[0].strip() or None
     return scheme, host
+
+
+def _issuers_of(verifier: TokenVerifier) -> tuple[str, ...]:
+    """The issuers a verifier trusts: an IssuerRouter's, a JWT or hybrid verifier's one."""
+    issuers = getattr(verifier, "issuers", None)
+    if isinstance(issuers, tuple):
+        return issuers
+    for part in (
+        verifier,
+        getattr(verifier, "jwt", None),
+        getattr(verifier, "introspection", None),
+    ):
+        issuer = getattr(part, "issuer", None)
+        if isinstance(issuer, str) and issuer:
+            return (issuer,)
+    return ()
 
 
 def _check_audience(verifier: TokenVerifier, resource: str) -> None:

@@ -384,16 +384,23 @@ class JWTVerifier:
             raise KeySetUnavailableError(reason="jwks_unavailable") from exc
         return key
 
-    def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
+    def _finish(
+        self,
+        parsed: _Parsed,
+        key: VerificationKey,
+        token: str,
+        claims: dict[str, Any] | None = None,
+    ) -> AccessToken:
         # The key's per-alg verifier looked up directly: Python frames are most of the
         # cost above the signature itself.
         verify = key._verifiers.get(parsed[0])
         if verify is None or not verify(parsed[2], parsed[4]):
             raise invalid("bad_signature")
-        try:
-            claims = loads_object(parsed[3])
-        except StrictJSONError:
-            raise invalid("malformed") from None
+        if claims is None:
+            try:
+                claims = loads_object(parsed[3])
+            except StrictJSONError:
+                raise invalid("malformed") from None
         self._check_claims(claims, self._clock())
         access = self._build(claims, token)
         if self.claims_validator is not None:
@@ -500,8 +507,14 @@ class JWTVerifier:
         hit = self.cached(token) if self._cache_enabled else None
         return hit if hit is not None else await arun(self.verify_flow(token))
 
-    def verify_flow(self, token: str) -> Flow[AccessToken]:
+    def verify_flow(self, token: str, claims: dict[str, Any] | None = None) -> Flow[AccessToken]:
         """Verify *token* as a flow (either driver runs it; it waits only to fetch keys).
+
+        Args:
+            token: The compact JWS.
+            claims: The token's payload already parsed by the caller from the token's
+                own bytes (an :class:`~scopegate.IssuerRouter` read ``iss`` from it); it
+                is used only once the signature over those bytes verified.
 
         The flow costs no more than a direct call: about 0.2 µs per uncached token,
         within the noise of an RS256 verification (22 µs on the benchmark machine).
@@ -511,7 +524,7 @@ class JWTVerifier:
             key = self._source.lookup(parsed[1], parsed[0])
             if key is None:
                 key = yield from self._key_flow(parsed)
-            return self._finish(parsed, key, token)
+            return self._finish(parsed, key, token, claims)
         except BearerError:
             raise
         except Exception as exc:
