@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from scopegate import _observe
 from scopegate._bearer import (
     NO_CREDENTIALS,
     Credentials,
@@ -464,29 +465,92 @@ class BearerGuard:
         """Async twin of :meth:`decide` (ASGI); never blocks the event loop."""
         if self._documents and request.path in self._documents:
             return self._document(request)
-        token = self._now(request)
-        if token is not _PENDING:
-            return token  # type: ignore[no-any-return]
         try:
+            if _observe.HOOKS:
+                return await arun(self._observed(request))
+            token = self._now(request)
+            if token is not _PENDING:
+                return token  # type: ignore[no-any-return]
             return await arun(self._flow(request))
         except BearerError as error:
             return self.render(error)
 
     def authenticate(self, request: RequestView) -> AccessToken | None:
         """Like :meth:`decide`, but raise the :class:`~scopegate.BearerError` instead."""
+        if _observe.HOOKS:
+            return run(self._observed(request))
         token = self._now(request)
         return token if token is not _PENDING else run(self._flow(request))
 
     async def aauthenticate(self, request: RequestView) -> AccessToken | None:
         """Async twin of :meth:`authenticate`."""
+        if _observe.HOOKS:
+            return await arun(self._observed(request))
         token = self._now(request)
         return token if token is not _PENDING else await arun(self._flow(request))
 
+    def _observed(self, request: RequestView) -> Flow[AccessToken | None]:
+        """The decision, timed and reported as a ``decision`` record (hooks only)."""
+        start = time.perf_counter()
+        note: dict[str, Any] = {"cached": True}
+        try:
+            token = self._now(request)
+            if token is _PENDING:
+                note["cached"] = False
+                token = yield from self._flow(request, note)
+        except BearerError as error:
+            _observe.decision(
+                _observe.refusal(error.status),
+                status=error.status,
+                reason=error.reason,
+                kind=note.get("kind", "none"),
+                scheme=_scheme(request.token_source),
+                cached=note["cached"],
+                duration=time.perf_counter() - start,
+            )
+            raise
+        if token is None:
+            _observe.decision(
+                "anonymous",
+                status=200,
+                reason=None,
+                kind="none",
+                scheme="none",
+                cached=False,
+                duration=time.perf_counter() - start,
+            )
+        else:
+            _observe.decision(
+                "accepted",
+                status=200,
+                reason=None,
+                kind=note.get("kind") or _observe.token_kind(token.token),
+                scheme="bearer" if token.jkt is None else "dpop",
+                cached=note["cached"],
+                duration=time.perf_counter() - start,
+                issuer=token.issuer,
+                client_id=token.client_id,
+            )
+        return token  # type: ignore[no-any-return]
+
     def _document(self, request: RequestView) -> HTTPResponse | None:
         """The RFC 9728 metadata document for GET/HEAD of its well-known path."""
-        if request.method in ("GET", "HEAD"):
-            return self._documents[request.path]
-        return self.render(InvalidRequestError(reason="method_not_allowed"))
+        response = (
+            self._documents[request.path]
+            if request.method in ("GET", "HEAD")
+            else self.render(InvalidRequestError(reason="method_not_allowed"))
+        )
+        if _observe.HOOKS:
+            _observe.decision(
+                "document",
+                status=response.status,
+                reason=None,
+                kind="none",
+                scheme="none",
+                cached=True,
+                duration=0.0,
+            )
+        return response
 
     def _now(self, request: RequestView) -> Any:
         """The decision when it needs no waiting: a skip, or a remembered cached token."""
@@ -510,16 +574,21 @@ class BearerGuard:
                     return token
         return _PENDING
 
-    def _flow(self, request: RequestView) -> Flow[AccessToken | None]:
+    def _flow(
+        self, request: RequestView, note: dict[str, Any] | None = None
+    ) -> Flow[AccessToken | None]:
         try:
-            token = yield from self._decide_flow(request)
+            token = yield from self._decide_flow(request, note)
         except BearerError as error:
             if request.token_source == "dpop":  # noqa: S105 - a scheme name
                 error.scheme = "DPoP"  # the answer goes in the DPoP challenge
+            _observe.log_rejection(error.status, error.error or "-", error.reason, "guard")
             raise
         return token
 
-    def _decide_flow(self, request: RequestView) -> Flow[AccessToken | None]:
+    def _decide_flow(
+        self, request: RequestView, note: dict[str, Any] | None
+    ) -> Flow[AccessToken | None]:
         method = request.method
         if self.options.allow_preflight and self._is_preflight(request):
             return None
@@ -549,6 +618,8 @@ class BearerGuard:
             if self.options.optional:
                 return None
             raise MissingTokenError(scopes=self.options.required_scopes)
+        if note is not None:
+            note["kind"] = _observe.token_kind(raw)
         proof = None
         if dpop:
             assert self._dpop is not None
@@ -562,6 +633,8 @@ class BearerGuard:
         elif not self._bearer:
             raise InvalidTokenError(reason="dpop_required")
         token = self._probed(raw)
+        if note is not None:
+            note["cached"] = token is not None
         if token is None:
             verifier = self.verifier
             try:
@@ -715,6 +788,13 @@ def _check_audience(verifier: TokenVerifier, resource: str) -> None:
                 "the verifier's audience does not include the resource identifier "
                 f"{resource!r}: tokens issued for this API would be refused"
             )
+
+
+def _scheme(source: str | None) -> str:
+    """The scheme word of a record: ``dpop``, ``bearer`` or ``none`` (no credentials)."""
+    if source is None:
+        return "none"
+    return "dpop" if source == "dpop" else "bearer"
 
 
 def _unexpected(exc: Exception) -> InvalidTokenError:

@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
+from scopegate import _observe
 from scopegate._context import current_token
 from scopegate._errors import (
+    BearerError,
     ConfigurationError,
     InsufficientScopeError,
     InsufficientUserAuthenticationError,
@@ -105,7 +107,9 @@ class Requirement:
         return cls(scopes, any_of, acrs, max_age)
 
     def check(self, token: AccessToken | None) -> AccessToken:
-        """Return *token* when it meets the requirement, else raise the matching error.
+        """Return *token* when it meets the requirement, else raise the matching error
+        (logged on ``scopegate.rejections`` and reported as a ``decision`` record of
+        stage ``endpoint``).
 
         Authentication strength is judged before scopes: a stronger login may also bring
         the scopes, while the scopes cannot make up for a weak login.
@@ -116,6 +120,24 @@ class Requirement:
                 (401 with ``acr_values`` / ``max_age``, RFC 9470 §3).
             InsufficientScopeError: The scopes are not granted (403, RFC 6750 §3.1).
         """
+        try:
+            return self._check(token)
+        except BearerError as error:
+            _observe.log_rejection(error.status, error.error or "-", error.reason, "endpoint")
+            if _observe.HOOKS:
+                _observe.decision(
+                    _observe.refusal(error.status),
+                    status=error.status,
+                    reason=error.reason,
+                    kind="none" if token is None else _observe.token_kind(token.token),
+                    scheme="none" if token is None else ("dpop" if token.jkt else "bearer"),
+                    cached=False,
+                    duration=0.0,
+                    stage="endpoint",
+                )
+            raise
+
+    def _check(self, token: AccessToken | None) -> AccessToken:
         if token is None:
             raise MissingTokenError(scopes=self.scopes)
         if self.acr_values or self.max_age is not None:

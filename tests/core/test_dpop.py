@@ -363,6 +363,24 @@ async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": scope["scopegate.token"].subject.encode()})
 
 
+def _closing(app: Any, store: RedisReplayStore) -> Any:
+    """*app*, closing *store*'s connections at lifespan shutdown, on the loop that used them."""
+
+    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await store.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return None
+
+    return wrapper
+
+
 def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [environ["scopegate.token"].subject.encode()]
@@ -414,14 +432,15 @@ def test_dpop_through_real_servers(server: str) -> None:
 def test_replay_is_refused_across_processes_sharing_redis(redis_server: RedisServer) -> None:
     """Two servers (two processes' worth of guards) share one Redis replay store: a proof
     used at one is a replay at the other."""
+    stores = [RedisReplayStore(redis_server.url) for _ in range(2)]
     options = [
-        GuardOptions(
-            dpop=DPoPPolicy(replay=RedisReplayStore(redis_server.url)),
-            public_url="http://api.test",
-        )
-        for _ in range(2)
+        GuardOptions(dpop=DPoPPolicy(replay=store), public_url="http://api.test")
+        for store in stores
     ]
-    apps = [ASGIMiddleware(_asgi_app, verifier=ISSUER.verifier(), options=o) for o in options]
+    apps = [
+        ASGIMiddleware(_closing(_asgi_app, store), verifier=ISSUER.verifier(), options=o)
+        for store, o in zip(stores, options, strict=True)
+    ]
     token = bound_token()
     proof = KEY.proof("GET", "http://api.test/items", token=token)
     with run_asgi(apps[0]) as first, run_asgi(apps[1]) as second:
