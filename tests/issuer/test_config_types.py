@@ -85,6 +85,8 @@ def test_string_for_a_user_boolean(tmp_path: Path) -> None:
         pytest.param("token_format = 1", '"jwt"', id="int-for-choice"),
         pytest.param("signing_key = 5", "string", id="int-for-path"),
         pytest.param('previous_signing_keys = "a.pem"', "list of strings", id="string-for-list"),
+        pytest.param('scope_policy = "lenient"', '"narrow"', id="bad-scope-policy"),
+        pytest.param("scope_policy = true", '"strict"', id="bool-scope-policy"),
     ],
 )
 def test_top_level_types(tmp_path: Path, line: str, expected: str) -> None:
@@ -104,6 +106,10 @@ def test_top_level_types(tmp_path: Path, line: str, expected: str) -> None:
         pytest.param("audience = 5", "string", id="int-for-string"),
         pytest.param("grant_type = []", "unknown setting", id="unknown-key"),
         pytest.param('auth_methods = ["client_secret_jwt"]', "auth_methods", id="bad-method"),
+        pytest.param('resources = "https://a.example"', "list of strings", id="string-resources"),
+        pytest.param('resources = ["/relative"]', "absolute URIs", id="relative-resource"),
+        pytest.param('resources = ["https://a.example/#x"]', "fragment", id="fragment-resource"),
+        pytest.param('scope_policy = "loose"', '"narrow"', id="bad-client-scope-policy"),
     ],
 )
 def test_client_table_types(tmp_path: Path, line: str, expected: str) -> None:

@@ -602,7 +602,7 @@ def test_revoke_opaque_access_token() -> None:
 
 
 def test_metadata_document(call: Caller) -> None:
-    """MD-1/MD-3/MD-4/MD-5: golden metadata, cacheable, no response_types_supported."""
+    """MD-1/MD-3/MD-5: golden metadata, cacheable, with what the official MCP client needs."""
     response = call.request("/.well-known/oauth-authorization-server", method="GET")
     assert response.status == 200
     headers = dict(response.headers)
@@ -611,6 +611,7 @@ def test_metadata_document(call: Caller) -> None:
     assert headers["access-control-allow-origin"] == "*"
     assert json.loads(response.body) == {
         "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/authorize",
         "token_endpoint": f"{ISSUER}/token",
         "jwks_uri": f"{ISSUER}/jwks.json",
         "introspection_endpoint": f"{ISSUER}/introspect",
@@ -622,6 +623,8 @@ def test_metadata_document(call: Caller) -> None:
             "client_secret_post",
         ],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["read", "write"],
     }
     assert call.request("/.well-known/oauth-authorization-server").status == 405

@@ -49,6 +49,7 @@ __all__ = [
     "ClientCredentials",
     "ClientStore",
     "MemoryClientStore",
+    "is_resource",
     "parse_scope",
 ]
 
@@ -62,6 +63,11 @@ CLIENT_SUBJECT_PREFIX = "client:"
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _MAX_CLIENT_ID = 255
+# RFC 8707 §2: an absolute URI (RFC 3986 §4.3) without a fragment. URIs are ASCII; no
+# space or control character, and a cap so a resource cannot bloat every token.
+_RESOURCE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x22\x24-\x7e]+")
+_MAX_RESOURCE = 2048
+SCOPE_POLICIES = ("strict", "narrow")
 
 
 def parse_scope(value: str) -> frozenset[str]:
@@ -71,6 +77,15 @@ def parse_scope(value: str) -> frozenset[str]:
     if not all(_SCOPE_TOKEN.fullmatch(token) for token in result):
         raise ValueError("invalid scope token")
     return result
+
+
+def is_resource(value: object) -> bool:
+    """Whether *value* is a usable RFC 8707 resource: an absolute URI without fragment."""
+    return (
+        isinstance(value, str)
+        and len(value) <= _MAX_RESOURCE
+        and _RESOURCE.fullmatch(value) is not None
+    )
 
 
 def _check_scopes(scopes: Iterable[str], what: str) -> frozenset[str]:
@@ -102,6 +117,12 @@ class Client:
         auth_methods: The token-endpoint authentication methods it may use; both by
             default. Restrict to ``{"client_secret_basic"}`` where post is unwanted
             (RFC 6749 §2.3.1 calls it NOT RECOMMENDED).
+        resources: RFC 8707 resources (token audiences) it may ask for with
+            ``resource=``, besides its default audience (*audience*, else the issuer's).
+            Compared as exact strings.
+        scope_policy: ``"strict"`` (a scope outside the allowed ones is
+            ``invalid_scope``) or ``"narrow"`` (grant the allowed part, RFC 6749 §3.3);
+            ``None`` follows the issuer's ``scope_policy``.
 
     Raises:
         ConfigurationError: A value of the wrong type or an unknown grant or method.
@@ -118,6 +139,8 @@ class Client:
     refresh_tokens: bool = True
     disabled: bool = False
     auth_methods: frozenset[str] = AUTH_METHODS
+    resources: frozenset[str] = frozenset()
+    scope_policy: Literal["strict", "narrow"] | None = None
 
     def __post_init__(self, auth_method: AuthMethod | None) -> None:
         if (
@@ -167,6 +190,16 @@ class Client:
                 "auth_methods must list client_secret_basic and/or client_secret_post",
             )
         object.__setattr__(self, "auth_methods", methods)
+        if isinstance(self.resources, str):  # type: ignore[unreachable]
+            raise SettingError("resources", "resources must be a list of strings")
+        resources = frozenset(self.resources)
+        if not all(is_resource(r) for r in resources):
+            raise SettingError(
+                "resources", "resources must be absolute URIs without fragment (RFC 8707 2)"
+            )
+        object.__setattr__(self, "resources", resources)
+        if self.scope_policy is not None and self.scope_policy not in SCOPE_POLICIES:
+            raise SettingError("scope_policy", 'scope_policy must be "strict" or "narrow"')
 
     @property
     def subject(self) -> str:
@@ -177,6 +210,10 @@ class Client:
     def effective_default_scopes(self) -> frozenset[str]:
         """Scopes granted when a request omits ``scope``."""
         return self.scopes if self.default_scopes is None else self.default_scopes
+
+    def allowed_resources(self, default_audience: str) -> frozenset[str]:
+        """The RFC 8707 resources it may ask for: *resources* plus its default audience."""
+        return self.resources | {default_audience}
 
 
 @runtime_checkable

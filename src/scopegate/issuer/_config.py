@@ -175,6 +175,10 @@ class IssuerConfig:
             introspection (or revocation) endpoint before it gets 429 (RFC 7662 §4:
             token scanning). Lookups of live tokens are never counted.
         lookup_window: Seconds after the last miss until the lookup budget is full again.
+        scope_policy: ``"strict"`` (default): a request for any scope the client (or
+            user) may not have is ``invalid_scope``. ``"narrow"``: grant the allowed part
+            and say so in the response's ``scope`` (RFC 6749 §3.3); ``invalid_scope``
+            only when nothing requested is allowed. Clients may override it.
 
     Raises:
         ConfigurationError: A value of the wrong type (a string for a boolean...) or an
@@ -201,6 +205,7 @@ class IssuerConfig:
     client_backoff_max: float = 60
     lookup_max_misses: int = 300
     lookup_window: float = 60
+    scope_policy: Literal["strict", "narrow"] = "strict"
 
     def __post_init__(self) -> None:
         for name, kind in _SETTING_KINDS.items():
@@ -280,6 +285,8 @@ _CLIENT_KINDS: dict[str, Kind] = {
     "audience": "string",
     "refresh_tokens": "boolean",
     "disabled": "boolean",
+    "resources": "list of strings",
+    "scope_policy": ("strict", "narrow"),
 }
 _USER_KINDS: dict[str, Kind] = {
     "username": "string",
@@ -403,6 +410,8 @@ def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
             audience=table.get("audience"),
             refresh_tokens=table.get("refresh_tokens", True),
             disabled=table.get("disabled", False),
+            resources=frozenset(table.get("resources", [])),
+            scope_policy=table.get("scope_policy"),
             **extra,
         )
     except SettingError as exc:

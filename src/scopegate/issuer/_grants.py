@@ -13,12 +13,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scopegate.issuer._clients import CLIENT_SUBJECT_PREFIX, Client, normalize_username, parse_scope
+from scopegate.issuer._clients import (
+    CLIENT_SUBJECT_PREFIX,
+    Client,
+    is_resource,
+    normalize_username,
+    parse_scope,
+)
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    InvalidTargetError,
     TooManyRequestsError,
 )
 from scopegate.issuer._passwords import (
@@ -30,7 +37,13 @@ from scopegate.issuer._passwords import (
     verify_dummy,
     verify_secret,
 )
-from scopegate.issuer._store import IssuerStore, RefreshTokenRecord, token_hash
+from scopegate.issuer._store import (
+    Audience,
+    IssuerStore,
+    RefreshTokenRecord,
+    audience_tuple,
+    token_hash,
+)
 from scopegate.issuer._throttle import Limits, Throttle, Throttled
 from scopegate.issuer._tokens import IssuedAccessToken, TokenFactory
 from scopegate.issuer._users import User, UserStore
@@ -41,6 +54,7 @@ __all__ = [
     "GrantRequest",
     "PasswordGrant",
     "RefreshTokenGrant",
+    "resolve_resources",
     "resolve_scope",
 ]
 
@@ -51,12 +65,17 @@ _BAD_REFRESH = "The refresh token is invalid, expired or revoked"
 
 @dataclass(frozen=True)
 class GrantRequest:
-    """One token request as a grant sees it."""
+    """One token request as a grant sees it.
+
+    Attributes:
+        resources: The ``resource`` parameters, in request order (RFC 8707 §2).
+    """
 
     client: Client
     form: Mapping[str, str]
     address: str | None
     now: float
+    resources: tuple[str, ...] = ()
 
 
 class Grant(Protocol):
@@ -70,12 +89,22 @@ class Grant(Protocol):
 
 
 def resolve_scope(
-    requested: str | None, allowed: frozenset[str], default: frozenset[str]
+    requested: str | None,
+    allowed: frozenset[str],
+    default: frozenset[str],
+    *,
+    narrow: bool = False,
 ) -> frozenset[str]:
     """Apply RFC 6749 §3.3: exact tokens, requested ⊆ allowed, omitted → default.
 
+    Args:
+        narrow: Grant ``requested ∩ allowed`` instead of refusing a request that asks
+            for more (RFC 6749 §3.3 lets the server ignore part of the request; the
+            response's ``scope`` then says what was granted).
+
     Raises:
-        InvalidScopeError: Bad grammar, a scope outside *allowed*, or nothing to grant.
+        InvalidScopeError: Bad grammar, a scope outside *allowed* (strict), or nothing
+            to grant.
     """
     if requested is None:
         granted = default & allowed
@@ -85,10 +114,42 @@ def resolve_scope(
         except ValueError as exc:
             raise InvalidScopeError() from exc
         if not granted <= allowed:
-            raise InvalidScopeError()
+            if not narrow:
+                raise InvalidScopeError()
+            granted &= allowed
     if not granted:
         raise InvalidScopeError()
     return granted
+
+
+def narrows(config: IssuerConfig, client: Client) -> bool:
+    """Whether *client*'s scope policy is ``narrow`` (its own, else the issuer's)."""
+    return (client.scope_policy or config.scope_policy) == "narrow"
+
+
+def resolve_resources(
+    requested: tuple[str, ...], allowed: frozenset[str], default: Audience
+) -> Audience:
+    """Apply RFC 8707 §2: the token's audience is the requested resource(s), if allowed.
+
+    Resources are compared as exact strings: a client that names the RFC 9728
+    ``resource`` verbatim gets exactly that ``aud``. Duplicates are collapsed.
+
+    Returns:
+        *default* when nothing was requested; one string for one resource; a tuple
+        (in request order) for several.
+
+    Raises:
+        InvalidTargetError: A resource that is not an absolute URI without fragment, or
+            not within *allowed*.
+    """
+    if not requested:
+        return default
+    unique = tuple(dict.fromkeys(requested))
+    for resource in unique:
+        if not is_resource(resource) or resource not in allowed:
+            raise InvalidTargetError()
+    return unique[0] if len(unique) == 1 else unique
 
 
 def _response(
@@ -118,13 +179,18 @@ class ClientCredentialsGrant:
         """Issue an access token whose ``sub`` is the client's namespaced subject."""
         client = request.client
         scopes = resolve_scope(
-            request.form.get("scope"), client.scopes, client.effective_default_scopes
+            request.form.get("scope"),
+            client.scopes,
+            client.effective_default_scopes,
+            narrow=narrows(self._config, client),
         )
+        default = client.audience or self._config.audience
+        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
         token = self._tokens.mint(
             client_id=client.client_id,
             subject=client.subject,
             scopes=scopes,
-            audience=client.audience or self._config.audience,
+            audience=audience,
             now=request.now,
         )
         assert token is not None  # no refresh family, so it cannot have been revoked
@@ -147,7 +213,7 @@ class _FamilyIssuer:
         client: Client,
         subject: str,
         scopes: frozenset[str],
-        audience: str,
+        audience: Audience,
         username: str | None,
         auth_time: int | None,
         now: float,
@@ -255,8 +321,10 @@ class PasswordGrant(_FamilyIssuer):
             request.form.get("scope"),
             client.scopes & user.scopes,
             user.effective_default_scopes,
+            narrow=narrows(self._config, client),
         )
-        audience = client.audience or self._config.audience
+        default = client.audience or self._config.audience
+        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
         auth_time = int(now)
         family_id = refresh = None
         if self.refresh_allowed(client):
@@ -340,9 +408,21 @@ class RefreshTokenGrant(_FamilyIssuer):
             if user is None or user.disabled or user.subject != record.subject:
                 raise InvalidGrantError(_BAD_REFRESH)
         original = frozenset(record.scopes)
-        scopes = resolve_scope(request.form.get("scope"), original & client.scopes, original)
-        if request.form.get("scope") is None and not original <= client.scopes:
+        narrow = narrows(self._config, client)
+        scopes = resolve_scope(
+            request.form.get("scope"), original & client.scopes, original, narrow=narrow
+        )
+        if request.form.get("scope") is None and not original <= client.scopes and not narrow:
             raise InvalidScopeError()  # the client lost a scope since the grant
+        # RFC 8707 §2.2: a refresh may name a subset of the grant's resources, never more,
+        # and only those the client may still ask for. The new refresh token keeps the
+        # grant's resources, as it keeps its scope (RFC 6749 §6).
+        granted = audience_tuple(record.audience)
+        default = client.audience or self._config.audience
+        still_allowed = frozenset(granted) & client.allowed_resources(default)
+        if not request.resources and len(still_allowed) < len(set(granted)):
+            raise InvalidTargetError()  # the client lost a resource since the grant
+        audience = resolve_resources(request.resources, still_allowed, record.audience)
         successor = self.new_record(
             record,
             client=client,
@@ -361,7 +441,7 @@ class RefreshTokenGrant(_FamilyIssuer):
             client_id=client.client_id,
             subject=record.subject,
             scopes=scopes,
-            audience=record.audience,
+            audience=audience,
             now=now,
             family_id=record.family_id,
             username=record.username,

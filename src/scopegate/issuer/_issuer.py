@@ -146,13 +146,19 @@ class Issuer:
 
         base = config.issuer.rstrip("/")
         base_path = urlsplit(base).path
+        self.authorization_path = base_path + "/authorize"
         self.token_path = base_path + "/token"
         self.introspection_path = base_path + "/introspect"
         self.revocation_path = base_path + "/revoke"
         self.jwks_path = base_path + "/jwks.json"
         self.metadata_path = "/.well-known/oauth-authorization-server" + base_path
+        # RFC 8414 §2. The issuer is published exactly as configured (no slash added):
+        # clients compare it as a string with the resource's authorization_servers entry
+        # (RFC 9728 §3.3) and with every token's iss. authorization_endpoint is there even
+        # for machine clients: the official MCP client refuses metadata without it.
         document: dict[str, Any] = {
             "issuer": config.issuer,
+            "authorization_endpoint": base + "/authorize",
             "token_endpoint": base + "/token",
             "jwks_uri": base + "/jwks.json",
             "introspection_endpoint": base + "/introspect",
@@ -161,6 +167,8 @@ class Issuer:
             "token_endpoint_auth_methods_supported": _AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": _AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
         }
         if isinstance(self._clients, MemoryClientStore):
             scopes = sorted({s for client in self._clients for s in client.scopes})
@@ -177,6 +185,7 @@ class Issuer:
         self.metadata_endpoint = MetadataEndpoint(document)
         self.jwks_endpoint = JWKSEndpoint(lambda: self._keys)
         self._routes: dict[str, Callable[[HTTPRequest], HTTPResponse]] = {
+            self.authorization_path: _authorization_not_enabled,
             self.token_path: self.token_endpoint.handle,
             self.introspection_path: self.introspection_endpoint.handle,
             self.revocation_path: self.revocation_endpoint.handle,
@@ -270,6 +279,12 @@ class Issuer:
             store=store,
             **kwargs,
         )
+
+
+def _authorization_not_enabled(request: HTTPRequest) -> HTTPResponse:
+    from scopegate.issuer._pages import error_page
+
+    return error_page(400, "This server does not support the authorization code flow yet.")
 
 
 def _read_key(path: Path) -> SigningKey:

@@ -41,16 +41,20 @@ __all__ = [
     "PENDING_TTL",
     "AccessTokenRecord",
     "AttemptCounter",
+    "Audience",
     "IssuerStore",
     "MemoryStore",
     "RedisStore",
     "RefreshTokenRecord",
     "RotationOutcome",
     "Settlement",
+    "audience_tuple",
     "token_hash",
 ]
 
 RefreshState = Literal["active", "rotated", "revoked"]
+#: A token's audience: one resource, or several (RFC 8707 §2, RFC 9068 §3).
+Audience = str | tuple[str, ...]
 RotationOutcome = Literal["active", "rotated", "revoked", "missing"]
 #: How an attempt in flight ends: ``fail`` keeps it counted, ``release`` takes it back,
 #: ``clear`` forgets every settled attempt of the counter (a successful login).
@@ -66,6 +70,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def audience_tuple(audience: Audience) -> tuple[str, ...]:
+    """The resources of an audience, as a tuple."""
+    return (audience,) if isinstance(audience, str) else tuple(audience)
+
+
+def _audience_from_json(value: Any) -> Audience:
+    return value if isinstance(value, str) else tuple(value)
+
+
 @dataclass(frozen=True)
 class AccessTokenRecord:
     """What the issuer remembers about an opaque access token (never its value)."""
@@ -73,7 +86,7 @@ class AccessTokenRecord:
     client_id: str
     subject: str
     scopes: tuple[str, ...]
-    audience: str
+    audience: Audience
     issued_at: int
     expires_at: int
     jti: str
@@ -90,6 +103,7 @@ class AccessTokenRecord:
         """Parse a stored record."""
         data = json.loads(raw)
         data["scopes"] = tuple(data["scopes"])
+        data["audience"] = _audience_from_json(data["audience"])
         return cls(**data)
 
 
@@ -104,7 +118,7 @@ class RefreshTokenRecord:
     client_id: str
     subject: str
     scopes: tuple[str, ...]
-    audience: str
+    audience: Audience
     family_id: str
     issued_at: int
     expires_at: int
@@ -124,6 +138,7 @@ class RefreshTokenRecord:
         """Parse a stored record and attach its current state."""
         data = json.loads(raw)
         data["scopes"] = tuple(data["scopes"])
+        data["audience"] = _audience_from_json(data["audience"])
         return cls(**data, state=state)  # type: ignore[arg-type]
 
 

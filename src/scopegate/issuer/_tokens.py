@@ -23,7 +23,7 @@ from scopegate._jose import encode_compact, looks_like_jws
 from scopegate._jwt import JWTVerifier
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._config import IssuerConfig
-from scopegate.issuer._store import AccessTokenRecord, IssuerStore, token_hash
+from scopegate.issuer._store import AccessTokenRecord, Audience, IssuerStore, token_hash
 
 __all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
 
@@ -84,7 +84,7 @@ class TokenFactory:
         client_id: str,
         subject: str,
         scopes: Iterable[str],
-        audience: str,
+        audience: Audience,
         now: float,
         family_id: str | None = None,
         username: str | None = None,
@@ -118,7 +118,8 @@ class TokenFactory:
         claims: dict[str, Any] = {
             "iss": self._config.issuer,
             "sub": subject,
-            "aud": audience,
+            # RFC 9068 §3 / RFC 8707 §2: one string, or an array for several resources.
+            "aud": audience if isinstance(audience, str) else list(audience),
             "client_id": client_id,
             "iat": iat,
             "exp": exp,
