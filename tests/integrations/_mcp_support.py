@@ -73,12 +73,20 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def client_for(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to *app* in process, its lifespan running."""
+async def client_for(app: Any, *, raise_errors: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to *app* in process, its lifespan running.
+
+    ``raise_errors=False``: an exception escaping the app is the 500 a server would send.
+    """
     async with lifespan(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_errors)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
             yield c
+    # A gate's verifier holds an HTTP connection pool (JWKS, introspection): close it in
+    # the loop that opened it.
+    guard = getattr(app, "guard", None)
+    if guard is not None:
+        await guard.verifier.aclose()
 
 
 def tool_call(

@@ -125,8 +125,10 @@ async def test_provider_answers_an_outage_with_503() -> None:
     """Keys unreachable and nothing cached: 503 + Retry-After (FastMCP alone: 401 or 500)."""
     with IssuerServer(audience=RESOURCE) as issuer:
         issuer.available = False
-        async with client_for(app(issuer.verifier())) as client:
+        verifier = issuer.verifier()
+        async with client_for(app(verifier)) as client:
             response = await call(client, issuer.make_token(["items:read"]), "list_items")
+        await verifier.aclose()
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert response.json()["error"] == "temporarily_unavailable"
@@ -177,6 +179,7 @@ async def test_token_verifier_results() -> None:
         down = ScopegateTokenVerifier(issuer.verifier(), resource=RESOURCE)
         with pytest.raises(TokenVerificationError):
             await down.verify_token(issuer.make_token(["items:read"]))
+        await down.verifier.aclose()
 
 
 async def test_gate_around_fastmcp_gives_per_tool_403() -> None:

@@ -589,14 +589,18 @@ def sdk_app(verifier: Any, *, handler: bool = True) -> Starlette:
 async def test_token_verifier_adapter_in_the_sdk_stack() -> None:
     """Good token: 200; other resource: 401; outage: 503 + Retry-After (not 500)."""
     with IssuerServer(audience=RESOURCE) as server:
-        async with client_for(sdk_app(server.verifier())) as client:
+        verifier = server.verifier()
+        async with client_for(sdk_app(verifier)) as client:
             good = await call(client, server.make_token(["items:read"]), "list_items")
             other = await call(
                 client, server.make_token(["items:read"], audience="api://x"), "list_items"
             )
+        await verifier.aclose()
         server.available = False
-        async with client_for(sdk_app(server.verifier())) as client:
+        verifier = server.verifier()
+        async with client_for(sdk_app(verifier)) as client:
             down = await call(client, server.make_token(["items:read"]), "list_items")
+        await verifier.aclose()
     assert good.status_code == 200
     assert other.status_code == 401
     assert down.status_code == 503
