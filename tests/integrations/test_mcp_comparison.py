@@ -10,7 +10,10 @@ protecting the same items server with the same authorization server:
   what its simple-auth example does: one RFC 7662 request per ``verify_token``, ``None``
   when that fails;
 * ``fastmcp``: FastMCP's ``RemoteAuthProvider`` with its built-in
-  ``IntrospectionTokenVerifier`` / ``JWTVerifier``, defaults unless a test says otherwise.
+  ``IntrospectionTokenVerifier`` / ``JWTVerifier``, defaults unless a test says otherwise;
+* ``sdk+scopegate`` and ``fastmcp+scopegate``: scopegate's adapters inside those stacks
+  (``MCPTokenVerifier`` with ``install_unavailable_handler``, ``ScopegateAuthProvider``),
+  showing what each path of docs/mcp.md gives.
 
 The authorization server is scopegate's issuer (opaque tokens, RFC 8707 ``aud``), served
 by uvicorn on 127.0.0.1; a wrapper counts its introspection requests and can fail them
@@ -36,7 +39,8 @@ from mcp.server.auth.provider import AccessToken as SDKAccessToken
 from mcp.server.auth.settings import AuthSettings
 
 from scopegate import ConfigurationError, IntrospectionVerifier, JWTVerifier
-from scopegate.integrations.mcp import MCPGate
+from scopegate.integrations.fastmcp import ScopegateAuthProvider
+from scopegate.integrations.mcp import MCPGate, MCPTokenVerifier, install_unavailable_handler
 from scopegate.issuer import Client, Issuer, IssuerConfig, create_asgi_app
 from scopegate.testing import IssuerServer
 from tests.integrations._mcp_support import (
@@ -57,7 +61,6 @@ OTHER = "http://127.0.0.1:8001/mcp"
 METADATA_URL = f"{BASE}/.well-known/oauth-protected-resource/mcp"
 RS_CLIENT = ("rs", "rs-secret-2f9d41")
 SVC_CLIENT = ("svc", "svc-secret-7b03c5")
-STACKS = ("scopegate", "sdk", "fastmcp")
 
 
 class CountingAS:
@@ -165,20 +168,69 @@ class SDKStyleIntrospection:
         )
 
 
-def build(stack: str, server: AuthServer, **variant: Any) -> Any:
-    """A fresh items server protected by *stack*, with that stack's defaults."""
+def scopegate_introspection(server: AuthServer) -> IntrospectionVerifier:
+    """scopegate's introspection verifier for RESOURCE, with its defaults."""
+    return IntrospectionVerifier(
+        introspection_uri=server.introspection_uri,
+        client_id=RS_CLIENT[0],
+        client_secret=RS_CLIENT[1],
+        audience=RESOURCE,
+    )
+
+
+def fastmcp_items(auth: Any) -> Any:
+    """FastMCP's items server behind *auth*, as its app."""
+    mcp: FastMCP = FastMCP("items", auth=auth)
+
+    @mcp.tool
+    def list_items() -> str:
+        return "[]"
+
+    @mcp.tool
+    def create_item(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    return mcp.http_app(path="/mcp")
+
+
+def build(stack: str, server: AuthServer, closers: list[Any], **variant: Any) -> Any:
+    """A fresh items server protected by *stack*, with that stack's defaults.
+
+    ``sdk+scopegate`` and ``fastmcp+scopegate`` are scopegate's adapters inside those
+    stacks (MCPTokenVerifier, ScopegateAuthProvider).
+    """
     if stack == "scopegate":
-        verifier = IntrospectionVerifier(
-            introspection_uri=server.introspection_uri,
-            client_id=RS_CLIENT[0],
-            client_secret=RS_CLIENT[1],
-            audience=RESOURCE,
-        )
+        verifier = scopegate_introspection(server)
+        closers.append(verifier)
         return MCPGate(
             items_server().streamable_http_app(),
             verifier=verifier,
             options=options(),
             tool_scopes=TOOL_SCOPES,
+        )
+    if stack == "sdk+scopegate":
+        verifier = scopegate_introspection(server)
+        closers.append(verifier)
+        mcp = items_server(
+            token_verifier=MCPTokenVerifier(verifier, resource=RESOURCE),
+            auth=AuthSettings(
+                issuer_url=server.url,
+                resource_server_url=RESOURCE,
+                required_scopes=["items:read"],
+                validate_token_resource=True,
+            ),
+        )
+        return install_unavailable_handler(mcp.streamable_http_app())
+    if stack == "fastmcp+scopegate":
+        verifier = scopegate_introspection(server)
+        closers.append(verifier)
+        return fastmcp_items(
+            ScopegateAuthProvider(
+                verifier,
+                base_url=BASE,
+                authorization_servers=[server.url],
+                required_scopes=["items:read"],
+            )
         )
     if stack == "sdk":
         with warnings.catch_warnings():
@@ -204,23 +256,17 @@ def build(stack: str, server: AuthServer, **variant: Any) -> Any:
         authorization_servers=[server.url],  # type: ignore[list-item]
         base_url=BASE,
     )
-    mcp: FastMCP = FastMCP("items", auth=auth)
-
-    @mcp.tool
-    def list_items() -> str:
-        return "[]"
-
-    @mcp.tool
-    def create_item(name: str) -> dict[str, str]:
-        return {"name": name}
-
-    return mcp.http_app(path="/mcp")
+    return fastmcp_items(auth)
 
 
 @contextlib.asynccontextmanager
 async def stack_client(stack: str, server: AuthServer, **variant: Any) -> AsyncIterator[Any]:
-    async with client_for(build(stack, server, **variant), raise_errors=False) as client:
+    closers: list[Any] = []
+    app = build(stack, server, closers, **variant)
+    async with client_for(app, raise_errors=False) as client:
         yield client
+    for verifier in closers:
+        await verifier.aclose()
 
 
 # -- caching and single flight -------------------------------------------------------------
@@ -233,6 +279,8 @@ async def stack_client(stack: str, server: AuthServer, **variant: Any) -> AsyncI
         pytest.param("sdk", {}, 10, id="sdk"),
         pytest.param("fastmcp", {}, 10, id="fastmcp"),
         pytest.param("fastmcp", {"cache_ttl_seconds": 60}, 1, id="fastmcp-cache-ttl"),
+        pytest.param("sdk+scopegate", {}, 1, id="sdk-with-mcptokenverifier"),
+        pytest.param("fastmcp+scopegate", {}, 1, id="fastmcp-with-scopegate-provider"),
     ],
 )
 async def test_introspections_for_ten_sequential_requests(
@@ -254,6 +302,8 @@ async def test_introspections_for_ten_sequential_requests(
         pytest.param("sdk", {}, 10, id="sdk"),
         pytest.param("fastmcp", {}, 10, id="fastmcp"),
         pytest.param("fastmcp", {"cache_ttl_seconds": 60}, 10, id="fastmcp-cache-ttl"),
+        pytest.param("sdk+scopegate", {}, 1, id="sdk-with-mcptokenverifier"),
+        pytest.param("fastmcp+scopegate", {}, 1, id="fastmcp-with-scopegate-provider"),
     ],
 )
 async def test_introspections_for_ten_concurrent_requests(
@@ -280,6 +330,8 @@ async def test_introspections_for_ten_concurrent_requests(
         pytest.param("sdk", {}, 401, id="sdk-example-verifier"),
         pytest.param("sdk", {"raise_on_error": True}, 500, id="sdk-raising-verifier"),
         pytest.param("fastmcp", {}, 401, id="fastmcp"),
+        pytest.param("sdk+scopegate", {}, 503, id="sdk-with-mcptokenverifier"),
+        pytest.param("fastmcp+scopegate", {}, 503, id="fastmcp-with-scopegate-provider"),
     ],
 )
 async def test_status_while_introspection_is_down(
@@ -344,6 +396,17 @@ async def test_status_while_the_jwks_is_down(stack: str, expected: int) -> None:
             f'Bearer scope="items:read", resource_metadata="{METADATA_URL}"',
             id="fastmcp",
         ),
+        pytest.param(
+            "sdk+scopegate",
+            'Bearer error="invalid_token", error_description="Authentication required", '
+            f'resource_metadata="{METADATA_URL}"',
+            id="sdk-with-mcptokenverifier",
+        ),
+        pytest.param(
+            "fastmcp+scopegate",
+            f'Bearer scope="items:read", resource_metadata="{METADATA_URL}"',
+            id="fastmcp-with-scopegate-provider",
+        ),
     ],
 )
 async def test_challenge_without_a_token(
@@ -363,6 +426,16 @@ async def test_challenge_without_a_token(
         pytest.param("sdk", 403, "insufficient_scope", False, id="sdk"),
         # FastMCP's verifiers refuse a token without their required_scopes themselves.
         pytest.param("fastmcp", 401, "invalid_token", True, id="fastmcp"),
+        pytest.param(
+            "sdk+scopegate", 403, "insufficient_scope", False, id="sdk-with-mcptokenverifier"
+        ),
+        pytest.param(
+            "fastmcp+scopegate",
+            403,
+            "insufficient_scope",
+            True,
+            id="fastmcp-with-scopegate-provider",
+        ),
     ],
 )
 async def test_challenge_for_a_token_without_the_base_scope(
@@ -383,6 +456,8 @@ async def test_challenge_for_a_token_without_the_base_scope(
         pytest.param("scopegate", 403, id="scopegate"),
         pytest.param("sdk", 200, id="sdk"),
         pytest.param("fastmcp", 200, id="fastmcp"),
+        pytest.param("sdk+scopegate", 200, id="sdk-with-mcptokenverifier"),
+        pytest.param("fastmcp+scopegate", 200, id="fastmcp-with-scopegate-provider"),
     ],
 )
 async def test_status_of_a_tool_call_outside_the_token_scopes(
@@ -404,6 +479,8 @@ async def test_status_of_a_tool_call_outside_the_token_scopes(
         pytest.param("scopegate", 401, id="scopegate"),
         pytest.param("sdk", 200, id="sdk"),
         pytest.param("fastmcp", 200, id="fastmcp"),
+        pytest.param("sdk+scopegate", 401, id="sdk-with-mcptokenverifier"),
+        pytest.param("fastmcp+scopegate", 401, id="fastmcp-with-scopegate-provider"),
     ],
 )
 async def test_token_for_another_resource_by_default(
