@@ -167,7 +167,10 @@ async def test_authorization_server_outage_is_503_with_retry_after() -> None:
         verifier = server.verifier()
         async with client_for(gate(verifier)) as client:
             response = await call(client, server.make_token(["items:read"]), "list_items")
-            metadata = await client.get("/.well-known/oauth-protected-resource/mcp")
+            metadata = await client.get(
+                "/.well-known/oauth-protected-resource/mcp",
+                headers={"authorization": f"Bearer {server.make_token(['items:read'])}"},
+            )
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert "invalid_token" not in challenge(response)
@@ -284,6 +287,50 @@ async def test_odd_bodies(body: bytes, status: int, answer: str | None) -> None:
         assert response.json()["error"]["data"]["scope"] == "items:write"
     elif answer == "plain":
         assert response.json()["scope"] == "items:write"
+
+
+async def test_tool_call_without_an_id_gets_the_plain_body() -> None:
+    """A tools/call without an id (a notification) is refused with the RFC 6750 body."""
+    message = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "create_item"}}
+    async with client_for(gate()) as client:
+        response = await client.post("/mcp", json=message, headers=modern_headers(READER))
+    assert response.status_code == 403
+    assert response.json()["scope"] == "items:write"
+
+
+async def test_tool_name_that_is_not_a_string_goes_to_the_sdk() -> None:
+    """params.name that is no string names no tool: the SDK refuses the request itself."""
+    message = tool_call("create_item")
+    message["params"]["name"] = ["create_item"]
+    async with client_for(gate()) as client:
+        response = await client.post(
+            "/mcp", json=message, headers=modern_headers(READER, "create_item")
+        )
+    assert response.status_code == 400
+
+
+async def test_unparseable_content_length_is_read_and_capped() -> None:
+    """A Content-Length that is no number does not skip the body check."""
+    body = json.dumps(tool_call("create_item", {"name": "x"})).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(k.encode(), v.encode()) for k, v in modern_headers(READER).items()]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "headers": [*headers, (b"content-length", b"many")],
+    }
+    await gate()(scope, receive, send)
+    assert sent[0]["status"] == 403
 
 
 async def test_duplicate_keys_are_read_as_the_sdk_reads_them() -> None:
@@ -566,6 +613,9 @@ def test_sdk_access_token_fills_the_principal() -> None:
     assert (sdk.client_id, sdk.subject, sdk.resource) == ("svc", "svc", RESOURCE)
     assert (sdk.claims or {})["iss"] == ISSUER
     assert sdk.scopes == ["items:read"]
+    anonymous = sdk_access_token(_verified(sub=None))
+    assert (anonymous.client_id, anonymous.resource) == ("", None)
+    assert "iss" not in (anonymous.claims or {})
 
 
 # -- the SDK's own auth stack with MCPTokenVerifier -----------------------------------------
