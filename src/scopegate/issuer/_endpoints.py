@@ -389,6 +389,10 @@ class IntrospectionEndpoint(_TokenLookup):
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
         caller, token, hint = self._request(request, now)
+        if caller.method == "none":
+            # RFC 7662 §2.1: introspection needs real authentication; a public client
+            # (no secret) cannot scan tokens here.
+            raise InvalidClientError()
         with self._lookup_attempt(caller, now) as attempt:
             payload = self._introspect(caller, token, hint, now)
             if payload["active"]:
@@ -438,6 +442,11 @@ class IntrospectionEndpoint(_TokenLookup):
         }
         if info.username is not None:
             payload["username"] = info.username
+        # RFC 9470 §6 (step-up): how and when the user authenticated.
+        if isinstance(info.auth_time, int):
+            payload["auth_time"] = info.auth_time
+        if isinstance(info.acr, str):
+            payload["acr"] = info.acr
         return payload
 
 

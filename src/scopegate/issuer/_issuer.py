@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
 from scopegate._signing import SigningKey, SigningKeySet
+from scopegate.issuer._authorize import AuthorizationEndpoint
 from scopegate.issuer._clients import (
     AUTH_METHODS,
     Client,
@@ -31,11 +32,13 @@ from scopegate.issuer._endpoints import (
     TokenEndpoint,
 )
 from scopegate.issuer._grants import (
+    AuthorizationCodeGrant,
     ClientCredentialsGrant,
     Grant,
     PasswordGrant,
     RefreshTokenGrant,
 )
+from scopegate.issuer._login import ResourceOwnerLogin
 from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._throttle import Limits, Throttle
 from scopegate.issuer._tokens import TokenFactory
@@ -55,20 +58,23 @@ class InsecureGrantWarning(UserWarning):
 class Issuer:
     """A small OAuth 2.0 authorization server token module.
 
-    Serves the token endpoint (``client_credentials``, ``refresh_token`` and, opt-in,
-    ``password``), RFC 7662 introspection, RFC 7009 revocation, the JWKS and RFC 8414
-    metadata. :meth:`handle` answers a framework-neutral :class:`HTTPRequest`; use
-    :func:`scopegate.issuer.create_asgi_app` or :func:`scopegate.issuer.create_wsgi_app`
-    to serve it.
+    Serves the authorization endpoint (the code grant with PKCE, for the configured
+    users), the token endpoint (``authorization_code``, ``client_credentials``,
+    ``refresh_token`` and, opt-in, ``password``), RFC 7662 introspection, RFC 7009
+    revocation, the JWKS and RFC 8414 metadata. :meth:`handle` answers a
+    framework-neutral :class:`HTTPRequest`; use :func:`scopegate.issuer.create_asgi_app`
+    or :func:`scopegate.issuer.create_wsgi_app` to serve it.
 
-    Endpoints, relative to the issuer URL ``https://host/base``: ``/base/token``,
+    Endpoints, relative to the issuer URL ``https://host/base``: ``/base/authorize``,
+    ``/base/token``,
     ``/base/introspect``, ``/base/revoke``, ``/base/jwks.json`` and
     ``/.well-known/oauth-authorization-server/base`` (RFC 8414 §3.1 path insertion).
 
     Args:
         config: Server-wide settings.
         clients: A :class:`ClientStore` or an iterable of :class:`Client`.
-        users: A :class:`UserStore` or users, needed for the password grant.
+        users: A :class:`UserStore` or users: who can sign in at the authorization
+            endpoint (and, opt-in, use the password grant).
         keys: The signing key set or one key; an RS256 key is generated when omitted
             (fine for a single process; several processes must share key files).
         store: Shared state; a :class:`MemoryStore` when omitted.
@@ -125,17 +131,21 @@ class Issuer:
             "client_credentials": ClientCredentialsGrant(config, tokens),
             "refresh_token": RefreshTokenGrant(config, tokens, self.store, self._users, clock),
         }
-        if config.allow_password_grant:
-            if self._users is None:
-                raise ConfigurationError("the password grant needs users (a UserStore)")
-            grants["password"] = PasswordGrant(
-                config,
-                tokens,
-                self.store,
-                self._users,
-                throttle=throttle,
-                limits=limits,
+        login = None
+        if self._users is not None:
+            # Users can sign in at the authorization endpoint (the code grant with PKCE).
+            login = ResourceOwnerLogin(self._users, throttle=throttle, limits=limits)
+            grants["authorization_code"] = AuthorizationCodeGrant(
+                config, tokens, self.store, self._users
             )
+        elif isinstance(self._clients, MemoryClientStore) and any(
+            "authorization_code" in client.grant_types for client in self._clients
+        ):
+            raise ConfigurationError("the authorization_code grant needs users (a UserStore)")
+        if config.allow_password_grant:
+            if login is None:
+                raise ConfigurationError("the password grant needs users (a UserStore)")
+            grants["password"] = PasswordGrant(config, tokens, self.store, login)
             message = (
                 "the OAuth password grant is enabled; RFC 9700 section 2.4 says it MUST NOT "
                 "be used. Keep it for migrating first-party clients only."
@@ -164,11 +174,13 @@ class Issuer:
             "introspection_endpoint": base + "/introspect",
             "revocation_endpoint": base + "/revoke",
             "grant_types_supported": sorted(grants),
-            "token_endpoint_auth_methods_supported": _AUTH_METHODS,
+            # "none": public clients (PKCE) at the token and revocation endpoints.
+            "token_endpoint_auth_methods_supported": [*_AUTH_METHODS, "none"],
             "introspection_endpoint_auth_methods_supported": _AUTH_METHODS,
-            "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": [*_AUTH_METHODS, "none"],
             "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
+            "code_challenge_methods_supported": ["S256"],  # plain is refused (RFC 9700 §2.1.1)
+            "authorization_response_iss_parameter_supported": True,  # RFC 9207
         }
         if isinstance(self._clients, MemoryClientStore):
             scopes = sorted({s for client in self._clients for s in client.scopes})
@@ -182,10 +194,13 @@ class Issuer:
         self.revocation_endpoint = RevocationEndpoint(
             config, authenticator, throttle, limits, clock, tokens, self.store
         )
+        self.authorization_endpoint = AuthorizationEndpoint(
+            config, self._clients, login, self.store, clock, self.authorization_path
+        )
         self.metadata_endpoint = MetadataEndpoint(document)
         self.jwks_endpoint = JWKSEndpoint(lambda: self._keys)
         self._routes: dict[str, Callable[[HTTPRequest], HTTPResponse]] = {
-            self.authorization_path: _authorization_not_enabled,
+            self.authorization_path: self.authorization_endpoint.handle,
             self.token_path: self.token_endpoint.handle,
             self.introspection_path: self.introspection_endpoint.handle,
             self.revocation_path: self.revocation_endpoint.handle,
@@ -279,12 +294,6 @@ class Issuer:
             store=store,
             **kwargs,
         )
-
-
-def _authorization_not_enabled(request: HTTPRequest) -> HTTPResponse:
-    from scopegate.issuer._pages import error_page
-
-    return error_page(400, "This server does not support the authorization code flow yet.")
 
 
 def _read_key(path: Path) -> SigningKey:
