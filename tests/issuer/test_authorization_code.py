@@ -621,3 +621,25 @@ def test_metadata_passes_authlib_validation(issuer: Issuer) -> None:
     AuthorizationServerMetadata(issuer.metadata).validate()
     assert issuer.metadata["authorization_response_iss_parameter_supported"] is True
     assert issuer.metadata["code_challenge_methods_supported"] == ["S256"]
+
+
+def test_replay_racing_the_winner_still_one_success(issuer: Issuer, browser: Browser) -> None:
+    """A replay that revokes the family before the winner mints: one 200, tokens revoked."""
+    call = Caller(issuer)
+    verifier, challenge = pkce()
+    code = get_code(browser, challenge)
+    real = issuer.store.consume_authorization_code
+
+    def consume_then_replay(key: str, now: float) -> Any:
+        found = real(key, now)
+        assert found is not None
+        issuer.store.revoke_family(found[0].family_id, now)  # what a racing replay does
+        return found
+
+    issuer.store.consume_authorization_code = consume_then_replay  # type: ignore[method-assign]
+    body = ok(redeem(call, code, verifier))
+    assert call.introspect(body["access_token"], auth=("rs", "rs-secret")) == {"active": False}
+    refresh = call.token(
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}, auth=WEB
+    )
+    assert error_of(refresh) == "invalid_grant"

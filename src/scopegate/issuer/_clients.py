@@ -259,7 +259,7 @@ class Client:
                 )
         object.__setattr__(self, "redirect_uris", uris)
         if "authorization_code" in grants and not uris:
-            raise SettingError("redirect_uris", "the authorization_code grant needs redirect_uris")
+            raise SettingError("grant_types", "the authorization_code grant needs redirect_uris")
         if isinstance(self.resources, str):  # type: ignore[unreachable]
             raise SettingError("resources", "resources must be a list of strings")
         resources = frozenset(self.resources)

@@ -11,12 +11,23 @@
     signing_key = "keys/issuer.pem"      # generated at start-up when absent
     allow_password_grant = false
     redis_url = "redis://127.0.0.1:6379/0"
+    scope_policy = "strict"              # or "narrow" (RFC 6749 §3.3)
+    cors_origins = ["http://127.0.0.1:8000"]
+    authorization_code_ttl = 60
+    acr = "urn:scopegate:pwd"
 
     [[clients]]
     id = "svc-a"
     secret = "..."                       # or secrets = ["old", "new"] during rotation
     grant_types = ["client_credentials"]
     scopes = ["items:read"]
+    resources = ["http://127.0.0.1:8000/mcp"]   # RFC 8707
+
+    [[clients]]
+    id = "web-app"                       # public: no secret, PKCE
+    token_endpoint_auth_method = "none"
+    grant_types = ["authorization_code", "refresh_token"]
+    redirect_uris = ["http://127.0.0.1:8765/callback"]
 
     [[users]]
     username = "alice"

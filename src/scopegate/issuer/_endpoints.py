@@ -494,12 +494,12 @@ def _get_only(request: HTTPRequest) -> HTTPResponse | None:
     )
 
 
-# RFC 8414 §2 / RFC 9700 §2.6: public documents, cacheable and readable cross-origin.
+# RFC 8414 §2 / RFC 9700 §2.6: public documents, cacheable; readable cross-origin
+# through the issuer's CORS policy (scopegate.issuer._cors).
 def _public_headers(max_age: int) -> tuple[tuple[str, str], ...]:
     return (
         ("content-type", "application/json"),
         ("cache-control", f"public, max-age={max_age}"),
-        ("access-control-allow-origin", "*"),
     )
 
 

@@ -244,9 +244,11 @@ class _FamilyIssuer:
     ) -> dict[str, Any]:
         """Access (and refresh) token for a user who has just authenticated.
 
-        With *family_id* (an authorization code's, started when the code was made) the
-        access token is minted first: if a replay of the code revoked the family
-        meanwhile, minting fails and nothing is handed out.
+        With *family_id* (an authorization code's, started when the code was made), the
+        tokens join that family, so a replay of the code revokes them. The code was
+        already consumed, so this redemption is the one that succeeds even when a
+        concurrent replay revoked the family first: its tokens are then issued revoked
+        (the access token denied at once, the refresh token born revoked).
         """
         acr = user.acr or self._config.acr
         record = None
@@ -278,8 +280,23 @@ class _FamilyIssuer:
             auth_time=auth_time,
             acr=acr,
         )
-        if token is None:  # the family was revoked (a replayed authorization code)
-            raise InvalidGrantError(_BAD_CODE)
+        if token is None:
+            if family_id is None:  # pragma: no cover - a brand-new family is never revoked
+                raise InvalidGrantError(_BAD_REFRESH)
+            # A replay of the code revoked the family before this winner minted: answer
+            # the one redemption, with a token that is revoked like the family's others.
+            token = self._tokens.mint(
+                client_id=client.client_id,
+                subject=user.subject,
+                scopes=scopes,
+                audience=audience,
+                now=now,
+                username=user.username,
+                auth_time=auth_time,
+                acr=acr,
+            )
+            assert token is not None  # not linked to a family: cannot be refused
+            self._tokens.discard(token, now)
         if record is not None and refresh is not None and record.family_id == family_id:
             # An authorization code's family: its refresh token joins after the access
             # token, and is born revoked if the family was revoked in between.

@@ -22,6 +22,7 @@ from scopegate.issuer._clients import (
     MemoryClientStore,
 )
 from scopegate.issuer._config import IssuerConfig, LoadedConfig
+from scopegate.issuer._cors import CORSPolicy
 from scopegate.issuer._endpoints import (
     HTTPRequest,
     HTTPResponse,
@@ -49,6 +50,11 @@ __all__ = ["InsecureGrantWarning", "Issuer"]
 logger = logging.getLogger("scopegate.issuer")
 _AUTH_METHODS = sorted(AUTH_METHODS)
 _NOT_FOUND = HTTPResponse(404, (("content-type", "application/json"),), b'{"error":"not_found"}')
+# Request headers a browser may send to the metadata and JWKS (the MCP TypeScript client
+# sends MCP-Protocol-Version with its metadata requests, which makes them preflighted).
+_DOC_HEADERS = ("mcp-protocol-version",)
+# Swagger UI's "Authorize" sends X-Requested-With with its token request.
+_TOKEN_HEADERS = ("authorization", "content-type", "x-requested-with")
 
 
 class InsecureGrantWarning(UserWarning):
@@ -207,6 +213,16 @@ class Issuer:
             self.jwks_path: self.jwks_endpoint.handle,
             self.metadata_path: self.metadata_endpoint.handle,
         }
+        # Browsers: the token endpoint only when cors_origins is set; the public
+        # documents from anywhere unless cors_origins narrows them. Introspection and
+        # revocation are server-to-server: never cross-origin.
+        documents = CORSPolicy(config.cors_origins or ("*",), ("GET", "HEAD"), _DOC_HEADERS)
+        self._cors: dict[str, CORSPolicy] = {
+            self.metadata_path: documents,
+            self.jwks_path: documents,
+        }
+        if config.cors_origins:
+            self._cors[self.token_path] = CORSPolicy(config.cors_origins, ("POST",), _TOKEN_HEADERS)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -224,9 +240,18 @@ class Issuer:
         return dict(self._routes)
 
     def handle(self, request: HTTPRequest) -> HTTPResponse:
-        """Route a request to its endpoint; unknown paths answer 404. Never raises."""
+        """Route a request to its endpoint; unknown paths answer 404. Never raises.
+
+        CORS preflights are answered here for the endpoints that allow them, and their
+        responses get ``Access-Control-Allow-Origin`` for allowed origins.
+        """
         handler = self._routes.get(request.path)
-        return handler(request) if handler is not None else _NOT_FOUND
+        if handler is None:
+            return _NOT_FOUND
+        cors = self._cors.get(request.path)
+        if cors is None:
+            return handler(request)
+        return cors.preflight(request) or cors.decorate(request, handler(request))
 
     def rotate_keys(
         self, new_next: SigningKey | None = None, *, keep_previous: int = 1
