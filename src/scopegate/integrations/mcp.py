@@ -50,7 +50,9 @@ Security caveats: keep the SDK app whole (its lifespan runs the session manager)
 put the gate outside it. The tool check reads the request **body** (what the SDK
 executes), never the ``Mcp-Name``/``Mcp-Method`` headers, which the legacy protocol does
 not check against the body. A tool absent from ``tool_scopes`` needs the
-``required_scopes`` only.
+``required_scopes`` only. Only ``POST`` requests to the streamable-HTTP endpoint are
+checked: the deprecated HTTP+SSE transport posts its messages elsewhere, so do not serve
+it behind a gate that relies on ``tool_scopes``.
 """
 
 from __future__ import annotations
