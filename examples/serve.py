@@ -36,6 +36,8 @@ EXAMPLES: dict[str, tuple[str, Literal["asgi", "wsgi"]]] = {
     "fastapi": ("fastapi_app", "asgi"),
     "flask": ("flask_app", "wsgi"),
     "django": ("django_app", "wsgi"),
+    "mcp": ("mcp_app", "asgi"),
+    "fastmcp": ("fastmcp_app", "asgi"),
 }
 
 HOST = "127.0.0.1"

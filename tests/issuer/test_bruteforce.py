@@ -31,7 +31,7 @@ from scopegate.issuer import (
     SigningKeySet,
 )
 from scopegate.issuer import _clients as clients_module
-from scopegate.issuer import _grants as grants_module
+from scopegate.issuer import _login as login_module
 from tests.issuer.conftest import (
     AUDIENCE,
     ISSUER,
@@ -163,7 +163,7 @@ def test_concurrent_wrong_passwords_from_one_address(
     """address_max_failures=3: 12 wrong passwords at once -> 3 judged (400), 9 x 429."""
     issuer = make(address_max_failures=3, user_max_failures=100)
     stored = alice_hash(issuer)
-    judged = count_evaluations(monkeypatch, grants_module, lambda s: s == stored)
+    judged = count_evaluations(monkeypatch, login_module, lambda s: s == stored)
     call = Caller(issuer, address="198.51.100.20")
     answers = burst([lambda: call.token(WRONG_PW) for _ in range(12)])
     assert len(judged) == 3
@@ -180,7 +180,7 @@ def test_concurrent_guesses_then_right_password_for_one_user(
     """user_max_failures=3: 12 guesses at once, then the right password: 3 judged, refused."""
     issuer = make(user_max_failures=3, address_max_failures=1000)
     stored = alice_hash(issuer)
-    judged = count_evaluations(monkeypatch, grants_module, lambda s: s == stored)
+    judged = count_evaluations(monkeypatch, login_module, lambda s: s == stored)
     callers = [Caller(issuer, address=f"203.0.113.{i}") for i in range(12)]
     answers = burst([lambda c=c: c.token(WRONG_PW) for c in callers])  # type: ignore[misc]
     time.sleep(0.05)
@@ -214,7 +214,7 @@ def test_legitimate_concurrency_is_never_refused(
     hashes = svc_hashes(issuer)
     stored = alice_hash(issuer)
     count_evaluations(monkeypatch, clients_module, lambda s: s in hashes, delay=0.02)
-    count_evaluations(monkeypatch, grants_module, lambda s: s == stored, delay=0.02)
+    count_evaluations(monkeypatch, login_module, lambda s: s == stored, delay=0.02)
     call = Caller(issuer, address="198.51.100.40")
     answers = burst([lambda: call.token(CC) for _ in range(30)])
     assert statuses(answers) == {200: 30}

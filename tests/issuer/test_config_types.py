@@ -85,6 +85,16 @@ def test_string_for_a_user_boolean(tmp_path: Path) -> None:
         pytest.param("token_format = 1", '"jwt"', id="int-for-choice"),
         pytest.param("signing_key = 5", "string", id="int-for-path"),
         pytest.param('previous_signing_keys = "a.pem"', "list of strings", id="string-for-list"),
+        pytest.param('scope_policy = "lenient"', '"narrow"', id="bad-scope-policy"),
+        pytest.param("scope_policy = true", '"strict"', id="bool-scope-policy"),
+        pytest.param('authorization_code_ttl = "60"', "integer", id="string-code-ttl"),
+        pytest.param("authorization_code_ttl = 3600", "at most 600", id="long-code-ttl"),
+        pytest.param("authorization_code_ttl = 0", "positive", id="zero-code-ttl"),
+        pytest.param("acr = 1", "string", id="int-acr"),
+        pytest.param('acr = ""', "acr", id="empty-acr"),
+        pytest.param('cors_origins = "*"', "list of strings", id="string-cors"),
+        pytest.param('cors_origins = ["*", "https://a.example"]', "cannot be combined", id="mixed"),
+        pytest.param('cors_origins = ["https://a.example/"]', "trailing slash", id="cors-slash"),
     ],
 )
 def test_top_level_types(tmp_path: Path, line: str, expected: str) -> None:
@@ -104,6 +114,14 @@ def test_top_level_types(tmp_path: Path, line: str, expected: str) -> None:
         pytest.param("audience = 5", "string", id="int-for-string"),
         pytest.param("grant_type = []", "unknown setting", id="unknown-key"),
         pytest.param('auth_methods = ["client_secret_jwt"]', "auth_methods", id="bad-method"),
+        pytest.param('resources = "https://a.example"', "list of strings", id="string-resources"),
+        pytest.param('resources = ["/relative"]', "absolute URIs", id="relative-resource"),
+        pytest.param('resources = ["https://a.example/#x"]', "fragment", id="fragment-resource"),
+        pytest.param('scope_policy = "loose"', '"narrow"', id="bad-client-scope-policy"),
+        pytest.param('redirect_uris = "https://a.example/cb"', "list of strings", id="string-uris"),
+        pytest.param('redirect_uris = ["http://a.example/cb"]', "loopback", id="http-redirect"),
+        pytest.param('grant_types = ["authorization_code"]', "redirect_uris", id="code-no-uris"),
+        pytest.param('token_endpoint_auth_method = "nope"', '"none"', id="bad-method-name"),
     ],
 )
 def test_client_table_types(tmp_path: Path, line: str, expected: str) -> None:
@@ -113,6 +131,39 @@ def test_client_table_types(tmp_path: Path, line: str, expected: str) -> None:
     assert f"issuer.toml:{line_of(text, line)}:" in message, message
     assert '[[clients]] "svc-a"' in message, message
     assert expected in message, message
+
+
+def test_public_client_and_user_acr_load(tmp_path: Path) -> None:
+    """A public client needs no secret; users may carry their own acr."""
+    text = (
+        HEAD
+        + 'acr = "urn:example:pwd"\n'
+        + '[[clients]]\nid = "spa"\ntoken_endpoint_auth_method = "none"\n'
+        + 'grant_types = ["authorization_code", "refresh_token"]\n'
+        + 'redirect_uris = ["https://spa.example/cb"]\n'
+        + USER
+        + 'acr = "urn:example:mfa"\n'
+    )
+    path = tmp_path / "issuer.toml"
+    path.write_text(text)
+    loaded = load_config(path)
+    assert loaded.config.acr == "urn:example:pwd"
+    (spa,) = loaded.clients
+    assert spa.public
+    assert spa.redirect_uris == ("https://spa.example/cb",)
+    assert loaded.users[0].acr == "urn:example:mfa"
+    bad = text.replace(
+        'grant_types = ["authorization_code", "refresh_token"]',
+        'grant_types = ["client_credentials"]',
+    )
+    assert "public client" in refused(tmp_path, bad)
+    with_secret = HEAD + CLIENT + 'auth_methods = ["none"]\n'
+    assert "has no secret" in refused(tmp_path, with_secret)
+
+
+def test_user_acr_type(tmp_path: Path) -> None:
+    """A user's acr must be a string."""
+    assert "acr must be a string" in refused(tmp_path, HEAD + CLIENT + USER + "acr = 2\n")
 
 
 def test_unknown_user_key(tmp_path: Path) -> None:

@@ -166,10 +166,10 @@ def test_address_throttle_returns_429(clock: FakeClock) -> None:
 
 def test_password_length_cap(call: Caller, monkeypatch: pytest.MonkeyPatch) -> None:
     """PW-9: an over-long password is refused with invalid_grant and never hashed."""
-    from scopegate.issuer import _grants
+    from scopegate.issuer import _login
 
     seen: list[str] = []
-    monkeypatch.setattr(_grants, "verify_secret", lambda s, c: seen.append(c) or False)
+    monkeypatch.setattr(_login, "verify_secret", lambda s, c: seen.append(c) or False)
     response = call.token({**PW, "password": "x" * 5000})
     assert error_of(response) == "invalid_grant"
     assert seen == []
@@ -602,7 +602,7 @@ def test_revoke_opaque_access_token() -> None:
 
 
 def test_metadata_document(call: Caller) -> None:
-    """MD-1/MD-3/MD-4/MD-5: golden metadata, cacheable, no response_types_supported."""
+    """MD-1/MD-3/MD-5: golden metadata, cacheable, with what the official MCP client needs."""
     response = call.request("/.well-known/oauth-authorization-server", method="GET")
     assert response.status == 200
     headers = dict(response.headers)
@@ -611,17 +611,34 @@ def test_metadata_document(call: Caller) -> None:
     assert headers["access-control-allow-origin"] == "*"
     assert json.loads(response.body) == {
         "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/authorize",
         "token_endpoint": f"{ISSUER}/token",
         "jwks_uri": f"{ISSUER}/jwks.json",
         "introspection_endpoint": f"{ISSUER}/introspect",
         "revocation_endpoint": f"{ISSUER}/revoke",
-        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "grant_types_supported": [
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token",
+        ],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
         ],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
         "scopes_supported": ["read", "write"],
     }
     assert call.request("/.well-known/oauth-authorization-server").status == 405

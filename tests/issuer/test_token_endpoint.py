@@ -203,7 +203,7 @@ def test_oversized_body_is_rejected(call: Caller) -> None:
             {"grant_type": "foo"}, ("svc", SECRET), "unsupported_grant_type", id="unknown-grant"
         ),
         pytest.param(
-            {"grant_type": "authorization_code"},
+            {"grant_type": "urn:ietf:params:oauth:grant-type:device_code"},
             ("svc", SECRET),
             "unsupported_grant_type",
             id="unsupported-grant",
@@ -290,6 +290,7 @@ def test_default_client_accepts_both_methods(call: Caller) -> None:
     assert call.issuer.metadata["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "none",  # public clients of the authorization-code grant
     ]
     form = {**CC, "client_id": "svc", "client_secret": SECRET}
     assert call.token(form, auth=None).status == 200

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from scopegate.cli import main
-from scopegate.issuer import _clients, _grants
+from scopegate.issuer import _clients, _login
 
 
 def _count(module: ModuleType, label: str, path: str) -> None:
@@ -38,5 +38,5 @@ def _count(module: ModuleType, label: str, path: str) -> None:
 if __name__ == "__main__":
     count_file = os.environ["SCOPEGATE_COUNT_FILE"]
     _count(_clients, "client", count_file)
-    _count(_grants, "user", count_file)
+    _count(_login, "user", count_file)
     sys.exit(main(sys.argv[1:]))

@@ -1,10 +1,13 @@
-"""scopegate's companion OAuth 2.0 issuer (authorization server token module).
+"""scopegate's companion OAuth 2.0 issuer (a small authorization server).
 
-Grants: ``client_credentials`` (RFC 6749 §4.4), ``refresh_token`` with rotation and
-reuse detection (RFC 6749 §6, RFC 9700 §4.14.2) and, opt-in and discouraged, ``password``
-(RFC 6749 §4.3, RFC 9700 §2.4). Tokens: RFC 9068 JWT access tokens (RS256, ES256, EdDSA)
-or opaque ones. Endpoints: token, RFC 7662 introspection, RFC 7009 revocation, JWKS,
-RFC 8414 metadata; served by a Starlette app or a WSGI app over one sans-io core.
+Grants: ``authorization_code`` with PKCE (RFC 6749 §4.1, RFC 7636 S256, RFC 9207) for
+the configured users through a minimal login form, ``client_credentials`` (RFC 6749
+§4.4), ``refresh_token`` with rotation and reuse detection (RFC 6749 §6, RFC 9700
+§4.14.2) and, opt-in and discouraged, ``password`` (RFC 6749 §4.3, RFC 9700 §2.4); RFC
+8707 resource indicators on all of them. Tokens: RFC 9068 JWT access tokens (RS256,
+ES256, EdDSA) or opaque ones. Endpoints: authorization, token, RFC 7662 introspection,
+RFC 7009 revocation, JWKS, RFC 8414 metadata; served by a Starlette app or a WSGI app
+over one sans-io core.
 
 Example::
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from scopegate._signing import SigningKey, SigningKeySet
+from scopegate.issuer._authorize import AuthorizationEndpoint
 from scopegate.issuer._clients import AuthenticatedClient, Client, ClientStore, MemoryClientStore
 from scopegate.issuer._config import IssuerConfig, LoadedConfig, load_config
 from scopegate.issuer._endpoints import (
@@ -40,6 +44,7 @@ from scopegate.issuer._errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    InvalidTargetError,
     OAuthError,
     ServerError,
     StoreUnavailableError,
@@ -48,7 +53,12 @@ from scopegate.issuer._errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
-from scopegate.issuer._grants import ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant
+from scopegate.issuer._grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    PasswordGrant,
+    RefreshTokenGrant,
+)
 from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
 from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
 from scopegate.issuer._store import AttemptCounter, IssuerStore, MemoryStore, RedisStore
@@ -61,6 +71,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AttemptCounter",
     "AuthenticatedClient",
+    "AuthorizationCodeGrant",
+    "AuthorizationEndpoint",
     "Client",
     "ClientCredentialsGrant",
     "ClientStore",
@@ -72,6 +84,7 @@ __all__ = [
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "InvalidTargetError",
     "Issuer",
     "IssuerConfig",
     "IssuerStore",

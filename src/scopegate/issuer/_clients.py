@@ -1,9 +1,12 @@
 """Registered OAuth clients and client authentication (RFC 6749 §2.3).
 
-Only confidential clients exist here: each has one or more secrets (several at once so a
-secret can be rotated, issuer spec CA-9) and the authentication methods it may use,
+A confidential client has one or more secrets (several at once so a secret can be
+rotated, issuer spec CA-9) and the authentication methods it may use,
 ``client_secret_basic`` and ``client_secret_post`` (both by default, as the metadata
-advertises; one request may still use only one, RFC 6749 §2.3).
+advertises; one request may still use only one, RFC 6749 §2.3). A *public* client
+(``auth_methods={"none"}``: a browser or native app that cannot keep a secret) has no
+secret, identifies itself with ``client_id`` alone, and may use only the
+authorization-code grant with PKCE and refresh tokens (RFC 6749 §2.1, RFC 9700 §2.1.1).
 
 Authentication is two steps so the endpoints can throttle in between: read the
 credentials (:meth:`ClientAuthenticator.credentials`, cheap), reserve the attempt, then
@@ -16,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import threading
@@ -23,7 +27,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Literal, Protocol, runtime_checkable
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from cachetools import TTLCache
 
@@ -43,25 +47,39 @@ __all__ = [
     "AUTH_METHODS",
     "CLIENT_SUBJECT_PREFIX",
     "GRANT_TYPES",
+    "PUBLIC_GRANT_TYPES",
     "AuthenticatedClient",
     "Client",
     "ClientAuthenticator",
     "ClientCredentials",
     "ClientStore",
     "MemoryClientStore",
+    "is_redirect_uri",
+    "is_resource",
     "parse_scope",
 ]
 
-GRANT_TYPES = frozenset({"client_credentials", "password", "refresh_token"})
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
-#: The token-endpoint authentication methods (RFC 8414 ``*_auth_methods_supported``).
+GRANT_TYPES = frozenset({"authorization_code", "client_credentials", "password", "refresh_token"})
+#: What a public client may use (RFC 6749 §4.4 and §4.3 need a confidential client).
+PUBLIC_GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+#: The secret-based token-endpoint authentication methods (RFC 8414
+#: ``*_auth_methods_supported``); ``none`` is a public client's (RFC 7591 §2).
 AUTH_METHODS: frozenset[str] = frozenset({"client_secret_basic", "client_secret_post"})
+PUBLIC: frozenset[str] = frozenset({"none"})
 # Client subjects live in their own namespace so a client can never impersonate a user
 # whose id happens to equal a client_id (RFC 9068 §5, RFC 9700 §4.15.1).
 CLIENT_SUBJECT_PREFIX = "client:"
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _MAX_CLIENT_ID = 255
+# RFC 8707 §2: an absolute URI (RFC 3986 §4.3) without a fragment. URIs are ASCII; no
+# space or control character, and a cap so a resource cannot bloat every token.
+_RESOURCE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x22\x24-\x7e]+")
+_MAX_RESOURCE = 2048
+SCOPE_POLICIES = ("strict", "narrow")
+# RFC 8252 §7.1: a private-use scheme is a reverse domain name (it contains a dot).
+_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
 
 
 def parse_scope(value: str) -> frozenset[str]:
@@ -71,6 +89,50 @@ def parse_scope(value: str) -> frozenset[str]:
     if not all(_SCOPE_TOKEN.fullmatch(token) for token in result):
         raise ValueError("invalid scope token")
     return result
+
+
+def is_resource(value: object) -> bool:
+    """Whether *value* is a usable RFC 8707 resource: an absolute URI without fragment."""
+    return (
+        isinstance(value, str)
+        and len(value) <= _MAX_RESOURCE
+        and _RESOURCE.fullmatch(value) is not None
+    )
+
+
+def is_redirect_uri(value: object) -> bool:
+    """Whether *value* may be registered as a redirect URI.
+
+    RFC 6749 §3.1.2: absolute, no fragment. RFC 9700 §2.1 and RFC 8252 §7: ``https``;
+    ``http`` only on a loopback host (native apps, development); or a private-use scheme
+    named after a reverse domain (``com.example.app:/cb``). No user information, which
+    makes look-alikes such as ``https://app.example@evil.example/`` easy to miss.
+    """
+    if not isinstance(value, str) or not is_resource(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    if "@" in parts.netloc:
+        return False
+    if parts.scheme == "https":
+        return bool(host)
+    if parts.scheme == "http":
+        return host is not None and is_loopback(host)
+    return _PRIVATE_SCHEME.fullmatch(parts.scheme) is not None and not parts.netloc
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (RFC 8252 §7.3)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_scopes(scopes: Iterable[str], what: str) -> frozenset[str]:
@@ -83,13 +145,14 @@ def _check_scopes(scopes: Iterable[str], what: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Client:
-    """A registered confidential client.
+    """A registered client: confidential (with secrets) or public (``auth_methods={"none"}``).
 
     Args:
         client_id: The identifier (printable, no control characters, <= 255 chars).
         secret_hashes: Stored secrets. Values made by ``scopegate hash-secret``
             (``$argon2id$``/``$scrypt$``) are kept; any other value is taken as a
-            plaintext secret and replaced by a keyed digest at construction.
+            plaintext secret and replaced by a keyed digest at construction. Empty for
+            a public client, required otherwise.
         grant_types: Grants this client may use (RFC 7591 ``grant_types``).
         scopes: Scopes the client may request.
         default_scopes: Granted when the request omits ``scope``; ``None`` means all of
@@ -101,14 +164,25 @@ class Client:
         disabled: Authentication always fails.
         auth_methods: The token-endpoint authentication methods it may use; both by
             default. Restrict to ``{"client_secret_basic"}`` where post is unwanted
-            (RFC 6749 §2.3.1 calls it NOT RECOMMENDED).
+            (RFC 6749 §2.3.1 calls it NOT RECOMMENDED). ``{"none"}`` makes it a public
+            client: no secret, ``authorization_code`` (with PKCE) and ``refresh_token``
+            only.
+        redirect_uris: The exact redirect URIs of the authorization-code grant (RFC 6749
+            §3.1.2; compared as strings, no prefix or pattern). Required with that
+            grant. See :func:`is_redirect_uri` for what may be registered.
+        resources: RFC 8707 resources (token audiences) it may ask for with
+            ``resource=``, besides its default audience (*audience*, else the issuer's).
+            Compared as exact strings.
+        scope_policy: ``"strict"`` (a scope outside the allowed ones is
+            ``invalid_scope``) or ``"narrow"`` (grant the allowed part, RFC 6749 §3.3);
+            ``None`` follows the issuer's ``scope_policy``.
 
     Raises:
         ConfigurationError: A value of the wrong type or an unknown grant or method.
     """
 
     client_id: str
-    secret_hashes: tuple[str, ...] = field(repr=False)
+    secret_hashes: tuple[str, ...] = field(default=(), repr=False)
     grant_types: frozenset[str] = frozenset({"client_credentials"})
     scopes: frozenset[str] = frozenset()
     default_scopes: frozenset[str] | None = None
@@ -118,6 +192,9 @@ class Client:
     refresh_tokens: bool = True
     disabled: bool = False
     auth_methods: frozenset[str] = AUTH_METHODS
+    resources: frozenset[str] = frozenset()
+    scope_policy: Literal["strict", "narrow"] | None = None
+    redirect_uris: tuple[str, ...] = ()
 
     def __post_init__(self, auth_method: AuthMethod | None) -> None:
         if (
@@ -126,7 +203,7 @@ class Client:
             or not self.client_id.isprintable()
         ):
             raise ConfigurationError("client_id must be 1-255 printable characters")
-        if isinstance(self.secret_hashes, str) or not self.secret_hashes:  # type: ignore[unreachable]
+        if isinstance(self.secret_hashes, str):  # type: ignore[unreachable]
             raise ConfigurationError("a client needs at least one secret (a list of strings)")
         stored = []
         for value in self.secret_hashes:
@@ -161,12 +238,59 @@ class Client:
             if methods not in (AUTH_METHODS, frozenset({auth_method})):
                 raise SettingError("auth_methods", "auth_method and auth_methods disagree")
             methods = frozenset({auth_method})
-        if not methods or not methods <= AUTH_METHODS:
+        if methods != PUBLIC and (not methods or not methods <= AUTH_METHODS):
             raise SettingError(
                 "auth_methods",
-                "auth_methods must list client_secret_basic and/or client_secret_post",
+                "auth_methods must list client_secret_basic and/or client_secret_post, "
+                'or be ["none"]',
             )
         object.__setattr__(self, "auth_methods", methods)
+        self._check_kind(grants)
+        if isinstance(self.redirect_uris, str):  # type: ignore[unreachable]
+            raise SettingError("redirect_uris", "redirect_uris must be a list of strings")
+        uris = tuple(dict.fromkeys(self.redirect_uris))
+        for uri in uris:
+            if not is_redirect_uri(uri):
+                raise SettingError(
+                    "redirect_uris",
+                    "redirect_uris must be absolute https URIs (http only on loopback, or a "
+                    "private-use scheme such as com.example.app:/cb), without fragment or "
+                    "user information",
+                )
+        object.__setattr__(self, "redirect_uris", uris)
+        if "authorization_code" in grants and not uris:
+            raise SettingError("grant_types", "the authorization_code grant needs redirect_uris")
+        if isinstance(self.resources, str):  # type: ignore[unreachable]
+            raise SettingError("resources", "resources must be a list of strings")
+        resources = frozenset(self.resources)
+        if not all(is_resource(r) for r in resources):
+            raise SettingError(
+                "resources", "resources must be absolute URIs without fragment (RFC 8707 2)"
+            )
+        object.__setattr__(self, "resources", resources)
+        if self.scope_policy is not None and self.scope_policy not in SCOPE_POLICIES:
+            raise SettingError("scope_policy", 'scope_policy must be "strict" or "narrow"')
+
+    def _check_kind(self, grants: frozenset[str]) -> None:
+        if self.auth_methods == PUBLIC:
+            if self.secret_hashes:
+                raise SettingError(
+                    "secret", 'a public client (auth_methods ["none"]) has no secret'
+                )
+            if not grants <= PUBLIC_GRANT_TYPES:
+                raise SettingError(
+                    "grant_types",
+                    "a public client may use only authorization_code and refresh_token",
+                )
+            if self.introspect:
+                raise SettingError("introspect", "a public client may not introspect tokens")
+        elif not self.secret_hashes:
+            raise ConfigurationError("a client needs at least one secret (a list of strings)")
+
+    @property
+    def public(self) -> bool:
+        """A public client: no secret, identified by ``client_id`` alone (RFC 6749 §2.1)."""
+        return self.auth_methods == PUBLIC
 
     @property
     def subject(self) -> str:
@@ -177,6 +301,10 @@ class Client:
     def effective_default_scopes(self) -> frozenset[str]:
         """Scopes granted when a request omits ``scope``."""
         return self.scopes if self.default_scopes is None else self.default_scopes
+
+    def allowed_resources(self, default_audience: str) -> frozenset[str]:
+        """The RFC 8707 resources it may ask for: *resources* plus its default audience."""
+        return self.resources | {default_audience}
 
 
 @runtime_checkable
@@ -313,8 +441,10 @@ class ClientAuthenticator:
             return ClientCredentials(client_id, secret, "client_secret_basic")
         if body_id is not None and body_secret is not None:
             return ClientCredentials(body_id, body_secret, "client_secret_post")
-        # No credentials at all, or client_id alone ("none"): confidential clients only
-        # (RFC 6749 §3.2.1).
+        if body_id is not None:
+            # client_id alone: the "none" method, for public clients only; a confidential
+            # client sending it is refused in verify() (RFC 6749 §3.2.1, issuer spec CA-12).
+            return ClientCredentials(body_id, "", "none")
         raise InvalidClientError()
 
     def verify(self, credentials: ClientCredentials) -> AuthenticatedClient:
@@ -325,7 +455,12 @@ class ClientAuthenticator:
                 method the client may not use; one answer for all (CA-7).
         """
         client = self._clients.get_client(credentials.client_id) if credentials.client_id else None
-        if client is None:
+        if credentials.method == "none":
+            # No secret, so nothing to hash for anyone: known and unknown ids cost the same.
+            if client is None or client.disabled or not client.public:
+                raise InvalidClientError()
+            return AuthenticatedClient(client, "none")
+        if client is None or client.public:
             verify_dummy(self._profile, credentials.secret)
             raise InvalidClientError()
         ok = self._check(client, credentials.secret)

@@ -11,12 +11,23 @@
     signing_key = "keys/issuer.pem"      # generated at start-up when absent
     allow_password_grant = false
     redis_url = "redis://127.0.0.1:6379/0"
+    scope_policy = "strict"              # or "narrow" (RFC 6749 §3.3)
+    cors_origins = ["http://127.0.0.1:8000"]
+    authorization_code_ttl = 60
+    acr = "urn:scopegate:pwd"
 
     [[clients]]
     id = "svc-a"
     secret = "..."                       # or secrets = ["old", "new"] during rotation
     grant_types = ["client_credentials"]
     scopes = ["items:read"]
+    resources = ["http://127.0.0.1:8000/mcp"]   # RFC 8707
+
+    [[clients]]
+    id = "web-app"                       # public: no secret, PKCE
+    token_endpoint_auth_method = "none"
+    grant_types = ["authorization_code", "refresh_token"]
+    redirect_uris = ["http://127.0.0.1:8765/callback"]
 
     [[users]]
     username = "alice"
@@ -31,7 +42,6 @@ the bad value, but never the value of a secret, a password or the Redis URL.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
@@ -44,7 +54,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
-from scopegate.issuer._clients import Client
+from scopegate.issuer._clients import Client, is_loopback
 from scopegate.issuer._errors import SettingError
 from scopegate.issuer._users import User, stable_user_id
 
@@ -85,7 +95,7 @@ def _fits(kind: Kind, value: Any) -> bool:
         )
     if kind == "string":
         return isinstance(value, str)
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
 
 
 def _shown(value: Any, secret: bool) -> str:
@@ -125,16 +135,9 @@ def check_type(name: str, kind: Kind, value: Any, *, secret: bool = False) -> No
 def _kind_of(annotation: Any) -> Kind:
     if typing.get_origin(annotation) is Literal:
         return tuple(str(arg) for arg in typing.get_args(annotation))
+    if annotation == tuple[str, ...]:
+        return "list of strings"
     return {bool: "boolean", int: "integer", float: "number", str: "string"}[annotation]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,18 @@ class IssuerConfig:
             introspection (or revocation) endpoint before it gets 429 (RFC 7662 §4:
             token scanning). Lookups of live tokens are never counted.
         lookup_window: Seconds after the last miss until the lookup budget is full again.
+        scope_policy: ``"strict"`` (default): a request for any scope the client (or
+            user) may not have is ``invalid_scope``. ``"narrow"``: grant the allowed part
+            and say so in the response's ``scope`` (RFC 6749 §3.3); ``invalid_scope``
+            only when nothing requested is allowed. Clients may override it.
+        authorization_code_ttl: Seconds an authorization code may be redeemed (RFC 6749
+            §4.1.2: short; default 60, at most 600).
+        acr: The ``acr`` claim (RFC 9470) of tokens issued after a password check (the
+            password grant and the login form), unless the user has its own.
+        cors_origins: Browser origins (``scheme://host[:port]``, compared exactly) that
+            may call the token endpoint and read the metadata and JWKS cross-origin;
+            ``("*",)`` for any origin (never with credentials). Empty (default): no CORS
+            on the token endpoint; metadata and JWKS stay readable from any origin.
 
     Raises:
         ConfigurationError: A value of the wrong type (a string for a boolean...) or an
@@ -201,6 +216,10 @@ class IssuerConfig:
     client_backoff_max: float = 60
     lookup_max_misses: int = 300
     lookup_window: float = 60
+    scope_policy: Literal["strict", "narrow"] = "strict"
+    authorization_code_ttl: int = 60
+    acr: str = "urn:scopegate:pwd"
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, kind in _SETTING_KINDS.items():
@@ -211,7 +230,7 @@ class IssuerConfig:
         if "?" in self.issuer or "#" in self.issuer:
             raise SettingError("issuer", "issuer must be an absolute URL without query or fragment")
         if parts.scheme == "http":
-            if not (self.insecure_dev_mode or _is_loopback(parts.hostname)):
+            if not (self.insecure_dev_mode or is_loopback(parts.hostname)):
                 raise SettingError(
                     "issuer",
                     "issuer must use https (RFC 8414 2); set insecure_dev_mode for plain http",
@@ -230,11 +249,47 @@ class IssuerConfig:
             )
         if self.max_body_bytes < 1024:
             raise SettingError("max_body_bytes", "max_body_bytes must be at least 1024")
+        if self.authorization_code_ttl > 600:
+            raise SettingError(
+                "authorization_code_ttl", "authorization_code_ttl must be at most 600 seconds"
+            )
+        if not self.acr or not self.acr.isprintable():
+            raise SettingError("acr", "acr must be a non-empty printable string")
+        object.__setattr__(self, "cors_origins", _check_origins(self.cors_origins))
 
     @property
     def insecure_transport(self) -> bool:
         """Whether the issuer URL is plain ``http``."""
         return self.issuer.startswith("http:")
+
+
+def _check_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    """Exact origins (RFC 6454 §6.2 serialisation), or ``("*",)`` alone."""
+    values = tuple(dict.fromkeys(origins))
+    if "*" in values:
+        if len(values) > 1:
+            raise SettingError("cors_origins", 'cors_origins: "*" cannot be combined with origins')
+        return values
+    for origin in values:
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or origin != f"{parts.scheme}://{parts.netloc}"
+            or origin != origin.lower()
+        ):
+            raise SettingError(
+                "cors_origins",
+                "cors_origins must be origins such as https://app.example or "
+                'http://127.0.0.1:8000 (lower case, no path, no trailing slash), or ["*"]',
+            )
+    return values
 
 
 _HINTS = typing.get_type_hints(IssuerConfig)
@@ -266,7 +321,7 @@ _FILE_KINDS: dict[str, Kind] = {
     "next_signing_key": "string",
     "redis_url": "string",
 }
-_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 _CLIENT_KINDS: dict[str, Kind] = {
     "id": "string",
     "secret": "string",
@@ -280,6 +335,9 @@ _CLIENT_KINDS: dict[str, Kind] = {
     "audience": "string",
     "refresh_tokens": "boolean",
     "disabled": "boolean",
+    "resources": "list of strings",
+    "scope_policy": ("strict", "narrow"),
+    "redirect_uris": "list of strings",
 }
 _USER_KINDS: dict[str, Kind] = {
     "username": "string",
@@ -288,6 +346,7 @@ _USER_KINDS: dict[str, Kind] = {
     "scopes": "list of strings",
     "default_scopes": "list of strings",
     "disabled": "boolean",
+    "acr": "string",
 }
 # Values never repeated in an error message.
 _SECRET_KEYS = frozenset({"secret", "secrets", "password", "redis_url"})
@@ -377,7 +436,10 @@ def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
     header = source.line(None, "clients", index)
     if "id" not in table:
         raise source.error("every [[clients]] entry needs an id", header, where)
-    if ("secret" in table) == ("secrets" in table):
+    public = "none" in (table.get("auth_methods") or [table.get("token_endpoint_auth_method")])
+    if ("secret" in table and "secrets" in table) or (
+        not public and "secret" not in table and "secrets" not in table
+    ):
         raise source.error("a client needs exactly one of secret or secrets", header, where)
     if "auth_methods" in table and "token_endpoint_auth_method" in table:
         raise source.error(
@@ -385,7 +447,7 @@ def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
             source.line("auth_methods", "clients", index),
             where,
         )
-    secrets = [table["secret"]] if "secret" in table else table["secrets"]
+    secrets = [table["secret"]] if "secret" in table else table.get("secrets", [])
     defaults = table.get("default_scopes")
     extra: dict[str, Any] = {}
     if "auth_methods" in table:
@@ -403,6 +465,9 @@ def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
             audience=table.get("audience"),
             refresh_tokens=table.get("refresh_tokens", True),
             disabled=table.get("disabled", False),
+            resources=frozenset(table.get("resources", [])),
+            scope_policy=table.get("scope_policy"),
+            redirect_uris=tuple(table.get("redirect_uris", [])),
             **extra,
         )
     except SettingError as exc:
@@ -426,6 +491,7 @@ def _user(source: _Source, table: Mapping[str, Any], index: int, issuer: str) ->
         scopes=frozenset(table.get("scopes", [])),
         default_scopes=None if defaults is None else frozenset(defaults),
         disabled=table.get("disabled", False),
+        acr=table.get("acr"),
     )
 
 

@@ -48,6 +48,7 @@ from scopegate.issuer._throttle import Limit, Limits, Reservation, Throttle, Thr
 from scopegate.issuer._tokens import TokenFactory, TokenInfo
 
 __all__ = [
+    "Form",
     "HTTPRequest",
     "HTTPResponse",
     "IntrospectionEndpoint",
@@ -116,7 +117,44 @@ def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ..
     return HTTPResponse(status, headers, json.dumps(payload, separators=(",", ":")).encode())
 
 
-def parse_form(request: HTTPRequest, max_body: int) -> dict[str, str]:
+class Form(dict[str, str]):
+    """A parsed form: one value per parameter, plus every value of ``resource``.
+
+    ``resource`` is the one parameter that may repeat (RFC 8707 §2); its values are in
+    :attr:`resources`, never in the mapping.
+    """
+
+    resources: tuple[str, ...] = ()
+
+
+#: Parameters that may appear more than once (RFC 8707 §2: one ``resource`` each).
+REPEATABLE = frozenset({"resource"})
+
+
+def collect_params(pairs: list[tuple[str, str]]) -> Form:
+    """Apply RFC 6749 §3.2 to decoded pairs: no repeats (except ``resource``), empty = absent.
+
+    Raises:
+        InvalidRequestError: A parameter other than ``resource`` was repeated.
+    """
+    form = Form()
+    seen: set[str] = set()
+    resources: list[str] = []
+    for name, value in pairs:
+        if name in REPEATABLE:
+            if value:
+                resources.append(value)
+            continue
+        if name in seen:
+            raise InvalidRequestError("A request parameter was repeated")
+        seen.add(name)
+        if value:  # RFC 6749 §3.2: an empty parameter is treated as omitted
+            form[name] = value
+    form.resources = tuple(resources)
+    return form
+
+
+def parse_form(request: HTTPRequest, max_body: int) -> Form:
     """Parse and vet an OAuth form body (RFC 6749 §3.2, App. B).
 
     Raises:
@@ -152,15 +190,7 @@ def parse_form(request: HTTPRequest, max_body: int) -> dict[str, str]:
         )
     except (UnicodeError, ValueError) as exc:
         raise InvalidRequestError("The request body is not valid form encoding") from exc
-    form: dict[str, str] = {}
-    seen: set[str] = set()
-    for name, value in pairs:
-        if name in seen:
-            raise InvalidRequestError("A request parameter was repeated")
-        seen.add(name)
-        if value:  # RFC 6749 §3.2: an empty parameter is treated as omitted
-            form[name] = value
-    return form
+    return collect_params(pairs)
 
 
 class _FormEndpoint:
@@ -276,7 +306,9 @@ class TokenEndpoint(_FormEndpoint):
         authenticated = self._authenticate(request, form, address_key, now)
         if grant_type not in authenticated.client.grant_types:
             raise UnauthorizedClientError()
-        body = grant.handle(GrantRequest(authenticated.client, form, request.client_address, now))
+        body = grant.handle(
+            GrantRequest(authenticated.client, form, request.client_address, now, form.resources)
+        )
         return _json_response(200, body, no_store_headers())
 
 
@@ -357,6 +389,10 @@ class IntrospectionEndpoint(_TokenLookup):
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
         caller, token, hint = self._request(request, now)
+        if caller.method == "none":
+            # RFC 7662 §2.1: introspection needs real authentication; a public client
+            # (no secret) cannot scan tokens here.
+            raise InvalidClientError()
         with self._lookup_attempt(caller, now) as attempt:
             payload = self._introspect(caller, token, hint, now)
             if payload["active"]:
@@ -406,6 +442,11 @@ class IntrospectionEndpoint(_TokenLookup):
         }
         if info.username is not None:
             payload["username"] = info.username
+        # RFC 9470 §6 (step-up): how and when the user authenticated.
+        if isinstance(info.auth_time, int):
+            payload["auth_time"] = info.auth_time
+        if isinstance(info.acr, str):
+            payload["acr"] = info.acr
         return payload
 
 
@@ -453,12 +494,12 @@ def _get_only(request: HTTPRequest) -> HTTPResponse | None:
     )
 
 
-# RFC 8414 §2 / RFC 9700 §2.6: public documents, cacheable and readable cross-origin.
+# RFC 8414 §2 / RFC 9700 §2.6: public documents, cacheable; readable cross-origin
+# through the issuer's CORS policy (scopegate.issuer._cors).
 def _public_headers(max_age: int) -> tuple[tuple[str, str], ...]:
     return (
         ("content-type", "application/json"),
         ("cache-control", f"public, max-age={max_age}"),
-        ("access-control-allow-origin", "*"),
     )
 
 

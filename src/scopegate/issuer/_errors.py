@@ -13,12 +13,17 @@ sent with ``Cache-Control: no-store`` and ``Pragma: no-cache``. The hierarchy::
         ├── UnauthorizedClientError     400 ``unauthorized_client``
         ├── UnsupportedGrantTypeError   400 ``unsupported_grant_type``
         ├── InvalidScopeError           400 ``invalid_scope``
+        ├── InvalidTargetError          400 ``invalid_target`` (RFC 8707 §2)
         ├── TooManyRequestsError        429 ``temporarily_unavailable`` + ``Retry-After``
         ├── TemporarilyUnavailableError 503 ``temporarily_unavailable`` + ``Retry-After``
         └── ServerError                 500 ``server_error``
     StoreUnavailableError               the state store cannot be reached (-> 503)
     ConfigurationError
     └── SettingError                    one named setting is wrong (load_config adds the line)
+
+The authorization endpoint's errors (RFC 6749 §4.1.2.1) use the same codes but travel
+in the redirect (or, when the redirect URI cannot be trusted, on an HTML page); see
+:mod:`scopegate.issuer._authorize`.
 
 Descriptions are fixed texts chosen here; request input (grant type, scope, client id,
 username) is never echoed back (issuer spec ER-2).
@@ -42,6 +47,7 @@ __all__ = [
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "InvalidTargetError",
     "OAuthError",
     "RequestTooLargeError",
     "ServerError",
@@ -166,6 +172,13 @@ class InvalidScopeError(OAuthError):
 
     error = "invalid_scope"
     default_description = "The requested scope is invalid or not allowed"
+
+
+class InvalidTargetError(OAuthError):
+    """400 ``invalid_target``: a ``resource`` that is malformed or not allowed (RFC 8707 §2)."""
+
+    error = "invalid_target"
+    default_description = "The requested resource is invalid or not allowed"
 
 
 class _RetryAfterError(OAuthError):

@@ -1,4 +1,5 @@
-"""The token grants: client credentials, password (legacy, opt-in) and refresh token.
+"""The token grants: authorization code (PKCE), client credentials, password (legacy,
+opt-in) and refresh token.
 
 Each grant receives an already authenticated client that is registered for it (the
 endpoint checks both first, so an unauthorised client never reaches a password check;
@@ -7,56 +8,65 @@ issuer spec PW-6) and returns the RFC 6749 §5.1 response members.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
+import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scopegate.issuer._clients import CLIENT_SUBJECT_PREFIX, Client, normalize_username, parse_scope
+from scopegate.issuer._clients import Client, is_resource, parse_scope
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
-    TooManyRequestsError,
+    InvalidTargetError,
 )
-from scopegate.issuer._passwords import (
-    MAX_SECRET_BYTES,
-    hash_profile,
-    hash_secret,
-    needs_rehash,
-    typical_profile,
-    verify_dummy,
-    verify_secret,
+from scopegate.issuer._login import ResourceOwnerLogin
+from scopegate.issuer._store import (
+    Audience,
+    IssuerStore,
+    RefreshTokenRecord,
+    audience_tuple,
+    token_hash,
 )
-from scopegate.issuer._store import IssuerStore, RefreshTokenRecord, token_hash
-from scopegate.issuer._throttle import Limits, Throttle, Throttled
 from scopegate.issuer._tokens import IssuedAccessToken, TokenFactory
 from scopegate.issuer._users import User, UserStore
 
 __all__ = [
+    "AuthorizationCodeGrant",
     "ClientCredentialsGrant",
     "Grant",
     "GrantRequest",
     "PasswordGrant",
     "RefreshTokenGrant",
+    "pkce_matches",
+    "resolve_resources",
     "resolve_scope",
 ]
 
 logger = logging.getLogger("scopegate.issuer")
-_BAD_CREDENTIALS = "Invalid resource owner credentials"
 _BAD_REFRESH = "The refresh token is invalid, expired or revoked"
+_BAD_CODE = "The authorization code is invalid, expired or already used"
 
 
 @dataclass(frozen=True)
 class GrantRequest:
-    """One token request as a grant sees it."""
+    """One token request as a grant sees it.
+
+    Attributes:
+        resources: The ``resource`` parameters, in request order (RFC 8707 §2).
+    """
 
     client: Client
     form: Mapping[str, str]
     address: str | None
     now: float
+    resources: tuple[str, ...] = ()
 
 
 class Grant(Protocol):
@@ -70,12 +80,22 @@ class Grant(Protocol):
 
 
 def resolve_scope(
-    requested: str | None, allowed: frozenset[str], default: frozenset[str]
+    requested: str | None,
+    allowed: frozenset[str],
+    default: frozenset[str],
+    *,
+    narrow: bool = False,
 ) -> frozenset[str]:
     """Apply RFC 6749 §3.3: exact tokens, requested ⊆ allowed, omitted → default.
 
+    Args:
+        narrow: Grant ``requested ∩ allowed`` instead of refusing a request that asks
+            for more (RFC 6749 §3.3 lets the server ignore part of the request; the
+            response's ``scope`` then says what was granted).
+
     Raises:
-        InvalidScopeError: Bad grammar, a scope outside *allowed*, or nothing to grant.
+        InvalidScopeError: Bad grammar, a scope outside *allowed* (strict), or nothing
+            to grant.
     """
     if requested is None:
         granted = default & allowed
@@ -85,10 +105,42 @@ def resolve_scope(
         except ValueError as exc:
             raise InvalidScopeError() from exc
         if not granted <= allowed:
-            raise InvalidScopeError()
+            if not narrow:
+                raise InvalidScopeError()
+            granted &= allowed
     if not granted:
         raise InvalidScopeError()
     return granted
+
+
+def narrows(config: IssuerConfig, client: Client) -> bool:
+    """Whether *client*'s scope policy is ``narrow`` (its own, else the issuer's)."""
+    return (client.scope_policy or config.scope_policy) == "narrow"
+
+
+def resolve_resources(
+    requested: tuple[str, ...], allowed: frozenset[str], default: Audience
+) -> Audience:
+    """Apply RFC 8707 §2: the token's audience is the requested resource(s), if allowed.
+
+    Resources are compared as exact strings: a client that names the RFC 9728
+    ``resource`` verbatim gets exactly that ``aud``. Duplicates are collapsed.
+
+    Returns:
+        *default* when nothing was requested; one string for one resource; a tuple
+        (in request order) for several.
+
+    Raises:
+        InvalidTargetError: A resource that is not an absolute URI without fragment, or
+            not within *allowed*.
+    """
+    if not requested:
+        return default
+    unique = tuple(dict.fromkeys(requested))
+    for resource in unique:
+        if not is_resource(resource) or resource not in allowed:
+            raise InvalidTargetError()
+    return unique[0] if len(unique) == 1 else unique
 
 
 def _response(
@@ -118,13 +170,18 @@ class ClientCredentialsGrant:
         """Issue an access token whose ``sub`` is the client's namespaced subject."""
         client = request.client
         scopes = resolve_scope(
-            request.form.get("scope"), client.scopes, client.effective_default_scopes
+            request.form.get("scope"),
+            client.scopes,
+            client.effective_default_scopes,
+            narrow=narrows(self._config, client),
         )
+        default = client.audience or self._config.audience
+        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
         token = self._tokens.mint(
             client_id=client.client_id,
             subject=client.subject,
             scopes=scopes,
-            audience=client.audience or self._config.audience,
+            audience=audience,
             now=request.now,
         )
         assert token is not None  # no refresh family, so it cannot have been revoked
@@ -147,14 +204,16 @@ class _FamilyIssuer:
         client: Client,
         subject: str,
         scopes: frozenset[str],
-        audience: str,
+        audience: Audience,
         username: str | None,
         auth_time: int | None,
+        acr: str | None,
         now: float,
+        family_id: str | None = None,
     ) -> RefreshTokenRecord:
         iat = int(now)
         if base is None:
-            family_id = secrets.token_urlsafe(16)
+            family_id = family_id or secrets.token_urlsafe(16)
             expires_at = iat + self._config.refresh_token_ttl
         else:
             family_id, expires_at = base.family_id, base.expires_at
@@ -169,96 +228,30 @@ class _FamilyIssuer:
             idle_expires_at=min(expires_at, iat + self._config.refresh_token_idle_ttl),
             username=username,
             auth_time=auth_time,
+            acr=acr,
         )
 
-
-class PasswordGrant(_FamilyIssuer):
-    """``password`` (RFC 6749 §4.3): legacy, migration-only, first-party clients only.
-
-    RFC 9700 §2.4 says this grant MUST NOT be used; it exists for moving old clients.
-    Each attempt is reserved on the normalised username's and the client address's
-    counters *before* the password is hashed, so concurrent guesses cannot outrun the
-    limit (:mod:`scopegate.issuer._throttle`). While an account waits, even the correct
-    password is refused with the same ``invalid_grant`` (issuer spec PW-5, PW-7). An
-    unknown or locked user costs one dummy verification with the users' own hash
-    parameters, so timing tells nothing either.
-    """
-
-    grant_type = "password"
-
-    def __init__(
+    def issue_for_user(
         self,
-        config: IssuerConfig,
-        tokens: TokenFactory,
-        store: IssuerStore,
-        users: UserStore,
+        client: Client,
+        user: User,
         *,
-        throttle: Throttle,
-        limits: Limits,
-    ) -> None:
-        super().__init__(config, tokens, store)
-        self._users = users
-        self._throttle = throttle
-        self._limits = limits
-        known = iter(users) if isinstance(users, Iterable) else iter(())
-        self._profile = typical_profile((user.password_hash,) for user in known)
+        scopes: frozenset[str],
+        audience: Audience,
+        auth_time: int,
+        now: float,
+        family_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Access (and refresh) token for a user who has just authenticated.
 
-    def handle(self, request: GrantRequest) -> dict[str, Any]:
-        """Authenticate the resource owner, then issue an access (and refresh) token."""
-        username = request.form.get("username")
-        password = request.form.get("password")
-        if username is None or password is None:
-            raise InvalidRequestError("The username and password parameters are required")
-        now = request.now
-        address, user_limit = self._limits.address, self._limits.user
-        slots = [
-            (address, address.key(request.address or "-")),
-            (user_limit, user_limit.key(normalize_username(username))),
-        ]
-        try:
-            attempt = self._throttle.reserve(slots, now)
-        except Throttled as refused:
-            if refused.limit is not user_limit:
-                raise TooManyRequestsError(retry_after=refused.retry_after) from None
-            # Locked: refuse even the right password, same body and cost as a wrong one.
-            verify_dummy(self._profile, password)
-            raise InvalidGrantError(_BAD_CREDENTIALS) from None
-        with attempt:
-            user = self._check(username, password)
-            attempt.succeeded()
-        if needs_rehash(user.password_hash):
-            self._users.update_password_hash(user, hash_secret(password))
-        if user.subject.startswith(CLIENT_SUBJECT_PREFIX):
-            logger.error("password grant refused: user id uses the reserved client: prefix")
-            raise InvalidGrantError(_BAD_CREDENTIALS)
-        return self._issue(request, user)
-
-    def _check(self, username: str, password: str) -> User:
-        """Judge one (reserved) guess; ``InvalidGrantError`` for any wrong one."""
-        user = None
-        ok = False
-        if len(password.encode()) <= MAX_SECRET_BYTES and len(username) <= 256:
-            user = self._users.find_user(username)
-            if user is None:
-                verify_dummy(self._profile, password)
-            else:
-                self._profile = (hash_profile(user.password_hash),)
-                ok = verify_secret(user.password_hash, password)
-        if not ok or user is None or user.disabled:
-            raise InvalidGrantError(_BAD_CREDENTIALS)
-        return user
-
-    def _issue(self, request: GrantRequest, user: User) -> dict[str, Any]:
-        now = request.now
-        client = request.client
-        scopes = resolve_scope(
-            request.form.get("scope"),
-            client.scopes & user.scopes,
-            user.effective_default_scopes,
-        )
-        audience = client.audience or self._config.audience
-        auth_time = int(now)
-        family_id = refresh = None
+        With *family_id* (an authorization code's, started when the code was made), the
+        tokens join that family, so a replay of the code revokes them. The code was
+        already consumed, so this redemption is the one that succeeds even when a
+        concurrent replay revoked the family first: its tokens are then issued revoked
+        (the access token denied at once, the refresh token born revoked).
+        """
+        acr = user.acr or self._config.acr
+        record = None
         if self.refresh_allowed(client):
             record = self.new_record(
                 None,
@@ -268,9 +261,12 @@ class PasswordGrant(_FamilyIssuer):
                 audience=audience,
                 username=user.username,
                 auth_time=auth_time,
+                acr=acr,
                 now=now,
+                family_id=family_id,
             )
-            refresh = secrets.token_urlsafe(32)
+        refresh = secrets.token_urlsafe(32) if record is not None else None
+        if record is not None and refresh is not None and family_id is None:
             self._store.create_refresh_token(token_hash(refresh), record, now)
             family_id = record.family_id
         token = self._tokens.mint(
@@ -282,10 +278,158 @@ class PasswordGrant(_FamilyIssuer):
             family_id=family_id,
             username=user.username,
             auth_time=auth_time,
+            acr=acr,
         )
-        if token is None:  # pragma: no cover - a brand-new family cannot be revoked yet
-            raise InvalidGrantError(_BAD_REFRESH)
+        if token is None:
+            if family_id is None:  # pragma: no cover - a brand-new family is never revoked
+                raise InvalidGrantError(_BAD_REFRESH)
+            # A replay of the code revoked the family before this winner minted: answer
+            # the one redemption, with a token that is revoked like the family's others.
+            token = self._tokens.mint(
+                client_id=client.client_id,
+                subject=user.subject,
+                scopes=scopes,
+                audience=audience,
+                now=now,
+                username=user.username,
+                auth_time=auth_time,
+                acr=acr,
+            )
+            assert token is not None  # not linked to a family: cannot be refused
+            self._tokens.discard(token, now)
+        if record is not None and refresh is not None and record.family_id == family_id:
+            # An authorization code's family: its refresh token joins after the access
+            # token, and is born revoked if the family was revoked in between.
+            self._store.create_refresh_token(token_hash(refresh), record, now)
         return _response(token, scopes, refresh)
+
+
+class PasswordGrant(_FamilyIssuer):
+    """``password`` (RFC 6749 §4.3): legacy, migration-only, first-party clients only.
+
+    RFC 9700 §2.4 says this grant MUST NOT be used; it exists for moving old clients.
+    The password is checked by :class:`~scopegate.issuer._login.ResourceOwnerLogin`
+    under the brute-force limits (reserved before hashing; a locked account gets the
+    same ``invalid_grant`` even with the right password). Tokens carry ``auth_time`` and
+    ``acr`` (RFC 9470).
+    """
+
+    grant_type = "password"
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        tokens: TokenFactory,
+        store: IssuerStore,
+        login: ResourceOwnerLogin,
+    ) -> None:
+        super().__init__(config, tokens, store)
+        self._login = login
+
+    def handle(self, request: GrantRequest) -> dict[str, Any]:
+        """Authenticate the resource owner, then issue an access (and refresh) token."""
+        username = request.form.get("username")
+        password = request.form.get("password")
+        if username is None or password is None:
+            raise InvalidRequestError("The username and password parameters are required")
+        user = self._login.authenticate(username, password, request.address, request.now)
+        client = request.client
+        scopes = resolve_scope(
+            request.form.get("scope"),
+            client.scopes & user.scopes,
+            user.effective_default_scopes,
+            narrow=narrows(self._config, client),
+        )
+        default = client.audience or self._config.audience
+        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
+        return self.issue_for_user(
+            client,
+            user,
+            scopes=scopes,
+            audience=audience,
+            auth_time=int(request.now),
+            now=request.now,
+        )
+
+
+_CODE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+
+def pkce_matches(verifier: str, challenge: str) -> bool:
+    """RFC 7636 §4.6, S256: ``BASE64URL(SHA256(verifier)) == challenge``, in constant time."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=")
+    return hmac.compare_digest(computed, challenge.encode("ascii"))
+
+
+class AuthorizationCodeGrant(_FamilyIssuer):
+    """``authorization_code`` (RFC 6749 §4.1.3) with PKCE (RFC 7636, S256 only).
+
+    A code is consumed by its first presentation, whatever the outcome (one atomic
+    step in the store: of two concurrent redemptions exactly one wins). It must come
+    from the same client, with the same redirect URI and the verifier of its challenge;
+    ``resource`` may narrow the resources bound at the authorization request (RFC 8707
+    §2.2). A code presented again is a replay: the tokens issued from it are revoked
+    (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+    """
+
+    grant_type = "authorization_code"
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        tokens: TokenFactory,
+        store: IssuerStore,
+        users: UserStore,
+    ) -> None:
+        super().__init__(config, tokens, store)
+        self._users = users
+
+    def handle(self, request: GrantRequest) -> dict[str, Any]:
+        """Redeem a code for an access (and refresh) token."""
+        form = request.form
+        code, verifier = form.get("code"), form.get("code_verifier")
+        redirect_uri = form.get("redirect_uri")
+        if code is None or redirect_uri is None:
+            raise InvalidRequestError("The code and redirect_uri parameters are required")
+        if verifier is None or not _CODE_VERIFIER.fullmatch(verifier):
+            # RFC 7636 §4.1 grammar; PKCE is mandatory here (RFC 9700 §2.1.1).
+            raise InvalidRequestError("A valid code_verifier is required (PKCE, RFC 7636)")
+        if len(code) > 512:
+            raise InvalidGrantError(_BAD_CODE)
+        now, client = request.now, request.client
+        found = self._store.consume_authorization_code(token_hash(code), now)
+        if found is None:
+            raise InvalidGrantError(_BAD_CODE)
+        record, first_use = found
+        if not first_use:
+            self._store.revoke_family(record.family_id, now)
+            logger.warning(
+                "authorization code replayed; tokens issued from it revoked (client_id=%r)",
+                client.client_id,
+            )
+            raise InvalidGrantError(_BAD_CODE)
+        if (
+            now >= record.expires_at
+            or record.client_id != client.client_id
+            or redirect_uri != record.redirect_uri
+            or not pkce_matches(verifier, record.code_challenge)
+        ):
+            raise InvalidGrantError(_BAD_CODE)
+        user = self._users.find_user(record.username)
+        if user is None or user.disabled or user.subject != record.subject:
+            raise InvalidGrantError(_BAD_CODE)
+        bound = audience_tuple(record.audience)
+        audience = resolve_resources(request.resources, frozenset(bound), record.audience)
+        return self.issue_for_user(
+            client,
+            user,
+            scopes=frozenset(record.scopes),
+            audience=audience,
+            auth_time=record.auth_time,
+            now=now,
+            family_id=record.family_id,
+        )
 
 
 class RefreshTokenGrant(_FamilyIssuer):
@@ -340,9 +484,21 @@ class RefreshTokenGrant(_FamilyIssuer):
             if user is None or user.disabled or user.subject != record.subject:
                 raise InvalidGrantError(_BAD_REFRESH)
         original = frozenset(record.scopes)
-        scopes = resolve_scope(request.form.get("scope"), original & client.scopes, original)
-        if request.form.get("scope") is None and not original <= client.scopes:
+        narrow = narrows(self._config, client)
+        scopes = resolve_scope(
+            request.form.get("scope"), original & client.scopes, original, narrow=narrow
+        )
+        if request.form.get("scope") is None and not original <= client.scopes and not narrow:
             raise InvalidScopeError()  # the client lost a scope since the grant
+        # RFC 8707 §2.2: a refresh may name a subset of the grant's resources, never more,
+        # and only those the client may still ask for. The new refresh token keeps the
+        # grant's resources, as it keeps its scope (RFC 6749 §6).
+        granted = audience_tuple(record.audience)
+        default = client.audience or self._config.audience
+        still_allowed = frozenset(granted) & client.allowed_resources(default)
+        if not request.resources and len(still_allowed) < len(set(granted)):
+            raise InvalidTargetError()  # the client lost a resource since the grant
+        audience = resolve_resources(request.resources, still_allowed, record.audience)
         successor = self.new_record(
             record,
             client=client,
@@ -351,6 +507,7 @@ class RefreshTokenGrant(_FamilyIssuer):
             audience=record.audience,
             username=record.username,
             auth_time=record.auth_time,
+            acr=record.acr,
             now=now,
         )
         # Mint first (linked to the family), then rotate: the compare-and-set winner can
@@ -361,11 +518,12 @@ class RefreshTokenGrant(_FamilyIssuer):
             client_id=client.client_id,
             subject=record.subject,
             scopes=scopes,
-            audience=record.audience,
+            audience=audience,
             now=now,
             family_id=record.family_id,
             username=record.username,
             auth_time=record.auth_time,
+            acr=record.acr,
         )
         if token is None:
             raise InvalidGrantError(_BAD_REFRESH)

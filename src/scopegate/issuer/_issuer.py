@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from scopegate._errors import ConfigurationError
 from scopegate._signing import SigningKey, SigningKeySet
+from scopegate.issuer._authorize import AuthorizationEndpoint
 from scopegate.issuer._clients import (
     AUTH_METHODS,
     Client,
@@ -21,6 +22,7 @@ from scopegate.issuer._clients import (
     MemoryClientStore,
 )
 from scopegate.issuer._config import IssuerConfig, LoadedConfig
+from scopegate.issuer._cors import CORSPolicy
 from scopegate.issuer._endpoints import (
     HTTPRequest,
     HTTPResponse,
@@ -31,11 +33,13 @@ from scopegate.issuer._endpoints import (
     TokenEndpoint,
 )
 from scopegate.issuer._grants import (
+    AuthorizationCodeGrant,
     ClientCredentialsGrant,
     Grant,
     PasswordGrant,
     RefreshTokenGrant,
 )
+from scopegate.issuer._login import ResourceOwnerLogin
 from scopegate.issuer._store import IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._throttle import Limits, Throttle
 from scopegate.issuer._tokens import TokenFactory
@@ -46,6 +50,11 @@ __all__ = ["InsecureGrantWarning", "Issuer"]
 logger = logging.getLogger("scopegate.issuer")
 _AUTH_METHODS = sorted(AUTH_METHODS)
 _NOT_FOUND = HTTPResponse(404, (("content-type", "application/json"),), b'{"error":"not_found"}')
+# Request headers a browser may send to the metadata and JWKS (the MCP TypeScript client
+# sends MCP-Protocol-Version with its metadata requests, which makes them preflighted).
+_DOC_HEADERS = ("mcp-protocol-version",)
+# Swagger UI's "Authorize" sends X-Requested-With with its token request.
+_TOKEN_HEADERS = ("authorization", "content-type", "x-requested-with")
 
 
 class InsecureGrantWarning(UserWarning):
@@ -55,20 +64,23 @@ class InsecureGrantWarning(UserWarning):
 class Issuer:
     """A small OAuth 2.0 authorization server token module.
 
-    Serves the token endpoint (``client_credentials``, ``refresh_token`` and, opt-in,
-    ``password``), RFC 7662 introspection, RFC 7009 revocation, the JWKS and RFC 8414
-    metadata. :meth:`handle` answers a framework-neutral :class:`HTTPRequest`; use
-    :func:`scopegate.issuer.create_asgi_app` or :func:`scopegate.issuer.create_wsgi_app`
-    to serve it.
+    Serves the authorization endpoint (the code grant with PKCE, for the configured
+    users), the token endpoint (``authorization_code``, ``client_credentials``,
+    ``refresh_token`` and, opt-in, ``password``), RFC 7662 introspection, RFC 7009
+    revocation, the JWKS and RFC 8414 metadata. :meth:`handle` answers a
+    framework-neutral :class:`HTTPRequest`; use :func:`scopegate.issuer.create_asgi_app`
+    or :func:`scopegate.issuer.create_wsgi_app` to serve it.
 
-    Endpoints, relative to the issuer URL ``https://host/base``: ``/base/token``,
+    Endpoints, relative to the issuer URL ``https://host/base``: ``/base/authorize``,
+    ``/base/token``,
     ``/base/introspect``, ``/base/revoke``, ``/base/jwks.json`` and
     ``/.well-known/oauth-authorization-server/base`` (RFC 8414 §3.1 path insertion).
 
     Args:
         config: Server-wide settings.
         clients: A :class:`ClientStore` or an iterable of :class:`Client`.
-        users: A :class:`UserStore` or users, needed for the password grant.
+        users: A :class:`UserStore` or users: who can sign in at the authorization
+            endpoint (and, opt-in, use the password grant).
         keys: The signing key set or one key; an RS256 key is generated when omitted
             (fine for a single process; several processes must share key files).
         store: Shared state; a :class:`MemoryStore` when omitted.
@@ -125,17 +137,21 @@ class Issuer:
             "client_credentials": ClientCredentialsGrant(config, tokens),
             "refresh_token": RefreshTokenGrant(config, tokens, self.store, self._users, clock),
         }
-        if config.allow_password_grant:
-            if self._users is None:
-                raise ConfigurationError("the password grant needs users (a UserStore)")
-            grants["password"] = PasswordGrant(
-                config,
-                tokens,
-                self.store,
-                self._users,
-                throttle=throttle,
-                limits=limits,
+        login = None
+        if self._users is not None:
+            # Users can sign in at the authorization endpoint (the code grant with PKCE).
+            login = ResourceOwnerLogin(self._users, throttle=throttle, limits=limits)
+            grants["authorization_code"] = AuthorizationCodeGrant(
+                config, tokens, self.store, self._users
             )
+        elif isinstance(self._clients, MemoryClientStore) and any(
+            "authorization_code" in client.grant_types for client in self._clients
+        ):
+            raise ConfigurationError("the authorization_code grant needs users (a UserStore)")
+        if config.allow_password_grant:
+            if login is None:
+                raise ConfigurationError("the password grant needs users (a UserStore)")
+            grants["password"] = PasswordGrant(config, tokens, self.store, login)
             message = (
                 "the OAuth password grant is enabled; RFC 9700 section 2.4 says it MUST NOT "
                 "be used. Keep it for migrating first-party clients only."
@@ -146,21 +162,31 @@ class Issuer:
 
         base = config.issuer.rstrip("/")
         base_path = urlsplit(base).path
+        self.authorization_path = base_path + "/authorize"
         self.token_path = base_path + "/token"
         self.introspection_path = base_path + "/introspect"
         self.revocation_path = base_path + "/revoke"
         self.jwks_path = base_path + "/jwks.json"
         self.metadata_path = "/.well-known/oauth-authorization-server" + base_path
+        # RFC 8414 §2. The issuer is published exactly as configured (no slash added):
+        # clients compare it as a string with the resource's authorization_servers entry
+        # (RFC 9728 §3.3) and with every token's iss. authorization_endpoint is there even
+        # for machine clients: the official MCP client refuses metadata without it.
         document: dict[str, Any] = {
             "issuer": config.issuer,
+            "authorization_endpoint": base + "/authorize",
             "token_endpoint": base + "/token",
             "jwks_uri": base + "/jwks.json",
             "introspection_endpoint": base + "/introspect",
             "revocation_endpoint": base + "/revoke",
             "grant_types_supported": sorted(grants),
-            "token_endpoint_auth_methods_supported": _AUTH_METHODS,
+            # "none": public clients (PKCE) at the token and revocation endpoints.
+            "token_endpoint_auth_methods_supported": [*_AUTH_METHODS, "none"],
             "introspection_endpoint_auth_methods_supported": _AUTH_METHODS,
-            "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": [*_AUTH_METHODS, "none"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],  # plain is refused (RFC 9700 §2.1.1)
+            "authorization_response_iss_parameter_supported": True,  # RFC 9207
         }
         if isinstance(self._clients, MemoryClientStore):
             scopes = sorted({s for client in self._clients for s in client.scopes})
@@ -174,15 +200,29 @@ class Issuer:
         self.revocation_endpoint = RevocationEndpoint(
             config, authenticator, throttle, limits, clock, tokens, self.store
         )
+        self.authorization_endpoint = AuthorizationEndpoint(
+            config, self._clients, login, self.store, clock, self.authorization_path
+        )
         self.metadata_endpoint = MetadataEndpoint(document)
         self.jwks_endpoint = JWKSEndpoint(lambda: self._keys)
         self._routes: dict[str, Callable[[HTTPRequest], HTTPResponse]] = {
+            self.authorization_path: self.authorization_endpoint.handle,
             self.token_path: self.token_endpoint.handle,
             self.introspection_path: self.introspection_endpoint.handle,
             self.revocation_path: self.revocation_endpoint.handle,
             self.jwks_path: self.jwks_endpoint.handle,
             self.metadata_path: self.metadata_endpoint.handle,
         }
+        # Browsers: the token endpoint only when cors_origins is set; the public
+        # documents from anywhere unless cors_origins narrows them. Introspection and
+        # revocation are server-to-server: never cross-origin.
+        documents = CORSPolicy(config.cors_origins or ("*",), ("GET", "HEAD"), _DOC_HEADERS)
+        self._cors: dict[str, CORSPolicy] = {
+            self.metadata_path: documents,
+            self.jwks_path: documents,
+        }
+        if config.cors_origins:
+            self._cors[self.token_path] = CORSPolicy(config.cors_origins, ("POST",), _TOKEN_HEADERS)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -200,9 +240,18 @@ class Issuer:
         return dict(self._routes)
 
     def handle(self, request: HTTPRequest) -> HTTPResponse:
-        """Route a request to its endpoint; unknown paths answer 404. Never raises."""
+        """Route a request to its endpoint; unknown paths answer 404. Never raises.
+
+        CORS preflights are answered here for the endpoints that allow them, and their
+        responses get ``Access-Control-Allow-Origin`` for allowed origins.
+        """
         handler = self._routes.get(request.path)
-        return handler(request) if handler is not None else _NOT_FOUND
+        if handler is None:
+            return _NOT_FOUND
+        cors = self._cors.get(request.path)
+        if cors is None:
+            return handler(request)
+        return cors.preflight(request) or cors.decorate(request, handler(request))
 
     def rotate_keys(
         self, new_next: SigningKey | None = None, *, keep_previous: int = 1

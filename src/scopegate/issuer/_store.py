@@ -13,6 +13,12 @@ deletes its opaque access tokens and puts the ``jti`` of its JWT access tokens o
 denylist until they expire (a JWT already verified locally by a resource server stays
 usable until ``exp``: the reason access tokens are short-lived).
 
+Authorization codes and pending login requests are one-time values: consuming a code
+marks it used in one atomic step (a second presentation learns that it is a replay, RFC
+6749 §4.1.2), and taking a login request deletes it in one atomic step, so two
+concurrent redemptions have exactly one winner. A code's refresh family is started when
+the code is created, so a replay can revoke whatever the first redemption issued.
+
 Brute-force counters (:class:`AttemptCounter`) live here too. The store does not judge
 them: it returns a counter with its version and applies a reservation only if the
 version is unchanged (compare-and-set), so the throttling rule is written once, in
@@ -41,16 +47,22 @@ __all__ = [
     "PENDING_TTL",
     "AccessTokenRecord",
     "AttemptCounter",
+    "Audience",
+    "AuthorizationCodeRecord",
     "IssuerStore",
+    "LoginRequestRecord",
     "MemoryStore",
     "RedisStore",
     "RefreshTokenRecord",
     "RotationOutcome",
     "Settlement",
+    "audience_tuple",
     "token_hash",
 ]
 
 RefreshState = Literal["active", "rotated", "revoked"]
+#: A token's audience: one resource, or several (RFC 8707 §2, RFC 9068 §3).
+Audience = str | tuple[str, ...]
 RotationOutcome = Literal["active", "rotated", "revoked", "missing"]
 #: How an attempt in flight ends: ``fail`` keeps it counted, ``release`` takes it back,
 #: ``clear`` forgets every settled attempt of the counter (a successful login).
@@ -66,6 +78,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def audience_tuple(audience: Audience) -> tuple[str, ...]:
+    """The resources of an audience, as a tuple."""
+    return (audience,) if isinstance(audience, str) else tuple(audience)
+
+
+def _audience_from_json(value: Any) -> Audience:
+    return value if isinstance(value, str) else tuple(value)
+
+
 @dataclass(frozen=True)
 class AccessTokenRecord:
     """What the issuer remembers about an opaque access token (never its value)."""
@@ -73,13 +94,14 @@ class AccessTokenRecord:
     client_id: str
     subject: str
     scopes: tuple[str, ...]
-    audience: str
+    audience: Audience
     issued_at: int
     expires_at: int
     jti: str
     family_id: str | None = None
     username: str | None = None
     auth_time: int | None = None
+    acr: str | None = None
 
     def to_json(self) -> str:
         """Compact JSON for storage."""
@@ -90,6 +112,7 @@ class AccessTokenRecord:
         """Parse a stored record."""
         data = json.loads(raw)
         data["scopes"] = tuple(data["scopes"])
+        data["audience"] = _audience_from_json(data["audience"])
         return cls(**data)
 
 
@@ -104,13 +127,14 @@ class RefreshTokenRecord:
     client_id: str
     subject: str
     scopes: tuple[str, ...]
-    audience: str
+    audience: Audience
     family_id: str
     issued_at: int
     expires_at: int
     idle_expires_at: int
     username: str | None = None
     auth_time: int | None = None
+    acr: str | None = None
     state: RefreshState = field(default="active", compare=False)
 
     def to_json(self) -> str:
@@ -124,7 +148,72 @@ class RefreshTokenRecord:
         """Parse a stored record and attach its current state."""
         data = json.loads(raw)
         data["scopes"] = tuple(data["scopes"])
+        data["audience"] = _audience_from_json(data["audience"])
         return cls(**data, state=state)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class AuthorizationCodeRecord:
+    """What an authorization code stands for (RFC 6749 §4.1.2; never the code itself).
+
+    Bound to the client, the exact redirect URI, the PKCE challenge (RFC 7636 §4.4) and
+    the resources (RFC 8707 §2.1); ``family_id`` names the refresh family its tokens
+    join, so a replay can revoke them.
+    """
+
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    scopes: tuple[str, ...]
+    audience: Audience
+    subject: str
+    username: str
+    auth_time: int
+    acr: str | None
+    family_id: str
+    expires_at: int
+
+    def to_json(self) -> str:
+        """Compact JSON for storage."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AuthorizationCodeRecord:
+        """Parse a stored record."""
+        data = json.loads(raw)
+        data["scopes"] = tuple(data["scopes"])
+        data["audience"] = _audience_from_json(data["audience"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoginRequestRecord:
+    """A validated authorization request waiting for the user to sign in.
+
+    Stored under the hash of the login form's one-time token; ``browser_hash`` is the
+    hash of the cookie that binds it to the browser that made the request (CSRF).
+    """
+
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    code_challenge: str
+    scope: str | None
+    audience: Audience
+    browser_hash: str
+    expires_at: int
+    tries: int = 0
+
+    def to_json(self) -> str:
+        """Compact JSON for storage."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LoginRequestRecord:
+        """Parse a stored record."""
+        data = json.loads(raw)
+        data["audience"] = _audience_from_json(data["audience"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -197,6 +286,30 @@ class IssuerStore(Protocol):
         """Revoke every family of a user (password change, logout; RT-9)."""
         ...  # pragma: no cover
 
+    def start_family(self, family_id: str, subject: str, expires_at: float, now: float) -> None:
+        """Create an empty refresh family (for an authorization code's tokens)."""
+        ...  # pragma: no cover
+
+    def save_authorization_code(
+        self, key: str, record: AuthorizationCodeRecord, keep_until: float, now: float
+    ) -> None:
+        """Store an unused code; remember it until *keep_until* to recognise replays."""
+        ...  # pragma: no cover
+
+    def consume_authorization_code(
+        self, key: str, now: float
+    ) -> tuple[AuthorizationCodeRecord, bool] | None:
+        """Atomically mark a code used; the record and whether this was its first use."""
+        ...  # pragma: no cover
+
+    def save_login_request(self, key: str, record: LoginRequestRecord, now: float) -> None:
+        """Store a pending login request until its ``expires_at``."""
+        ...  # pragma: no cover
+
+    def take_login_request(self, key: str, now: float) -> LoginRequestRecord | None:
+        """Atomically fetch and delete a pending login request (one-time)."""
+        ...  # pragma: no cover
+
     def read_attempts(self, keys: Sequence[str], now: float) -> list[AttemptCounter]:
         """The brute-force counters of *keys* (zero counters for unknown keys)."""
         ...  # pragma: no cover
@@ -259,6 +372,8 @@ class MemoryStore:
         self._denied: dict[str, int] = {}
         self._attempts: dict[str, _Attempts] = {}
         self._flags: dict[str, float] = {}
+        self._codes: dict[str, tuple[AuthorizationCodeRecord, float, bool]] = {}
+        self._logins: dict[str, LoginRequestRecord] = {}
         self._ops = 0
 
     def _tick(self, now: float) -> None:
@@ -270,6 +385,8 @@ class MemoryStore:
         self._denied = {k: v for k, v in self._denied.items() if v > now}
         self._attempts = {k: v for k, v in self._attempts.items() if v.forget_at > now or v.pending}
         self._flags = {k: v for k, v in self._flags.items() if v > now}
+        self._codes = {k: v for k, v in self._codes.items() if v[1] > now}
+        self._logins = {k: v for k, v in self._logins.items() if v.expires_at > now}
         dead = [fid for fid, fam in self._families.items() if fam.expires_at <= now]
         for fid in dead:
             fam = self._families.pop(fid)
@@ -324,13 +441,63 @@ class MemoryStore:
             return until is not None and until > now
 
     def create_refresh_token(self, key: str, record: RefreshTokenRecord, now: float) -> None:
-        """Start a new family with its first refresh token."""
+        """Add a family's first refresh token (starting the family if needed).
+
+        A family that was already revoked (a replayed authorization code) stays revoked,
+        and so does the token added to it.
+        """
         with self._lock:
             self._tick(now)
-            fam = _Family(record.subject, record.expires_at + 3600, refresh_keys={key})
-            self._families[record.family_id] = fam
-            self._subjects.setdefault(record.subject, set()).add(record.family_id)
-            self._refresh[key] = replace(record, state="active")
+            fam = self._start_family_locked(record.family_id, record.subject, record.expires_at)
+            fam.refresh_keys.add(key)
+            self._refresh[key] = replace(record, state="revoked" if fam.revoked else "active")
+
+    def _start_family_locked(self, family_id: str, subject: str, expires_at: float) -> _Family:
+        fam = self._families.get(family_id)
+        if fam is None:
+            fam = self._families[family_id] = _Family(subject, expires_at + 3600)
+            self._subjects.setdefault(subject, set()).add(family_id)
+        else:
+            fam.expires_at = max(fam.expires_at, expires_at + 3600)
+        return fam
+
+    def start_family(self, family_id: str, subject: str, expires_at: float, now: float) -> None:
+        """Create an empty refresh family."""
+        with self._lock:
+            self._tick(now)
+            self._start_family_locked(family_id, subject, expires_at)
+
+    def save_authorization_code(
+        self, key: str, record: AuthorizationCodeRecord, keep_until: float, now: float
+    ) -> None:
+        """Store an unused code."""
+        with self._lock:
+            self._tick(now)
+            self._codes[key] = (record, keep_until, False)
+
+    def consume_authorization_code(
+        self, key: str, now: float
+    ) -> tuple[AuthorizationCodeRecord, bool] | None:
+        """Mark a code used under the store lock."""
+        with self._lock:
+            entry = self._codes.get(key)
+            if entry is None or entry[1] <= now:
+                return None
+            record, keep_until, used = entry
+            self._codes[key] = (record, keep_until, True)
+            return record, not used
+
+    def save_login_request(self, key: str, record: LoginRequestRecord, now: float) -> None:
+        """Store a pending login request."""
+        with self._lock:
+            self._tick(now)
+            self._logins[key] = record
+
+    def take_login_request(self, key: str, now: float) -> LoginRequestRecord | None:
+        """Pop a pending login request under the store lock."""
+        with self._lock:
+            record = self._logins.pop(key, None)
+            return record if record is not None and record.expires_at > now else None
 
     def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
         """The refresh token record until its absolute expiry, or ``None``."""
@@ -589,6 +756,52 @@ return 1
 """
 
 
+# Start a family, or extend one, without ever un-revoking it. KEYS: family, subject's
+# families. ARGV: subject, ttl ms, family id.
+_START_FAMILY = """
+redis.call('HSETNX', KEYS[1], 'revoked', '0')
+redis.call('HSET', KEYS[1], 'subject', ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+# A family's first refresh token; revoked at once if the family already is (a replayed
+# authorization code). KEYS: family, family rts, rt, subject's families.
+# ARGV: subject, family ttl ms, rt key hash, data, rt ttl ms, family id.
+_CREATE_RT = """
+redis.call('HSETNX', KEYS[1], 'revoked', '0')
+redis.call('HSET', KEYS[1], 'subject', ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local state = 'active'
+if redis.call('HGET', KEYS[1], 'revoked') == '1' then state = 'revoked' end
+redis.call('HSET', KEYS[3], 'data', ARGV[4], 'state', state)
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[6])
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[4], ARGV[2]) end
+return state
+"""
+
+# KEYS: the code. Returns {data, previous "used" flag}, or nil for an unknown code.
+_CONSUME_CODE = """
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data then return false end
+local used = redis.call('HGET', KEYS[1], 'used')
+redis.call('HSET', KEYS[1], 'used', '1')
+return {data, used}
+"""
+
+# KEYS: the login request. GET and DEL in one step (GETDEL needs Redis 6.2).
+_TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -681,6 +894,10 @@ class RedisStore:
         self._reserve_attempts = self._client.register_script(_RESERVE_ATTEMPTS)
         self._settle_attempts = self._client.register_script(_SETTLE_ATTEMPTS)
         self._save_at = self._client.register_script(_SAVE_AT)
+        self._start_family = self._client.register_script(_START_FAMILY)
+        self._create_rt = self._client.register_script(_CREATE_RT)
+        self._consume_code = self._client.register_script(_CONSUME_CODE)
+        self._take = self._client.register_script(_TAKE)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -761,25 +978,63 @@ class RedisStore:
         return bool(self._call(lambda: self._client.exists(f"{self._p}jti:{jti}")))
 
     def create_refresh_token(self, key: str, record: RefreshTokenRecord, now: float) -> None:
-        """Start a new family with its first refresh token."""
+        """Add a family's first refresh token (starting the family if needed)."""
         fam, fam_rt, _ = self._family_keys(record.family_id)
         ttl = _ms(record.expires_at - now)
-        fam_ttl = ttl + _ms(self._grace)
-        subject_key = f"{self._p}sub:{record.subject}"
+        keys = [fam, fam_rt, f"{self._p}rt:{key}", f"{self._p}sub:{record.subject}"]
+        args: list[str | int] = [
+            record.subject,
+            ttl + _ms(self._grace),
+            key,
+            record.to_json(),
+            ttl,
+            record.family_id,
+        ]
+        self._call(lambda: self._create_rt(keys=keys, args=args))
+
+    def start_family(self, family_id: str, subject: str, expires_at: float, now: float) -> None:
+        """Create an empty refresh family."""
+        fam, _, _ = self._family_keys(family_id)
+        keys = [fam, f"{self._p}sub:{subject}"]
+        args: list[str | int] = [subject, _ms(expires_at - now + self._grace), family_id]
+        self._call(lambda: self._start_family(keys=keys, args=args))
+
+    def save_authorization_code(
+        self, key: str, record: AuthorizationCodeRecord, keep_until: float, now: float
+    ) -> None:
+        """Store an unused code."""
+        name = f"{self._p}code:{key}"
 
         def run() -> None:
             pipe = self._client.pipeline(transaction=True)
-            pipe.hset(fam, mapping={"revoked": "0", "subject": record.subject})
-            pipe.pexpire(fam, fam_ttl)
-            pipe.sadd(fam_rt, key)
-            pipe.pexpire(fam_rt, fam_ttl)
-            pipe.hset(f"{self._p}rt:{key}", mapping={"data": record.to_json(), "state": "active"})
-            pipe.pexpire(f"{self._p}rt:{key}", ttl)
-            pipe.sadd(subject_key, record.family_id)
-            pipe.pexpire(subject_key, fam_ttl)
+            pipe.hset(name, mapping={"data": record.to_json(), "used": "0"})
+            pipe.pexpire(name, _ms(keep_until - now))
             pipe.execute()
 
         self._call(run)
+
+    def consume_authorization_code(
+        self, key: str, now: float
+    ) -> tuple[AuthorizationCodeRecord, bool] | None:
+        """Mark a code used, in one Lua script."""
+        result = self._call(lambda: self._consume_code(keys=[f"{self._p}code:{key}"]))
+        if not result:
+            return None
+        data, used = result
+        return AuthorizationCodeRecord.from_json(data), used in (b"0", "0")
+
+    def save_login_request(self, key: str, record: LoginRequestRecord, now: float) -> None:
+        """Store a pending login request."""
+        ttl = _ms(record.expires_at - now)
+        self._call(lambda: self._client.set(f"{self._p}login:{key}", record.to_json(), px=ttl))
+
+    def take_login_request(self, key: str, now: float) -> LoginRequestRecord | None:
+        """Fetch and delete a pending login request, in one Lua script."""
+        raw = self._call(lambda: self._take(keys=[f"{self._p}login:{key}"]))
+        if raw is None:
+            return None
+        record = LoginRequestRecord.from_json(raw)
+        return record if record.expires_at > now else None
 
     def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
         """The refresh token record until its absolute expiry, or ``None``."""

@@ -1,9 +1,10 @@
 """Access-token minting (RFC 9068 JWTs or opaque values) and their re-verification.
 
 JWT access tokens carry ``iss``, ``exp``, ``aud``, ``sub``, ``client_id``, ``iat``,
-``jti`` and ``scope`` (plus ``auth_time`` after a user login) and the JOSE header
-``{"typ": "at+jwt", "kid": ...}`` (RFC 9068 §2.1-§2.2). Opaque tokens are 256 random bits
-(``secrets.token_urlsafe(32)``) stored only as a hash (RFC 6749 §10.10).
+``jti`` and ``scope`` (plus ``auth_time`` and ``acr``, RFC 9470, after a user login)
+and the JOSE header ``{"typ": "at+jwt", "kid": ...}`` (RFC 9068 §2.1-§2.2). Opaque
+tokens are 256 random bits (``secrets.token_urlsafe(32)``) stored only as a hash (RFC
+6749 §10.10).
 
 The issuer judges its own JWTs (at introspection and revocation) with the resource
 server's :class:`~scopegate.JWTVerifier` on its published public keys: one rule set for
@@ -23,7 +24,7 @@ from scopegate._jose import encode_compact, looks_like_jws
 from scopegate._jwt import JWTVerifier
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._config import IssuerConfig
-from scopegate.issuer._store import AccessTokenRecord, IssuerStore, token_hash
+from scopegate.issuer._store import AccessTokenRecord, Audience, IssuerStore, token_hash
 
 __all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
 
@@ -51,6 +52,8 @@ class TokenInfo:
     jti: str
     username: str | None
     opaque_key: str | None
+    auth_time: int | None = None
+    acr: str | None = None
 
 
 class TokenFactory:
@@ -84,11 +87,12 @@ class TokenFactory:
         client_id: str,
         subject: str,
         scopes: Iterable[str],
-        audience: str,
+        audience: Audience,
         now: float,
         family_id: str | None = None,
         username: str | None = None,
         auth_time: int | None = None,
+        acr: str | None = None,
     ) -> IssuedAccessToken | None:
         """Mint an access token; ``None`` if its refresh family was revoked meanwhile."""
         iat = int(now)
@@ -109,6 +113,7 @@ class TokenFactory:
                 family_id=family_id,
                 username=username,
                 auth_time=auth_time,
+                acr=acr,
             )
             if not self._store.save_access_token(token_hash(value), record, now):
                 return None
@@ -118,7 +123,8 @@ class TokenFactory:
         claims: dict[str, Any] = {
             "iss": self._config.issuer,
             "sub": subject,
-            "aud": audience,
+            # RFC 9068 §3 / RFC 8707 §2: one string, or an array for several resources.
+            "aud": audience if isinstance(audience, str) else list(audience),
             "client_id": client_id,
             "iat": iat,
             "exp": exp,
@@ -128,6 +134,8 @@ class TokenFactory:
             claims["scope"] = " ".join(scope_list)
         if auth_time is not None:
             claims["auth_time"] = auth_time
+        if acr is not None:
+            claims["acr"] = acr
         key = self._keys().current
         header = self._headers.get(key.kid)
         if header is None:
@@ -167,6 +175,8 @@ class TokenFactory:
             jti=record.jti,
             username=record.username,
             opaque_key=key,
+            auth_time=record.auth_time,
+            acr=record.acr,
         )
 
     def _jwt_verifier(self) -> JWTVerifier:
@@ -206,4 +216,6 @@ class TokenFactory:
             jti=claims["jti"],
             username=None,
             opaque_key=None,
+            auth_time=claims.get("auth_time"),
+            acr=claims.get("acr"),
         )

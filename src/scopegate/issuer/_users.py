@@ -1,4 +1,4 @@
-"""Resource owners for the (legacy) password grant: a store protocol and a built-in store."""
+"""Resource owners (the login form, the legacy password grant): a store protocol and a store."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ class User:
         scopes: Scopes the user may grant to clients.
         default_scopes: Granted when the request omits ``scope``; ``None`` = all *scopes*.
         disabled: Login always fails.
+        acr: The ``acr`` (RFC 9470) of this user's password logins; the issuer's
+            ``acr`` when ``None``.
     """
 
     subject: str
@@ -43,6 +45,7 @@ class User:
     scopes: frozenset[str] = frozenset()
     default_scopes: frozenset[str] | None = None
     disabled: bool = False
+    acr: str | None = None
 
     @property
     def effective_default_scopes(self) -> frozenset[str]:
