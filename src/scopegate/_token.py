@@ -44,6 +44,8 @@ class AccessToken:
         """The thumbprint of the DPoP key the token is bound to (``cnf.jkt``, RFC 9449
         §6), or ``None`` for a plain bearer token."""
         cnf = self.claims.get("cnf")
+        if cnf is None:
+            return None  # the common case, without an ABC isinstance check
         if isinstance(cnf, Mapping):
             jkt = cnf.get("jkt")
             if isinstance(jkt, str):

@@ -35,7 +35,7 @@ from typing import Any
 
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, HTTPResponse
-from scopegate._guard import BearerGuard, GuardOptions
+from scopegate._guard import PENDING, BearerGuard, GuardOptions
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 
@@ -111,9 +111,11 @@ class ASGIRequest:
     def path(self) -> str:
         """The raw path (``raw_path`` without any query), else the decoded ``path``."""
         raw = self._scope.get("raw_path")
-        if isinstance(raw, bytes):
+        if type(raw) is bytes:
             # Some servers include the query string in raw_path; we want the path only.
-            return raw.partition(b"?")[0].decode("latin-1")
+            if b"?" in raw:
+                raw = raw.partition(b"?")[0]
+            return raw.decode("latin-1")
         path = self._scope.get("path", "")
         return path if isinstance(path, str) else ""
 
@@ -235,7 +237,10 @@ class BearerAuthMiddleware:
                 await self.app(scope, receive, send)
             return
         request = ASGIRequest(scope, receive)
-        token = await self.guard.adecide(request)
+        guard = self.guard
+        token = guard.decide_now(request)
+        if token is PENDING:
+            token = await guard.adecide_pending(request)
         if type(token) is HTTPResponse:
             await _send_response(send, token)
             return

@@ -60,12 +60,15 @@ class CountingParse:
 
 
 def test_remembered_value_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A verified Authorization value is answered from the memo and the verifier's cache,
-    without parsing it again and without calling the verifier."""
+    """An Authorization value verified and seen again is answered from the memo and the
+    verifier's cache, without parsing it again and without calling the verifier."""
     counter = CountingParse(monkeypatch)
     verifier = ProbingVerifier()
     guard = BearerGuard(verifier)
     assert guard.decide(bearer(GOOD)) is TOKENS[GOOD]
+    assert f"Bearer {GOOD}" not in guard._known  # one use: not worth a memo entry
+    assert guard.decide(bearer(GOOD)) is TOKENS[GOOD]
+    assert f"Bearer {GOOD}" in guard._known
     parsed = counter.calls
     for _ in range(3):
         assert guard.decide(bearer("".join([GOOD]))) is TOKENS[GOOD]
@@ -79,7 +82,8 @@ async def test_adecide_uses_probe_and_memo(monkeypatch: pytest.MonkeyPatch) -> N
     counter = CountingParse(monkeypatch)
     verifier = ProbingVerifier()
     guard = BearerGuard(verifier)
-    assert await guard.adecide(bearer(GOOD)) is TOKENS[GOOD]
+    for _ in range(2):
+        assert await guard.adecide(bearer(GOOD)) is TOKENS[GOOD]
     parsed = counter.calls
     for _ in range(3):
         assert await guard.adecide(bearer(GOOD)) is TOKENS[GOOD]
@@ -97,6 +101,10 @@ def test_only_verified_values_are_remembered(monkeypatch: pytest.MonkeyPatch) ->
     assert counter.calls == 2
     assert "Bearer unknown-token" not in guard._known
     assert guard.authenticate(bearer(GOOD))
+    assert f"Bearer {GOOD}" not in guard._known  # verified once (FakeVerifier: no cache)
+    guard = BearerGuard(ProbingVerifier())
+    for _ in range(2):
+        assert guard.authenticate(bearer(GOOD))
     assert f"Bearer {GOOD}" in guard._known
     assert "Basic abc" not in guard._known
 
@@ -105,7 +113,7 @@ def test_memo_is_bounded() -> None:
     """The memo never grows past its bound; the oldest values go first."""
     guard = BearerGuard(ProbingVerifier())
     for i in range(_guard._KNOWN_HEADERS + 10):
-        guard._remember(f"Bearer t{i}", _guard.Credentials(f"t{i}", "header"))
+        guard._remember(f"Bearer t{i}", f"t{i}", TOKENS[GOOD])
     memo = guard._known
     assert len(memo) <= _guard._KNOWN_HEADERS
     assert "Bearer t0" not in memo
