@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from scopegate._errors import ConfigurationError, InvalidTokenError
+from scopegate._jose import is_scope_string
 
 __all__ = ["DEFAULT_SCOPE_CLAIMS", "AccessToken", "ScopeMapping"]
 
@@ -107,10 +108,14 @@ class ScopeMapping:
     def scopes(self, claims: Mapping[str, Any]) -> frozenset[str]:
         """Return the scopes in *claims*.
 
+        Linear in the scope claims' length: each string is checked for RFC 6749 §3.3
+        characters in one pass and split once, straight into the frozenset.
+
         Raises:
-            InvalidTokenError: A scope claim has the wrong JSON type.
+            InvalidTokenError: A scope claim has the wrong JSON type, or characters a
+                scope-token cannot hold (``bad_scope_claim``).
         """
-        found: set[str] = set()
+        found: frozenset[str] | None = None
         for path in self._paths:
             value: Any = claims
             for part in path:
@@ -120,20 +125,35 @@ class ScopeMapping:
                 value = value.get(part)
             if value is None:
                 continue
-            if isinstance(value, str):
-                found.update(value.split(" "))
-                found.discard("")
+            if type(value) is str:
+                if not is_scope_string(value):
+                    raise _bad_scope_claim()
+                scopes = frozenset(value.split(" "))
             elif (
                 path != ("scope",)
                 and isinstance(value, list | tuple)
-                and all(isinstance(v, str) for v in value)
+                and all(type(v) is str for v in value)
             ):
-                found.update(_flatten(value))
+                if not is_scope_string(" ".join(value)):
+                    raise _bad_scope_claim()
+                scopes = frozenset(_flatten(value))
             else:
-                raise InvalidTokenError(
-                    "The access token has a malformed scope claim", reason="bad_scope_claim"
-                )
-        return frozenset(found)
+                raise _bad_scope_claim()
+            found = scopes if found is None else found | scopes
+        if found is None:
+            return _NO_SCOPES
+        # Double spaces and leading or trailing ones split into empty strings.
+        return found - _EMPTY_SCOPE if "" in found else found
+
+
+_NO_SCOPES: frozenset[str] = frozenset()
+_EMPTY_SCOPE = frozenset({""})
+
+
+def _bad_scope_claim() -> InvalidTokenError:
+    return InvalidTokenError(
+        "The access token has a malformed scope claim", reason="bad_scope_claim"
+    )
 
 
 def _flatten(values: Sequence[str]) -> Iterable[str]:

@@ -154,3 +154,59 @@ def test_current_token_isolated_per_context() -> None:
     finally:
         reset_current_token(marker)
     assert current_token() is None
+
+
+# -- reading scope claims ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"scope": "a b"}, {"a", "b"}),
+        ({"scope": " a  b "}, {"a", "b"}),  # empty tokens from extra spaces are dropped
+        ({"scope": ""}, set()),
+        ({}, set()),
+        ({"scope": "a", "scp": ["b", "c d"]}, {"a", "b"}),  # a list item with a space: none
+    ],
+)
+def test_scope_claims_are_read(claims: dict[str, Any], expected: set[str]) -> None:
+    from scopegate._token import ScopeMapping
+
+    assert ScopeMapping(["scope", "scp"]).scopes(claims) == expected
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scope": 'a "b"'},
+        {"scope": "a\\b"},
+        {"scope": "caf\u00e9"},
+        {"scope": "a\tb"},
+        {"scp": ["ok", 'no"']},
+        {"scope": ["a"]},  # scope itself must be a string (RFC 8693 §4.2)
+        {"scp": 3},
+    ],
+)
+def test_bad_scope_claims_are_refused(claims: dict[str, Any]) -> None:
+    """RFC 6749 §3.3 characters only, for JWTs and introspection answers alike."""
+    from scopegate._errors import InvalidTokenError
+    from scopegate._token import ScopeMapping
+
+    with pytest.raises(InvalidTokenError) as info:
+        ScopeMapping(["scope", "scp"]).scopes(claims)
+    assert info.value.reason == "bad_scope_claim"
+
+
+def test_large_scope_strings_are_not_memoised() -> None:
+    """A set of hundreds of scopes is not pinned in the verifier's memo (memory churn)."""
+    from scopegate.testing import LocalIssuer
+
+    issuer = LocalIssuer()
+    verifier = issuer.verifier(cache_verified=False)
+    small = verifier.verify(issuer.make_token("a b"))
+    assert verifier.verify(issuer.make_token("a b")).scopes is small.scopes
+    many = " ".join(f"scope{i}" for i in range(300))
+    first = verifier.verify(issuer.make_token(many))
+    second = verifier.verify(issuer.make_token(many))
+    assert first.scopes == second.scopes
+    assert first.scopes is not second.scopes
