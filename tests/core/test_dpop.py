@@ -410,18 +410,42 @@ def test_dpop_through_real_servers(server: str) -> None:
     assert "DPoP" in downgrade.headers["www-authenticate"]
 
 
+def _closing(app: Any, store: RedisReplayStore) -> Any:
+    """*app*, closing *store*'s Redis clients at lifespan shutdown, on the server's loop
+    (a redis.asyncio connection belongs to the loop that opened it)."""
+
+    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await store.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return wrapper
+
+
 @pytest.mark.redis
 def test_replay_is_refused_across_processes_sharing_redis(redis_server: RedisServer) -> None:
     """Two servers (two processes' worth of guards) share one Redis replay store: a proof
     used at one is a replay at the other."""
-    options = [
-        GuardOptions(
-            dpop=DPoPPolicy(replay=RedisReplayStore(redis_server.url)),
-            public_url="http://api.test",
+    stores = [RedisReplayStore(redis_server.url) for _ in range(2)]
+    apps = [
+        _closing(
+            ASGIMiddleware(
+                _asgi_app,
+                verifier=ISSUER.verifier(),
+                options=GuardOptions(dpop=DPoPPolicy(replay=store), public_url="http://api.test"),
+            ),
+            store,
         )
-        for _ in range(2)
+        for store in stores
     ]
-    apps = [ASGIMiddleware(_asgi_app, verifier=ISSUER.verifier(), options=o) for o in options]
     token = bound_token()
     proof = KEY.proof("GET", "http://api.test/items", token=token)
     with run_asgi(apps[0]) as first, run_asgi(apps[1]) as second:
