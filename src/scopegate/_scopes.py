@@ -64,7 +64,12 @@ def check_scopes(
         raise MissingTokenError(scopes=required)
     granted = token.has_any_scope(*required) if any_of else token.has_scopes(*required)
     if not granted:
-        raise InsufficientScopeError(required, reason="insufficient_scope")
+        error = InsufficientScopeError(required, reason="insufficient_scope")
+        if token.jkt is not None:
+            # A DPoP-bound token only passes the guard with its proof: the request used
+            # DPoP, so the error goes in the DPoP challenge (RFC 9449 §7.1).
+            error.scheme = "DPoP"
+        raise error
     return token
 
 

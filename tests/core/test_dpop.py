@@ -485,3 +485,21 @@ def test_async_path_checks_the_proof_too() -> None:
     assert not hasattr(first, "status")
     second = asyncio.run(g.adecide(dpop_request(token, proof)))
     assert getattr(second, "status", None) == 401
+
+
+def test_scope_error_for_a_bound_token_goes_in_the_dpop_challenge() -> None:
+    """A 403 raised after the guard (a scope decorator) for a DPoP-bound token names its
+    error in the DPoP challenge, the scheme the request used; for a Bearer token in the
+    Bearer one (RFC 9449 §7.1)."""
+    from scopegate import InsufficientScopeError
+    from scopegate._scopes import check_scopes
+
+    g = guard()
+    token = bound_token()
+    accepted = g.decide(dpop_request(token, KEY.proof("GET", URL, token=token)))
+    plain = ISSUER.verifier().verify(UNBOUND)
+    for verified, scheme in ((accepted, "DPoP"), (plain, "Bearer")):
+        with pytest.raises(InsufficientScopeError) as caught:
+            check_scopes(verified, ("admin",))  # type: ignore[arg-type]
+        value = dict(g.render(caught.value).headers)["www-authenticate"]
+        assert f'{scheme} realm="api", error="insufficient_scope"' in value

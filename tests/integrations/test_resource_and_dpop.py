@@ -290,7 +290,8 @@ def test_401_and_403_point_at_the_metadata(server: Server) -> None:
     assert missing.status_code == 401
     refused = httpx.get(server.items, auth=DPoPAuth(server.token("items:write"), KEY), timeout=10)
     assert refused.status_code == 403
-    assert 'error="insufficient_scope"' in challenge(refused)
+    # RFC 9449 §7.1: the error goes in the challenge of the scheme the request used.
+    assert 'DPoP realm="api", error="insufficient_scope"' in challenge(refused)
     assert 'scope="items:read"' in challenge(refused)
     for response in (missing, refused):
         value = challenge(response)
