@@ -15,7 +15,7 @@ from fastapi import Body, FastAPI, Security, WebSocket, WebSocketDisconnect
 
 from scopegate._config import from_env, settings_from_env
 from scopegate._token import AccessToken
-from scopegate.integrations.fastapi import BearerAuth, add_exception_handlers
+from scopegate.integrations.fastapi import BearerAuth, install
 
 ITEMS = [{"id": 1, "name": "hammer"}, {"id": 2, "name": "screwdriver"}]
 
@@ -34,7 +34,7 @@ def create_app() -> FastAPI:
         realm=settings.realm,
     )
     app = FastAPI(title="scopegate FastAPI example")
-    add_exception_handlers(app, realm=settings.realm)
+    install(app, realm=settings.realm)
 
     @app.get("/public")
     async def public() -> dict[str, bool]:

@@ -6,7 +6,9 @@ Usage::
     python examples/serve.py --list              # one NAME per line
 
 ASGI examples run under uvicorn, WSGI examples under waitress (multi-threaded). Both
-stop cleanly (exit status 0) on SIGTERM or SIGINT.
+stop cleanly (exit status 0) on SIGTERM or SIGINT, and both answer a request whose head
+(request line and headers) exceeds :data:`MAX_REQUEST_HEAD` with 431 instead of
+resetting the connection.
 
 Adding an example: write ``examples/<name>_app.py`` exposing either ``create_app()`` (a
 factory, preferred: nothing is read from the environment at import) or a module-level
@@ -21,6 +23,7 @@ import argparse
 import importlib
 import signal
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -33,10 +36,18 @@ EXAMPLES: dict[str, tuple[str, Literal["asgi", "wsgi"]]] = {
     "fastapi": ("fastapi_app", "asgi"),
     "flask": ("flask_app", "wsgi"),
     "django": ("django_app", "wsgi"),
+    "mcp": ("mcp_app", "asgi"),
+    "fastmcp": ("fastmcp_app", "asgi"),
 }
 
 HOST = "127.0.0.1"
 WSGI_THREADS = 8
+
+#: Largest request head either server accepts. A token is at most 8 KiB (the guard's
+#: cap); 32 KiB leaves room for the other headers, and an over-long head is refused.
+MAX_REQUEST_HEAD = 32 * 1024
+#: How long a refused connection keeps draining what the client still sends.
+LINGER_SECONDS = 5.0
 
 
 def load_app(name: str) -> Any:
@@ -62,15 +73,95 @@ def serve_asgi(app: Any, port: int) -> None:
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", lifespan="auto")
+    config = uvicorn.Config(
+        app,
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan="auto",
+        http=head_limited_h11_protocol(),
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+    )
     uvicorn.Server(config).run()
+
+
+def head_limited_h11_protocol() -> type[Any]:
+    """uvicorn's h11 protocol, made to always answer an over-long request head.
+
+    Why h11, and why not as is. uvicorn has two HTTP/1.1 parsers:
+
+    * httptools (``http="httptools"``, the default when installed) sets no limit on a
+      request head at all: a 100 KB, or a 10 MB, header is buffered and accepted. It
+      cannot refuse one, so it is not used here.
+    * h11 (``http="h11"``, the default without httptools) refuses a head larger than
+      ``h11_max_incomplete_event_size`` (16 KiB by default), but (a) it measures only a
+      head that is still *incomplete*, so a 100 KB head that arrives in one read is
+      accepted while the same head in two reads is refused; and (b) uvicorn writes its
+      400 and closes the socket at once: the client's bytes still unread, or still
+      arriving, make the kernel reset the connection, and a client that is still sending
+      its head gets a reset instead of the answer.
+
+    This subclass keeps h11 and fixes both: while a head is awaited it feeds h11 at most
+    a quarter of :data:`MAX_REQUEST_HEAD` at a time, so an over-long head is always seen
+    incomplete past the limit; and it answers the refusal itself (431 for a head over
+    the limit, as h11 advises, 400 for a malformed one), then half-closes, drains what
+    the client still sends, and closes once the client does or after
+    :data:`LINGER_SECONDS` (a "lingering close", as Apache and nginx do), so the client
+    always reads the answer.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    step = MAX_REQUEST_HEAD // 4
+
+    class HeadLimitedH11Protocol(H11Protocol):  # type: ignore[misc]
+        refused = False
+
+        def data_received(self, data: bytes) -> None:
+            if self.refused:
+                return  # drained: the request was already answered
+            if self.conn.their_state is not h11.IDLE or len(data) <= step:
+                super().data_received(data)
+                return
+            for start in range(0, len(data), step):
+                super().data_received(data[start : start + step])
+                if self.refused:
+                    return
+
+        def send_400_response(self, msg: str) -> None:
+            if self.conn.our_state is not h11.IDLE:
+                # A response is under way: uvicorn's own handling.
+                super().send_400_response(msg)
+                return
+            pending, _ = self.conn.trailing_data
+            status = 431 if len(pending) > MAX_REQUEST_HEAD else 400
+            body = HTTPStatus(status).phrase.encode("ascii")
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"connection", b"close"),
+            ]
+            response = h11.Response(status_code=status, headers=headers, reason=body)
+            for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.refused = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    return HeadLimitedH11Protocol
 
 
 def serve_wsgi(app: Any, port: int) -> None:
     """Run *app* under waitress with several worker threads until SIGTERM / SIGINT."""
     from waitress.server import create_server
 
-    server = create_server(app, host=HOST, port=port, threads=WSGI_THREADS)
+    # waitress answers an over-long head with 431 (its default limit, 256 KiB, would
+    # accept a 100 KB header). It closes right after the answer, without draining: a
+    # client still writing its head may see that write fail, but reads the 431 first.
+    server = create_server(
+        app, host=HOST, port=port, threads=WSGI_THREADS, max_request_header_size=MAX_REQUEST_HEAD
+    )
     # waitress's run() loop treats SystemExit as "shut down the task dispatcher".
     try:
         server.run()

@@ -15,28 +15,39 @@ Adapters are imported by path: :mod:`scopegate.asgi`, :mod:`scopegate.wsgi`,
 :mod:`scopegate.testing`, :mod:`scopegate.presets`.
 """
 
-from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache
+from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache, RedisConnection
 from scopegate._config import from_env, options_from_env, settings_from_env
 from scopegate._context import current_token
+from scopegate._dpop import (
+    DPoPPolicy,
+    MemoryReplayStore,
+    NonceSource,
+    RedisReplayStore,
+    ReplayStore,
+)
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
     HTTPResponse,
     InsufficientScopeError,
+    InsufficientUserAuthenticationError,
     IntrospectionUnavailableError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     KeySetUnavailableError,
     MissingTokenError,
     ScopegateError,
     ServiceUnavailableError,
+    UseDPoPNonceError,
 )
 from scopegate._flow import HTTPRunner
 from scopegate._guard import BearerGuard, GuardOptions, RequestView
 from scopegate._introspection import IntrospectionVerifier
+from scopegate._issuers import IssuerRouter
 from scopegate._jwt import JWTVerifier
 from scopegate._resource import ProtectedResource
-from scopegate._scopes import require_any_scope, require_scope
+from scopegate._scopes import Requirement, require_any_scope, require_scope
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 from scopegate._verifier import CachedVerifier, HybridVerifier, TokenVerifier
 from scopegate._version import __version__
@@ -48,27 +59,38 @@ __all__ = [
     "BearerGuard",
     "CachedVerifier",
     "ConfigurationError",
+    "DPoPPolicy",
     "GuardOptions",
     "HTTPResponse",
     "HTTPRunner",
     "HybridVerifier",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "IntrospectionCache",
     "IntrospectionUnavailableError",
     "IntrospectionVerifier",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
+    "IssuerRouter",
     "JWTVerifier",
     "KeySetUnavailableError",
     "MemoryCache",
+    "MemoryReplayStore",
     "MissingTokenError",
+    "NonceSource",
     "ProtectedResource",
     "RedisCache",
+    "RedisConnection",
+    "RedisReplayStore",
+    "ReplayStore",
     "RequestView",
+    "Requirement",
     "ScopeMapping",
     "ScopegateError",
     "ServiceUnavailableError",
     "TokenVerifier",
+    "UseDPoPNonceError",
     "__version__",
     "current_token",
     "from_env",

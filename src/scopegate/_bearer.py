@@ -26,6 +26,7 @@ from typing import Literal, NamedTuple
 from urllib.parse import unquote_plus
 
 from scopegate._errors import InvalidRequestError, InvalidTokenError
+from scopegate._jose import MAX_TOKEN_LENGTH
 
 __all__ = [
     "DEFAULT_MAX_TOKEN_LENGTH",
@@ -34,10 +35,11 @@ __all__ = [
     "is_b64token",
     "is_form_content_type",
     "parse_authorization",
+    "parse_credentials",
 ]
 
-#: Default cap on a token's length (attacks.md A-15); real access tokens are far shorter.
-DEFAULT_MAX_TOKEN_LENGTH = 8192
+#: Default cap on a token's length (the one defined in :mod:`scopegate._jose`).
+DEFAULT_MAX_TOKEN_LENGTH = MAX_TOKEN_LENGTH
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
@@ -55,20 +57,28 @@ def is_b64token(token: str) -> bool:
 TokenSource = Literal["header", "query", "form"]
 
 
+Scheme = Literal["bearer", "dpop"]
+
+
 class Credentials(NamedTuple):
     """What a request carried: a raw token and where it came from, or nothing.
 
     Attributes:
         token: The raw token, or ``None`` when the request had no bearer credentials.
         source: ``"header"``, ``"query"`` or ``"form"``; ``None`` without a token.
+        scheme: ``"bearer"``, or ``"dpop"`` for ``Authorization: DPoP`` (RFC 9449 §7.1).
     """
 
     token: str | None
     source: TokenSource | None = None
+    scheme: Scheme = "bearer"
 
     def __repr__(self) -> str:
         # The raw token must never reach a log through a repr.
-        return f"Credentials(token={'<hidden>' if self.token else None}, source={self.source!r})"
+        return (
+            f"Credentials(token={'<hidden>' if self.token else None}, source={self.source!r}, "
+            f"scheme={self.scheme!r})"
+        )
 
 
 NO_CREDENTIALS = Credentials(None, None)
@@ -83,7 +93,19 @@ def _malformed() -> InvalidTokenError:
 
 
 def parse_authorization(value: str, max_length: int = DEFAULT_MAX_TOKEN_LENGTH) -> str | None:
-    """Return the token of one ``Authorization`` field value, or ``None`` for another scheme.
+    """Return the token of one ``Authorization: Bearer`` field value, or ``None``.
+
+    See :func:`parse_credentials`; only the ``Bearer`` scheme is read here.
+    """
+    credentials = parse_credentials(value, max_length)
+    return None if credentials is None else credentials.token
+
+
+def parse_credentials(
+    value: str, max_length: int = DEFAULT_MAX_TOKEN_LENGTH, *, dpop: bool = False
+) -> Credentials | None:
+    """Return the credentials of one ``Authorization`` field value, or ``None`` for another
+    scheme.
 
     The scheme is matched case-insensitively (RFC 9110 §11.1), followed by one or more
     spaces and a ``b64token`` (RFC 6750 §2.1). Whitespace around the whole value is
@@ -92,31 +114,37 @@ def parse_authorization(value: str, max_length: int = DEFAULT_MAX_TOKEN_LENGTH) 
     Args:
         value: The field value, decoded as latin-1.
         max_length: Longest token accepted, checked before the grammar.
+        dpop: Also read the ``DPoP`` scheme (RFC 9449 §7.1, same token grammar).
 
     Returns:
-        The token, or ``None`` when the credentials use another scheme.
+        The token and its scheme, or ``None`` when the credentials use another scheme.
 
     Raises:
-        InvalidTokenError: ``Bearer`` without a token, a tab or junk after the scheme, a
-            character outside ``b64token``, or a token over *max_length*.
+        InvalidTokenError: The scheme without a token, a tab or junk after the scheme,
+            a character outside ``b64token``, or a token over *max_length*.
     """
     value = value.strip(" \t")
-    if value[:6].lower() != "bearer":
+    scheme: Scheme
+    if value[:6].lower() == "bearer":
+        scheme, size = "bearer", 6
+    elif dpop and value[:4].lower() == "dpop":
+        scheme, size = "dpop", 4
+    else:
         return None
-    if len(value) == 6:
+    if len(value) == size:
         raise InvalidTokenError("The bearer token is missing", reason="empty_bearer")
-    separator = value[6]
+    separator = value[size]
     if separator == "\t":
         raise _malformed()
     if separator != " ":
-        # "Bearerx ...": a different (unknown) scheme, so no bearer credentials at all.
+        # "Bearerx ...": a different (unknown) scheme, so no credentials of ours at all.
         return None
-    token = value[7:].lstrip(" ")
+    token = value[size + 1 :].lstrip(" ")
     if len(token) > max_length:
         raise _too_long()
     if not is_b64token(token):
         raise _malformed()
-    return token
+    return Credentials(token, "header", scheme)
 
 
 def is_form_content_type(content_type: str | None) -> bool:
@@ -170,6 +198,7 @@ def extract_token(
     allow_query_token: bool = False,
     allow_form_token: bool = False,
     max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+    dpop: bool = False,
 ) -> Credentials:
     """Find the bearer token of a request (RFC 6750 §2) and say where it came from.
 
@@ -183,6 +212,7 @@ def extract_token(
         allow_query_token: Accept ``?access_token=`` on GET requests (§2.3).
         allow_form_token: Accept an ``access_token`` form field on POST requests (§2.2).
         max_token_length: Longest token accepted.
+        dpop: Also read ``Authorization: DPoP`` (RFC 9449 §7.1).
 
     Returns:
         :class:`Credentials`, with ``token=None`` when there are no bearer credentials.
@@ -191,22 +221,22 @@ def extract_token(
         InvalidRequestError: Repeated header, several methods, repeated or empty parameter.
         InvalidTokenError: A token that is malformed or too long.
     """
-    header_token: str | None = None
+    header: Credentials | None = None
     if authorization:
         if len(authorization) > 1:
             raise InvalidRequestError(
                 "The request has more than one Authorization header",
                 reason="duplicate_authorization",
             )
-        header_token = parse_authorization(authorization[0], max_token_length)
+        header = parse_credentials(authorization[0], max_token_length, dpop=dpop)
     query_values = _access_token_params(query_string) if query_string else []
     form_values = _access_token_params(form_body.decode("latin-1")) if form_body else []
-    if header_token is not None:
+    if header is not None:
         # RFC 6750 §2: one method only; checked even for disabled transports, which also
         # keeps a token that leaked into a URL from being silently accepted.
         if query_values or form_values:
             raise _multiple_methods()
-        return Credentials(header_token, "header")
+        return header
     if not allow_query_token:
         query_values = []
     if not allow_form_token:

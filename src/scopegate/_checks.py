@@ -71,6 +71,7 @@ REASONS: Mapping[str, str] = {
     "missing_claim": "a required claim is absent",
     "bad_claim_type": "a claim has the wrong JSON type (or is an empty string)",
     "wrong_issuer": "iss is not the configured issuer",
+    "untrusted_issuer": "iss names no issuer this API trusts (several-issuer routing)",
     "wrong_audience": "aud does not contain the configured audience",
     "expired": "exp + leeway is past",
     "not_yet_valid": "nbf is later than now + leeway",

@@ -3,8 +3,10 @@
 Variables (empty values count as unset):
 
 ``SCOPEGATE_ISSUER`` (required)
-    The trusted issuer identifier (``iss``). Keys come from its RFC 8414 or OpenID
-    Connect discovery document unless ``SCOPEGATE_JWKS_URI`` is set.
+    The trusted issuer identifier (``iss``), or several separated by spaces: tokens are
+    then routed by their ``iss`` (:class:`~scopegate.IssuerRouter`), each issuer's keys
+    coming from its own discovery document. Keys come from its RFC 8414 or OpenID
+    Connect discovery document unless ``SCOPEGATE_JWKS_URI`` is set (one issuer only).
 ``SCOPEGATE_AUDIENCE`` (required unless ``SCOPEGATE_RESOURCE`` is set)
     The audience this API accepts (``aud``); several may be given, comma-separated.
     Defaults to ``SCOPEGATE_RESOURCE``.
@@ -19,6 +21,14 @@ Variables (empty values count as unset):
     Scopes listed in the RFC 9728 metadata, space-separated.
 ``SCOPEGATE_RESOURCE_NAME``, ``SCOPEGATE_RESOURCE_DOCUMENTATION``
     The metadata's ``resource_name`` and ``resource_documentation``.
+``SCOPEGATE_DPOP``
+    ``off`` (the default: Bearer only), ``allowed`` (Bearer or DPoP, RFC 9449) or
+    ``required`` (DPoP only). With ``SCOPEGATE_REDIS_URL`` the replay store is shared.
+``SCOPEGATE_PUBLIC_URL``
+    The origin clients use (``https://api.example``), for DPoP proofs' ``htu``.
+``SCOPEGATE_TRUST_FORWARDED``
+    ``true`` to take that origin from ``Forwarded`` / ``X-Forwarded-*`` (behind a proxy
+    that sets them); ``false`` (the default).
 ``SCOPEGATE_JWKS_URI``
     The JWKS location; skips discovery.
 ``SCOPEGATE_ALGORITHMS``
@@ -40,8 +50,12 @@ Variables (empty values count as unset):
     When set, tokens that are not JWTs are checked by RFC 7662 introspection, and
     :func:`from_env` returns a :class:`~scopegate.HybridVerifier`.
 ``SCOPEGATE_INTROSPECTION_CLIENT_ID``, ``SCOPEGATE_INTROSPECTION_CLIENT_SECRET``
-    The resource server's credentials at the introspection endpoint
-    (``client_secret_basic``); required with ``SCOPEGATE_INTROSPECTION_URI``.
+    The resource server's credentials at the introspection endpoint; required with
+    ``SCOPEGATE_INTROSPECTION_URI``.
+``SCOPEGATE_INTROSPECTION_AUTH_METHOD``
+    ``client_secret_basic`` (the default) or ``client_secret_post``.
+``SCOPEGATE_INTROSPECTION_CACHE_TTL``
+    Seconds an active answer is reused (default 60): the revocation delay budget.
 ``SCOPEGATE_REDIS_URL``
     Share the introspection cache through Redis (``redis://...``).
 
@@ -68,7 +82,13 @@ from scopegate._verifier import HybridVerifier, TokenVerifier
 if TYPE_CHECKING:
     from scopegate._guard import GuardOptions
 
-__all__ = ["EnvSettings", "from_env", "options_from_env", "settings_from_env"]
+__all__ = [
+    "EnvSettings",
+    "from_env",
+    "introspection_from_env",
+    "options_from_env",
+    "settings_from_env",
+]
 
 PREFIX = "SCOPEGATE_"
 
@@ -89,12 +109,24 @@ class EnvSettings:
     introspection_uri: str | None = None
     introspection_client_id: str | None = None
     introspection_client_secret: str | None = field(default=None, repr=False)
+    introspection_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
+        "client_secret_basic"
+    )
+    introspection_cache_ttl: float | None = None
     redis_url: str | None = field(default=None, repr=False)
+    issuers: tuple[str, ...] = ()
     resource: str | None = None
     authorization_servers: tuple[str, ...] = ()
     scopes_supported: tuple[str, ...] = ()
     resource_name: str | None = None
     resource_documentation: str | None = None
+    dpop: Literal["off", "allowed", "required"] = "off"
+    public_url: str | None = None
+    trust_forwarded: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.issuers:
+            object.__setattr__(self, "issuers", (self.issuer,))
 
     def guard_options(self, **settings: Any) -> GuardOptions:
         """The :class:`~scopegate.GuardOptions` these settings describe (realm, RFC 9728
@@ -106,12 +138,29 @@ class EnvSettings:
         if self.resource is not None:
             resource = ProtectedResource(
                 resource=self.resource,
-                authorization_servers=self.authorization_servers or (self.issuer,),
+                authorization_servers=self.authorization_servers or self.issuers,
                 scopes_supported=self.scopes_supported,
                 resource_name=self.resource_name,
                 resource_documentation=self.resource_documentation,
             )
-        return GuardOptions.of(GuardOptions(realm=self.realm, resource=resource), **settings)
+        dpop = None
+        if self.dpop != "off":
+            from scopegate._dpop import DPoPPolicy, MemoryReplayStore, RedisReplayStore
+
+            replay = (
+                RedisReplayStore(self.redis_url)
+                if self.redis_url is not None
+                else MemoryReplayStore()
+            )
+            dpop = DPoPPolicy(mode=self.dpop, replay=replay)
+        base = GuardOptions(
+            realm=self.realm,
+            resource=resource,
+            dpop=dpop,
+            public_url=self.public_url,
+            trust_forwarded=self.trust_forwarded,
+        )
+        return GuardOptions.of(base, **settings)
 
     def jwt_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~scopegate.JWTVerifier`."""
@@ -159,8 +208,78 @@ def _seconds(environ: Mapping[str, str], name: str) -> float | None:
     return value
 
 
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigurationError(f"{PREFIX}{name} must be one of: {', '.join(choices)}")
+    return raw.lower()
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in value.split(",")) if part)
+
+
+def _introspection_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``SCOPEGATE_INTROSPECTION_*`` variables, checked."""
+    uri = _get(env, "INTROSPECTION_URI")
+    client_id = _get(env, "INTROSPECTION_CLIENT_ID")
+    client_secret = _get(env, "INTROSPECTION_CLIENT_SECRET")
+    if uri is not None:
+        for name, value in (("CLIENT_ID", client_id), ("CLIENT_SECRET", client_secret)):
+            if value is None:
+                raise ConfigurationError(
+                    f"{PREFIX}INTROSPECTION_{name} is required with {PREFIX}INTROSPECTION_URI"
+                )
+    return {
+        "introspection_uri": uri,
+        "introspection_client_id": client_id,
+        "introspection_client_secret": client_secret,
+        "introspection_auth_method": _choice(
+            env,
+            "INTROSPECTION_AUTH_METHOD",
+            ("client_secret_basic", "client_secret_post"),
+            "client_secret_basic",
+        ),
+        "introspection_cache_ttl": _seconds(env, "INTROSPECTION_CACHE_TTL"),
+    }
+
+
+def introspection_from_env(environ: Mapping[str, str] | None = None) -> Any:
+    """The :class:`~scopegate.IntrospectionVerifier` the variables describe, or ``None``
+    without ``SCOPEGATE_INTROSPECTION_URI``.
+
+    Besides the introspection variables it reads ``SCOPEGATE_ISSUER`` (the ``iss`` check,
+    with one issuer), ``SCOPEGATE_AUDIENCE`` and ``SCOPEGATE_REDIS_URL`` (a shared cache);
+    none of them is required here.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    settings = _introspection_settings(env)
+    if settings["introspection_uri"] is None:
+        return None
+    from scopegate._introspection import IntrospectionVerifier
+
+    issuers = (_get(env, "ISSUER") or "").split()
+    audiences = _split(_get(env, "AUDIENCE") or _get(env, "RESOURCE") or "")
+    cache = None
+    redis_url = _get(env, "REDIS_URL")
+    if redis_url is not None:
+        from scopegate._cache import RedisCache
+
+        cache = RedisCache(redis_url)
+    verifier = IntrospectionVerifier(
+        introspection_uri=settings["introspection_uri"],
+        issuer=issuers[0] if len(issuers) == 1 else None,
+        client_id=settings["introspection_client_id"],
+        client_secret=settings["introspection_client_secret"],
+        auth_method=settings["introspection_auth_method"],
+        audience=audiences or None,
+        cache=cache,
+        cache_ttl=settings["introspection_cache_ttl"] or 60.0,
+    )
+    verifier._own_cache = cache is not None
+    return verifier
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
@@ -177,7 +296,12 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
             message names the variable (never its value, which may be a secret).
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
-    issuer = _require(env, "ISSUER")
+    issuers = tuple(_require(env, "ISSUER").split())
+    jwks_uri = _get(env, "JWKS_URI")
+    if len(issuers) > 1 and jwks_uri is not None:
+        raise ConfigurationError(
+            f"{PREFIX}JWKS_URI applies to one issuer; with several, keys come from discovery"
+        )
     resource = _get(env, "RESOURCE")
     audiences = _split(_get(env, "AUDIENCE") or resource or "")
     if not audiences:
@@ -207,38 +331,28 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         else:
             raise ConfigurationError(f"{PREFIX}TYP must be 'strict' or 'lenient'")
 
-    introspection_uri = _get(env, "INTROSPECTION_URI")
-    client_id = _get(env, "INTROSPECTION_CLIENT_ID")
-    client_secret = _get(env, "INTROSPECTION_CLIENT_SECRET")
-    if introspection_uri is not None:
-        if client_id is None:
-            raise ConfigurationError(
-                f"{PREFIX}INTROSPECTION_CLIENT_ID is required with {PREFIX}INTROSPECTION_URI"
-            )
-        if client_secret is None:
-            raise ConfigurationError(
-                f"{PREFIX}INTROSPECTION_CLIENT_SECRET is required with {PREFIX}INTROSPECTION_URI"
-            )
-
+    introspection = _introspection_settings(env)
     return EnvSettings(
-        issuer=issuer,
+        issuer=issuers[0],
+        issuers=issuers,
         audience=audience,
-        jwks_uri=_get(env, "JWKS_URI"),
+        jwks_uri=jwks_uri,
         algorithms=algorithms,
         leeway=leeway,
         max_lifetime=max_lifetime,
         jwks_cooldown=jwks_cooldown,
         typ=typ,
         realm=_get(env, "REALM") or "api",
-        introspection_uri=introspection_uri,
-        introspection_client_id=client_id,
-        introspection_client_secret=client_secret,
+        **introspection,
         redis_url=_get(env, "REDIS_URL"),
         resource=resource,
         authorization_servers=tuple((_get(env, "AUTHORIZATION_SERVERS") or "").split()),
         scopes_supported=tuple((_get(env, "SCOPES_SUPPORTED") or "").split()),
         resource_name=_get(env, "RESOURCE_NAME"),
         resource_documentation=_get(env, "RESOURCE_DOCUMENTATION"),
+        dpop=_choice(env, "DPOP", ("off", "allowed", "required"), "off"),  # type: ignore[arg-type]
+        public_url=_get(env, "PUBLIC_URL"),
+        trust_forwarded=_choice(env, "TRUST_FORWARDED", ("true", "false"), "false") == "true",
     )
 
 
@@ -247,7 +361,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> TokenVerifier:
 
     Returns a :class:`~scopegate.JWTVerifier`; when ``SCOPEGATE_INTROSPECTION_URI`` is set,
     a :class:`~scopegate.HybridVerifier` that sends non-JWT tokens to RFC 7662
-    introspection (with the Redis cache when ``SCOPEGATE_REDIS_URL`` is set).
+    introspection (with the Redis cache when ``SCOPEGATE_REDIS_URL`` is set); with several
+    issuers in ``SCOPEGATE_ISSUER``, an :class:`~scopegate.IssuerRouter` (one verifier per
+    issuer, same settings).
 
     Args:
         environ: The variables; ``os.environ`` when omitted.
@@ -259,14 +375,16 @@ def from_env(environ: Mapping[str, str] | None = None) -> TokenVerifier:
     settings = settings_from_env(env)
     from scopegate._jwt import JWTVerifier
 
-    jwt = JWTVerifier(**settings.jwt_options())
-    if settings.introspection_uri is None:
-        return jwt
     # Imported lazily: introspection (and redis) are only needed when configured.
-    from scopegate._introspection import IntrospectionVerifier
+    introspection = introspection_from_env(env)
+    if len(settings.issuers) > 1:
+        from scopegate._issuers import IssuerRouter
 
-    introspection = IntrospectionVerifier.from_env(env)
-    if introspection is None:  # pragma: no cover - settings_from_env checked the variables
+        options = settings.jwt_options()
+        verifiers = [JWTVerifier(**{**options, "issuer": issuer}) for issuer in settings.issuers]
+        return IssuerRouter(verifiers, introspection=introspection)
+    jwt = JWTVerifier(**settings.jwt_options())
+    if introspection is None:
         return jwt
     return HybridVerifier(jwt=jwt, introspection=introspection)
 

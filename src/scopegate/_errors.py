@@ -10,11 +10,18 @@ hierarchy::
     │   ├── MissingTokenError                401, challenge without ``error`` (§3.1)
     │   ├── InvalidRequestError              400 ``invalid_request``
     │   ├── InvalidTokenError                401 ``invalid_token``
+    │   ├── InvalidDPoPProofError            401 ``invalid_dpop_proof`` (RFC 9449 §7.1)
+    │   │   └── UseDPoPNonceError            401 ``use_dpop_nonce`` + ``DPoP-Nonce`` (§9)
+    │   ├── InsufficientUserAuthenticationError  401, ``acr_values``/``max_age`` (RFC 9470)
     │   ├── InsufficientScopeError           403 ``insufficient_scope`` with ``scope``
     │   └── ServiceUnavailableError          503 with ``Retry-After``; never ``invalid_token``
     │       ├── KeySetUnavailableError       JWKS or discovery unreachable / malformed
     │       └── IntrospectionUnavailableError  RFC 7662 endpoint unreachable / malformed
     └── ConfigurationError (also ValueError) raised at start-up, never per request
+
+When the guard accepts DPoP as well as Bearer, a response carries both challenges in one
+``WWW-Authenticate`` field (``Bearer realm=..., DPoP algs=...``); the error goes in the
+challenge of the scheme the request used (:attr:`BearerError.scheme`).
 
 ``error_description`` is always a fixed text chosen by the library (RFC 6750 §3 limits it
 to ``%x20-21 / %x23-5B / %x5D-7E``); it never contains token or exception text. The
@@ -37,13 +44,16 @@ __all__ = [
     "ConfigurationError",
     "HTTPResponse",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "IntrospectionUnavailableError",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "KeySetUnavailableError",
     "MissingTokenError",
     "ScopegateError",
     "ServiceUnavailableError",
+    "UseDPoPNonceError",
 ]
 
 # RFC 6750 §3: error_description and scope values are limited to these characters.
@@ -93,6 +103,10 @@ def quote_challenge_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _params(params: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{k}={quote_challenge_value(v)}" for k, v in params)
+
+
 def check_realm(realm: str) -> str:
     """Validate a configured realm: it is echoed in every challenge."""
     if not realm or not _SAFE_TEXT.fullmatch(realm):
@@ -114,6 +128,9 @@ class BearerError(ScopegateError):
     status: ClassVar[int] = 401
     error: ClassVar[str | None] = None
     default_description: ClassVar[str] = "Bearer token required"
+    #: The scheme whose challenge carries the error: ``"Bearer"``, or ``"DPoP"`` for a
+    #: request that used ``Authorization: DPoP`` (the guard sets it) and for proof errors.
+    scheme: str = "Bearer"
 
     def __init__(
         self,
@@ -141,11 +158,29 @@ class BearerError(ScopegateError):
             params.append(("scope", " ".join(self.scopes)))
         return params
 
-    def challenge(self, realm: str, extra: Sequence[tuple[str, str]] = ()) -> str:
-        """The ``WWW-Authenticate`` value for *realm*, with *extra* parameters last
-        (``resource_metadata``, RFC 9728 §5.1)."""
-        params = [("realm", realm), *self.challenge_params(), *extra]
-        return "Bearer " + ", ".join(f"{k}={quote_challenge_value(v)}" for k, v in params)
+    def challenge(
+        self,
+        realm: str,
+        extra: Sequence[tuple[str, str]] = (),
+        *,
+        dpop_algs: str | None = None,
+        bearer: bool = True,
+    ) -> str:
+        """The ``WWW-Authenticate`` value: the ``Bearer`` challenge for *realm*, with
+        *extra* parameters last (``resource_metadata``, RFC 9728 §5.1), and a ``DPoP``
+        challenge with ``algs`` when DPoP is accepted (RFC 9449 §7.1). The error
+        parameters go in the challenge of :attr:`scheme`; with ``bearer=False`` (DPoP
+        required) only the DPoP challenge is sent."""
+        challenges = []
+        own = self.challenge_params()
+        if bearer:
+            params = [("realm", realm), *(own if self.scheme == "Bearer" else ()), *extra]
+            challenges.append("Bearer " + _params(params))
+        if dpop_algs is not None:
+            params = [("realm", realm), *(own if self.scheme == "DPoP" or not bearer else ())]
+            params += [("algs", dpop_algs), *extra]
+            challenges.append("DPoP " + _params(params))
+        return ", ".join(challenges)
 
     def body(self) -> dict[str, str]:
         """The JSON error object."""
@@ -159,15 +194,21 @@ class BearerError(ScopegateError):
         return []
 
     def to_response(
-        self, realm: str = "api", extra: Sequence[tuple[str, str]] = ()
+        self,
+        realm: str = "api",
+        extra: Sequence[tuple[str, str]] = (),
+        *,
+        dpop_algs: str | None = None,
+        bearer: bool = True,
     ) -> HTTPResponse:
-        """Render the framework-neutral response for this error (*extra*: challenge
-        parameters the guard adds, see :meth:`challenge`)."""
+        """Render the framework-neutral response for this error (the other arguments:
+        what the guard accepts, see :meth:`challenge`)."""
         body = json.dumps(self.body(), separators=(",", ":")).encode()
+        challenge = self.challenge(realm, extra, dpop_algs=dpop_algs, bearer=bearer)
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
-            ("www-authenticate", self.challenge(realm, extra)),
+            ("www-authenticate", challenge),
             ("cache-control", "no-store"),
             *self.extra_headers(),
         ]
@@ -196,6 +237,64 @@ class InvalidTokenError(BearerError):
     status = 401
     error = "invalid_token"
     default_description = "The access token is invalid"
+
+
+class InvalidDPoPProofError(BearerError):
+    """The DPoP proof is missing, malformed, replayed or for another request: 401
+    ``invalid_dpop_proof`` in the DPoP challenge (RFC 9449 §7.1)."""
+
+    status = 401
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid"
+    scheme = "DPoP"
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The server requires a nonce in the proof (RFC 9449 §9): 401 ``use_dpop_nonce``
+    with the nonce to use in ``DPoP-Nonce``.
+
+    Args:
+        nonce: The current nonce.
+    """
+
+    error = "use_dpop_nonce"
+    default_description = "The DPoP proof must carry the server's nonce"
+
+    def __init__(self, *, nonce: str) -> None:
+        self.nonce = nonce
+        super().__init__(reason="dpop_nonce")
+
+    def extra_headers(self) -> list[tuple[str, str]]:
+        return [("dpop-nonce", self.nonce)]
+
+
+class InsufficientUserAuthenticationError(BearerError):
+    """The user's authentication is too weak or too old for the resource: 401
+    ``insufficient_user_authentication`` naming what is needed (RFC 9470 §3).
+
+    Args:
+        acr_values: The authentication context classes that would do.
+        max_age: The largest acceptable age of the authentication, in seconds.
+    """
+
+    status = 401
+    error = "insufficient_user_authentication"
+    default_description = "A stronger or more recent authentication is required"
+
+    def __init__(self, *, acr_values: Sequence[str] = (), max_age: int | None = None) -> None:
+        # Values come from the application's own requirements, never from the request.
+        # acr values share the scope-token grammar: printable, no space, quote or "\\".
+        self.acr_values = tuple(a for a in acr_values if is_scope_token(a))
+        self.max_age = max_age
+        super().__init__(reason="insufficient_user_authentication")
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        params = super().challenge_params()
+        if self.acr_values:
+            params.append(("acr_values", " ".join(self.acr_values)))
+        if self.max_age is not None:
+            params.append(("max_age", str(self.max_age)))
+        return params
 
 
 class InsufficientScopeError(BearerError):

@@ -34,26 +34,32 @@ List each spelling you want public.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+from scopegate import _observe
 from scopegate._bearer import (
     NO_CREDENTIALS,
     Credentials,
     extract_token,
     is_form_content_type,
-    parse_authorization,
+    parse_credentials,
 )
 from scopegate._cache import BoundedDict
+from scopegate._dpop import DPoPPolicy, ProofVerifier
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
     HTTPResponse,
     InsufficientScopeError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
@@ -132,6 +138,14 @@ class GuardOptions:
         required_scopes: Scopes every request through this guard needs (checked after
             the token, 403 ``insufficient_scope``) and that every 401 announces in its
             ``scope`` attribute, so a client knows what to ask for (MCP servers).
+        dpop: Accept DPoP-bound tokens with proofs (RFC 9449), as a
+            :class:`~scopegate.DPoPPolicy` (``mode="allowed"`` or ``"required"``);
+            ``None`` (the default): Bearer only, and a DPoP-bound token is refused.
+        public_url: The origin clients use to reach this API (``https://api.example``),
+            against which a DPoP proof's ``htu`` is checked; by default the resource's
+            origin, else the request's own scheme and ``Host``.
+        trust_forwarded: Build that origin from ``Forwarded`` / ``X-Forwarded-Proto`` and
+            ``X-Forwarded-Host`` (only behind a proxy that sets them; never otherwise).
 
     Raises:
         ConfigurationError: A mistyped or unusable value (a string where a boolean
@@ -148,6 +162,9 @@ class GuardOptions:
     max_form_body: int = DEFAULT_MAX_FORM_BODY
     resource: ProtectedResource | None = None
     required_scopes: Sequence[str] = ()
+    dpop: DPoPPolicy | None = None
+    public_url: str | None = None
+    trust_forwarded: bool = False
 
     def __post_init__(self) -> None:
         check_realm(self.realm)
@@ -165,6 +182,18 @@ class GuardOptions:
             raise ConfigurationError("resource must be a ProtectedResource")
         if isinstance(self.required_scopes, str):
             raise ConfigurationError("required_scopes must be a collection of scopes, not a str")
+        if self.dpop is not None and not isinstance(self.dpop, DPoPPolicy):
+            raise ConfigurationError("dpop must be a DPoPPolicy")
+        boolean("trust_forwarded", self.trust_forwarded)
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url) if isinstance(self.public_url, str) else None
+            if (
+                parts is None
+                or parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or (parts.path not in ("", "/") or parts.query or parts.fragment)
+            ):
+                raise ConfigurationError("public_url must be an origin like https://api.example")
         object.__setattr__(
             self,
             "required_scopes",
@@ -207,6 +236,8 @@ class RequestView(Protocol):
 
     Attributes:
         method: The request method, upper case (``GET`` for a WebSocket handshake).
+        scheme: The scheme the server received the request with (``http``, ``https``,
+            ``ws``, ``wss``).
         path: The raw path as received (no query, no decoding).
         query: The raw query string, still percent-encoded (``""`` when none).
         authorization: Every ``Authorization`` field value, in order.
@@ -221,6 +252,8 @@ class RequestView(Protocol):
 
     @property
     def method(self) -> str: ...
+    @property
+    def scheme(self) -> str: ...
     @property
     def path(self) -> str: ...
     @property
@@ -321,8 +354,10 @@ class BearerGuard:
     """
 
     __slots__ = (
+        "_bearer",
         "_challenge",
         "_documents",
+        "_dpop",
         "_excluded",
         "_known",
         "_probe",
@@ -354,12 +389,25 @@ class BearerGuard:
         )
         self._known: BoundedDict[str, Credentials] = BoundedDict(_KNOWN_HEADERS)
         self._required = frozenset(self.options.required_scopes)
+        dpop = self.options.dpop
+        self._dpop = ProofVerifier(dpop) if dpop is not None else None
+        # Bearer is accepted unless DPoP is required.
+        self._bearer = dpop is None or dpop.mode != "required"
         resource = self.options.resource
         self._documents: dict[str, HTTPResponse] = {}
         self._challenge: tuple[tuple[str, str], ...] = ()
         if resource is not None:
             _check_audience(verifier, resource.resource)
-            document = resource.response(self._bearer_methods())
+            if not resource.authorization_servers:
+                # RFC 9728 §2: list the issuers this API trusts (every one, when routed).
+                resource = dataclasses.replace(
+                    resource, authorization_servers=_issuers_of(verifier)
+                )
+            document = resource.response(
+                self._bearer_methods(),
+                dpop_algorithms=dpop.algorithms if dpop is not None else (),
+                dpop_required=not self._bearer,
+            )
             self._documents = dict.fromkeys(resource.paths, document)
             self._challenge = (("resource_metadata", resource.metadata_url),)
 
@@ -417,36 +465,104 @@ class BearerGuard:
         """Async twin of :meth:`decide` (ASGI); never blocks the event loop."""
         if self._documents and request.path in self._documents:
             return self._document(request)
-        token = self._now(request)
-        if token is not _PENDING:
-            return token  # type: ignore[no-any-return]
         try:
+            if _observe.HOOKS:
+                return await arun(self._observed(request))
+            token = self._now(request)
+            if token is not _PENDING:
+                return token  # type: ignore[no-any-return]
             return await arun(self._flow(request))
         except BearerError as error:
             return self.render(error)
 
     def authenticate(self, request: RequestView) -> AccessToken | None:
         """Like :meth:`decide`, but raise the :class:`~scopegate.BearerError` instead."""
+        if _observe.HOOKS:
+            return run(self._observed(request))
         token = self._now(request)
         return token if token is not _PENDING else run(self._flow(request))
 
     async def aauthenticate(self, request: RequestView) -> AccessToken | None:
         """Async twin of :meth:`authenticate`."""
+        if _observe.HOOKS:
+            return await arun(self._observed(request))
         token = self._now(request)
         return token if token is not _PENDING else await arun(self._flow(request))
 
+    def _observed(self, request: RequestView) -> Flow[AccessToken | None]:
+        """The decision, timed and reported as a ``decision`` record (hooks only)."""
+        start = time.perf_counter()
+        note: dict[str, Any] = {"cached": True}
+        try:
+            token = self._now(request)
+            if token is _PENDING:
+                note["cached"] = False
+                token = yield from self._flow(request, note)
+        except BearerError as error:
+            _observe.decision(
+                _observe.refusal(error.status),
+                status=error.status,
+                reason=error.reason,
+                kind=note.get("kind", "none"),
+                scheme=_scheme(request.token_source),
+                cached=note["cached"],
+                duration=time.perf_counter() - start,
+            )
+            raise
+        if token is None:
+            _observe.decision(
+                "anonymous",
+                status=200,
+                reason=None,
+                kind="none",
+                scheme="none",
+                cached=False,
+                duration=time.perf_counter() - start,
+            )
+        else:
+            _observe.decision(
+                "accepted",
+                status=200,
+                reason=None,
+                kind=note.get("kind") or _observe.token_kind(token.token),
+                scheme="bearer" if token.jkt is None else "dpop",
+                cached=note["cached"],
+                duration=time.perf_counter() - start,
+                issuer=token.issuer,
+                client_id=token.client_id,
+            )
+        return token  # type: ignore[no-any-return]
+
     def _document(self, request: RequestView) -> HTTPResponse | None:
         """The RFC 9728 metadata document for GET/HEAD of its well-known path."""
-        if request.method in ("GET", "HEAD"):
-            return self._documents[request.path]
-        return self.render(InvalidRequestError(reason="method_not_allowed"))
+        response = (
+            self._documents[request.path]
+            if request.method in ("GET", "HEAD")
+            else self.render(InvalidRequestError(reason="method_not_allowed"))
+        )
+        if _observe.HOOKS:
+            _observe.decision(
+                "document",
+                status=response.status,
+                reason=None,
+                kind="none",
+                scheme="none",
+                cached=True,
+                duration=0.0,
+            )
+        return response
 
     def _now(self, request: RequestView) -> Any:
         """The decision when it needs no waiting: a skip, or a remembered cached token."""
         if self._excluded and request.path in self._excluded:
             return None
         authorization = request.authorization
-        if len(authorization) == 1 and not request.query and self._probe is not None:
+        if (
+            len(authorization) == 1
+            and not request.query
+            and self._probe is not None
+            and self._bearer
+        ):
             credentials = self._known.get(authorization[0])
             if credentials is not None and not self._wants_body(request, True):
                 token = self._probed(credentials.token)  # type: ignore[arg-type]
@@ -458,7 +574,21 @@ class BearerGuard:
                     return token
         return _PENDING
 
-    def _flow(self, request: RequestView) -> Flow[AccessToken | None]:
+    def _flow(
+        self, request: RequestView, note: dict[str, Any] | None = None
+    ) -> Flow[AccessToken | None]:
+        try:
+            token = yield from self._decide_flow(request, note)
+        except BearerError as error:
+            if request.token_source == "dpop":  # noqa: S105 - a scheme name
+                error.scheme = "DPoP"  # the answer goes in the DPoP challenge
+            _observe.log_rejection(error.status, error.error or "-", error.reason, "guard")
+            raise
+        return token
+
+    def _decide_flow(
+        self, request: RequestView, note: dict[str, Any] | None
+    ) -> Flow[AccessToken | None]:
         method = request.method
         if self.options.allow_preflight and self._is_preflight(request):
             return None
@@ -479,14 +609,32 @@ class BearerGuard:
                 allow_query_token=self.options.allow_query_token,
                 allow_form_token=self.options.allow_form_token,
                 max_token_length=self.max_token_length,
+                dpop=self._dpop is not None,
             )
-        request.token_source = credentials.source
+        dpop = credentials.scheme == "dpop"
+        request.token_source = "dpop" if dpop else credentials.source
         raw = credentials.token
         if raw is None:
             if self.options.optional:
                 return None
             raise MissingTokenError(scopes=self.options.required_scopes)
+        if note is not None:
+            note["kind"] = _observe.token_kind(raw)
+        proof = None
+        if dpop:
+            assert self._dpop is not None
+            # RFC 9449 §7.1: exactly one proof, checked before the token is looked at.
+            proofs = request.header("dpop")
+            if len(proofs) != 1:
+                raise InvalidDPoPProofError(reason="dpop_multiple" if proofs else "dpop_missing")
+            proof = self._dpop.check(
+                proofs[0], method=method, url=self._url(request), token=raw, now=time.time()
+            )
+        elif not self._bearer:
+            raise InvalidTokenError(reason="dpop_required")
         token = self._probed(raw)
+        if note is not None:
+            note["cached"] = token is not None
         if token is None:
             verifier = self.verifier
             try:
@@ -495,10 +643,19 @@ class BearerGuard:
                 raise
             except Exception as exc:
                 raise _unexpected(exc) from exc
-        check_binding(token)
+        check_binding(token, None if proof is None else proof.jkt)
+        if proof is not None:
+            # Recorded only now: only the holder of a valid bound token writes to the
+            # replay store, for as long as the proof could be replayed.
+            policy = self.options.dpop
+            assert policy is not None
+            key = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()[:40]
+            ttl = max(1.0, proof.iat + policy.max_age + policy.leeway - time.time())
+            if not (yield from policy.replay.first_use_flow(key, ttl)):
+                raise InvalidDPoPProofError(reason="dpop_replayed")
         if self._required and not token.scopes >= self._required:
             raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
-        if credentials.source == "header" and len(authorization) == 1:
+        if credentials.source == "header" and len(authorization) == 1 and not dpop:
             self._remember(authorization[0], credentials)
         return token
 
@@ -529,8 +686,26 @@ class BearerGuard:
         return has_header or (self.options.allow_form_token and method == "POST")
 
     def _header_credentials(self, value: str) -> Credentials:
-        token = parse_authorization(value, self.max_token_length)
-        return NO_CREDENTIALS if token is None else Credentials(token, "header")
+        credentials = parse_credentials(value, self.max_token_length, dpop=self._dpop is not None)
+        return NO_CREDENTIALS if credentials is None else credentials
+
+    def _url(self, request: RequestView) -> str:
+        """The request's URL as its client addressed it (for a DPoP proof's ``htu``)."""
+        return self._origin(request) + request.path
+
+    def _origin(self, request: RequestView) -> str:
+        options = self.options
+        if options.public_url is not None:
+            return options.public_url.rstrip("/")
+        if options.resource is not None:
+            return options.resource.origin
+        scheme, host = request.scheme, None
+        if options.trust_forwarded:
+            scheme, host = _forwarded(request, scheme)
+        if host is None:
+            hosts = request.header("host")
+            host = hosts[0] if hosts else ""
+        return f"{scheme}://{host}"
 
     def _remember(self, value: str, credentials: Credentials) -> None:
         # Only verified values are kept, so a flood of well-formed garbage cannot churn
@@ -549,10 +724,55 @@ class BearerGuard:
         extra = self._challenge
         if error.status == 401 and not error.scopes and self.options.required_scopes:
             extra = (("scope", " ".join(self.options.required_scopes)), *extra)
-        response = error.to_response(self.realm, extra)
+        dpop = self.options.dpop
+        response = error.to_response(
+            self.realm,
+            extra,
+            dpop_algs=dpop.algs if dpop is not None else None,
+            bearer=self._bearer,
+        )
         return HTTPResponse(
             response.status, (*response.headers, ("vary", "Authorization")), response.body
         )
+
+
+def _forwarded(request: RequestView, scheme: str) -> tuple[str, str | None]:
+    """Scheme and host from ``Forwarded`` (RFC 7239) or ``X-Forwarded-*``: the first
+    (client-facing) entry, as the trusted proxy set it."""
+    host: str | None = None
+    forwarded = request.header("forwarded")
+    if forwarded:
+        for pair in forwarded[0].split(",")[0].split(";"):
+            name, _, value = pair.strip().partition("=")
+            value = value.strip('"')
+            if name.lower() == "proto" and value in ("http", "https"):
+                scheme = value
+            elif name.lower() == "host" and value:
+                host = value
+        return scheme, host
+    proto = request.header("x-forwarded-proto")
+    if proto and proto[0].split(",")[0].strip() in ("http", "https"):
+        scheme = proto[0].split(",")[0].strip()
+    hosts = request.header("x-forwarded-host")
+    if hosts:
+        host = hosts[0].split(",")[0].strip() or None
+    return scheme, host
+
+
+def _issuers_of(verifier: TokenVerifier) -> tuple[str, ...]:
+    """The issuers a verifier trusts: an IssuerRouter's, a JWT or hybrid verifier's one."""
+    issuers = getattr(verifier, "issuers", None)
+    if isinstance(issuers, tuple):
+        return issuers
+    for part in (
+        verifier,
+        getattr(verifier, "jwt", None),
+        getattr(verifier, "introspection", None),
+    ):
+        issuer = getattr(part, "issuer", None)
+        if isinstance(issuer, str) and issuer:
+            return (issuer,)
+    return ()
 
 
 def _check_audience(verifier: TokenVerifier, resource: str) -> None:
@@ -568,6 +788,13 @@ def _check_audience(verifier: TokenVerifier, resource: str) -> None:
                 "the verifier's audience does not include the resource identifier "
                 f"{resource!r}: tokens issued for this API would be refused"
             )
+
+
+def _scheme(source: str | None) -> str:
+    """The scheme word of a record: ``dpop``, ``bearer`` or ``none`` (no credentials)."""
+    if source is None:
+        return "none"
+    return "dpop" if source == "dpop" else "bearer"
 
 
 def _unexpected(exc: Exception) -> InvalidTokenError:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -246,60 +245,15 @@ class IntrospectionVerifier:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IntrospectionVerifier | None:
         """Build a verifier from ``SCOPEGATE_*`` variables, or ``None`` when not configured.
 
-        Reads ``SCOPEGATE_INTROSPECTION_URI`` (unset: returns ``None``),
-        ``SCOPEGATE_INTROSPECTION_CLIENT_ID`` / ``_CLIENT_SECRET`` (required),
-        ``SCOPEGATE_INTROSPECTION_AUTH_METHOD`` (optional), ``SCOPEGATE_ISSUER`` (optional
-        ``iss`` check), ``SCOPEGATE_AUDIENCE`` (optional ``aud`` check; comma-separated),
-        ``SCOPEGATE_INTROSPECTION_CACHE_TTL`` (optional seconds) and
-        ``SCOPEGATE_REDIS_URL`` (optional: a shared :class:`~scopegate.RedisCache`).
+        See :func:`scopegate._config.introspection_from_env` (``SCOPEGATE_INTROSPECTION_*``,
+        ``SCOPEGATE_ISSUER``, ``SCOPEGATE_AUDIENCE``, ``SCOPEGATE_REDIS_URL``).
 
         Raises:
             ConfigurationError: A variable is missing or invalid.
         """
-        env = os.environ if environ is None else environ
-        uri = env.get("SCOPEGATE_INTROSPECTION_URI", "").strip()
-        if not uri:
-            return None
-        # Values are stripped, as scopegate._config.settings_from_env reads them.
-        client_id = env.get("SCOPEGATE_INTROSPECTION_CLIENT_ID", "").strip()
-        client_secret = env.get("SCOPEGATE_INTROSPECTION_CLIENT_SECRET", "").strip()
-        if not client_id or not client_secret:
-            raise ConfigurationError(
-                "SCOPEGATE_INTROSPECTION_URI needs SCOPEGATE_INTROSPECTION_CLIENT_ID "
-                "and SCOPEGATE_INTROSPECTION_CLIENT_SECRET"
-            )
-        method = env.get("SCOPEGATE_INTROSPECTION_AUTH_METHOD", "").strip() or "client_secret_basic"
-        if method not in ("client_secret_basic", "client_secret_post"):
-            raise ConfigurationError(
-                "SCOPEGATE_INTROSPECTION_AUTH_METHOD must be client_secret_basic or "
-                "client_secret_post"
-            )
-        ttl_text = env.get("SCOPEGATE_INTROSPECTION_CACHE_TTL", "").strip()
-        try:
-            cache_ttl = float(ttl_text) if ttl_text else 60.0
-        except ValueError:
-            raise ConfigurationError(
-                "SCOPEGATE_INTROSPECTION_CACHE_TTL must be a number of seconds"
-            ) from None
-        # Comma-separated, like SCOPEGATE_AUDIENCE for JWTs.
-        audiences = [a.strip() for a in env.get("SCOPEGATE_AUDIENCE", "").split(",") if a.strip()]
-        cache: IntrospectionCache | None = None
-        redis_url = env.get("SCOPEGATE_REDIS_URL", "").strip()
-        if redis_url:
-            from scopegate._cache import RedisCache
+        from scopegate._config import introspection_from_env
 
-            cache = RedisCache(redis_url)
-        verifier = cls(
-            introspection_uri=uri,
-            issuer=env.get("SCOPEGATE_ISSUER", "").strip() or None,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method=method,  # type: ignore[arg-type]
-            audience=audiences or None,
-            cache=cache,
-            cache_ttl=cache_ttl,
-        )
-        verifier._own_cache = cache is not None
+        verifier: IntrospectionVerifier | None = introspection_from_env(environ)
         return verifier
 
     # -- public API ----------------------------------------------------------------

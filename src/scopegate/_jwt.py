@@ -384,16 +384,23 @@ class JWTVerifier:
             raise KeySetUnavailableError(reason="jwks_unavailable") from exc
         return key
 
-    def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
+    def _finish(
+        self,
+        parsed: _Parsed,
+        key: VerificationKey,
+        token: str,
+        claims: dict[str, Any] | None = None,
+    ) -> AccessToken:
         # The key's per-alg verifier looked up directly: Python frames are most of the
         # cost above the signature itself.
         verify = key._verifiers.get(parsed[0])
         if verify is None or not verify(parsed[2], parsed[4]):
             raise invalid("bad_signature")
-        try:
-            claims = loads_object(parsed[3])
-        except StrictJSONError:
-            raise invalid("malformed") from None
+        if claims is None:
+            try:
+                claims = loads_object(parsed[3])
+            except StrictJSONError:
+                raise invalid("malformed") from None
         self._check_claims(claims, self._clock())
         access = self._build(claims, token)
         if self.claims_validator is not None:
@@ -500,8 +507,14 @@ class JWTVerifier:
         hit = self.cached(token) if self._cache_enabled else None
         return hit if hit is not None else await arun(self.verify_flow(token))
 
-    def verify_flow(self, token: str) -> Flow[AccessToken]:
+    def verify_flow(self, token: str, claims: dict[str, Any] | None = None) -> Flow[AccessToken]:
         """Verify *token* as a flow (either driver runs it; it waits only to fetch keys).
+
+        Args:
+            token: The compact JWS.
+            claims: The token's payload already parsed by the caller from the token's
+                own bytes (an :class:`~scopegate.IssuerRouter` read ``iss`` from it); it
+                is used only once the signature over those bytes verified.
 
         The flow costs no more than a direct call: about 0.2 µs per uncached token,
         within the noise of an RS256 verification (22 µs on the benchmark machine).
@@ -511,20 +524,27 @@ class JWTVerifier:
             key = self._source.lookup(parsed[1], parsed[0])
             if key is None:
                 key = yield from self._key_flow(parsed)
-            return self._finish(parsed, key, token)
+            return self._finish(parsed, key, token, claims)
         except BearerError:
             raise
         except Exception as exc:
             # Fail closed: whatever slipped past the typed checks is a bad token, not a 500.
             raise invalid("malformed") from exc
 
-    def explain(self, token: str) -> list[Check]:
+    def explain(self, token: str, *, fetch: bool = True) -> list[Check]:
         """Run every check on *token* and report each outcome (diagnostics only).
 
         Runs the same rule table as :meth:`verify`, one rule at a time, and keeps going
         after a failure where later checks still make sense (claims are reported even
         when the signature fails, so they are *unverified* then). The cache is not used.
-        Key lookup may fetch the JWKS (sync). Never use the result to accept a token.
+        Never use the result to accept a token.
+
+        Args:
+            token: The raw token.
+            fetch: Whether the key lookup may fetch the JWKS or the discovery document
+                (sync). With ``False`` only keys already in memory are used (static
+                keys, or a key set fetched before); when the key would need a fetch,
+                ``key`` and ``signature`` are reported as not checked.
 
         Returns:
             :class:`Check` tuples in pipeline order.
@@ -554,8 +574,10 @@ class JWTVerifier:
         if header_ok:
             ok, parsed = attempt("format_signature", self._parse, token)
             if ok:
-                ok, key = attempt("key", lambda: run(self._key_flow(parsed)))
-                if ok:
+                ok, key = attempt("key", self._explain_key, parsed, fetch)
+                if ok and key is None:
+                    results[-1:] = [Check("key", None, None), Check("signature", None, None)]
+                elif ok:
                     attempt("signature", _check_signature, parsed, key)
         ok, claims = attempt("payload", _json, raw[first + 1 : second])
         if not ok:
@@ -565,6 +587,11 @@ class JWTVerifier:
         if ok and self.claims_validator is not None:
             attempt("claims_validator", self._run_validator, access.claims)
         return results
+
+    def _explain_key(self, parsed: _Parsed, fetch: bool) -> VerificationKey | None:
+        if fetch:
+            return run(self._key_flow(parsed))
+        return self._source.lookup(parsed[1], parsed[0])
 
     def _explain_rules(
         self, results: list[Check], part: Literal["header", "claims"], data: Any, now: float

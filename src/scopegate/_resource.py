@@ -126,8 +126,18 @@ class ProtectedResource:
         parts = urlsplit(self.resource)
         return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
-    def document(self, bearer_methods: Sequence[str] = ("header",)) -> dict[str, Any]:
-        """The metadata document (RFC 9728 §2); members without a value are left out."""
+    def document(
+        self,
+        bearer_methods: Sequence[str] = ("header",),
+        *,
+        dpop_algorithms: Sequence[str] = (),
+        dpop_required: bool = False,
+    ) -> dict[str, Any]:
+        """The metadata document (RFC 9728 §2); members without a value are left out.
+
+        The DPoP members default to what the guard accepts (*dpop_algorithms*,
+        *dpop_required*) unless this description sets them.
+        """
         document: dict[str, Any] = {"resource": self.resource}
         if self.authorization_servers:
             document["authorization_servers"] = list(self.authorization_servers)
@@ -138,17 +148,25 @@ class ProtectedResource:
             document["resource_name"] = self.resource_name
         if self.resource_documentation is not None:
             document["resource_documentation"] = self.resource_documentation
-        if self.dpop_signing_alg_values_supported:
-            document["dpop_signing_alg_values_supported"] = list(
-                self.dpop_signing_alg_values_supported
-            )
-        if self.dpop_bound_access_tokens_required:
+        algorithms = self.dpop_signing_alg_values_supported or dpop_algorithms
+        if algorithms:
+            document["dpop_signing_alg_values_supported"] = list(algorithms)
+        if self.dpop_bound_access_tokens_required or dpop_required:
             document["dpop_bound_access_tokens_required"] = True
         return document
 
-    def response(self, bearer_methods: Sequence[str] = ("header",)) -> HTTPResponse:
+    def response(
+        self,
+        bearer_methods: Sequence[str] = ("header",),
+        *,
+        dpop_algorithms: Sequence[str] = (),
+        dpop_required: bool = False,
+    ) -> HTTPResponse:
         """The document as the JSON response every adapter serves (RFC 9728 §3.2)."""
-        body = json.dumps(self.document(bearer_methods), separators=(",", ":")).encode()
+        document = self.document(
+            bearer_methods, dpop_algorithms=dpop_algorithms, dpop_required=dpop_required
+        )
+        body = json.dumps(document, separators=(",", ":")).encode()
         return HTTPResponse(
             200,
             (

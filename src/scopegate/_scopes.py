@@ -14,15 +14,31 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
+from scopegate import _observe
 from scopegate._context import current_token
-from scopegate._errors import ConfigurationError, InsufficientScopeError, MissingTokenError
-from scopegate._jose import is_scope_token
+from scopegate._errors import (
+    BearerError,
+    ConfigurationError,
+    InsufficientScopeError,
+    InsufficientUserAuthenticationError,
+    MissingTokenError,
+)
+from scopegate._jose import is_numeric_date, is_scope_token
+from scopegate._settings import whole
 from scopegate._token import AccessToken
 
-__all__ = ["check_scopes", "require_any_scope", "require_scope", "validated_scopes"]
+__all__ = [
+    "Requirement",
+    "check_scopes",
+    "require_any_scope",
+    "require_scope",
+    "validated_scopes",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,45 +62,130 @@ def validated_scopes(scopes: tuple[str, ...], name: str) -> tuple[str, ...]:
     return scopes
 
 
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route requires of the token: scopes and authentication strength.
+
+    Attributes:
+        scopes: Scope names, matched exactly (RFC 6749 §3.3).
+        any_of: ``False``: every scope is needed; ``True``: one of them suffices.
+        acr_values: Authentication context classes accepted (RFC 9470): the token's
+            ``acr`` must be one of them. Empty: any.
+        max_age: Largest age, in seconds, of the user's authentication (``now -
+            auth_time``, RFC 9470). ``None``: any.
+    """
+
+    scopes: tuple[str, ...] = ()
+    any_of: bool = False
+    acr_values: tuple[str, ...] = ()
+    max_age: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        scopes: tuple[str, ...],
+        *,
+        any_of: bool = False,
+        acr_values: Iterable[str] | None = None,
+        max_age: int | None = None,
+    ) -> Requirement:
+        """A checked requirement for the decorator *name* (errors name it).
+
+        Raises:
+            ConfigurationError: A malformed scope, acr value or max_age.
+        """
+        if isinstance(acr_values, str):
+            raise ConfigurationError(f"{name}(): acr_values must be a list of values")
+        acrs = tuple(acr_values or ())
+        for acr in acrs:
+            # RFC 9470 §3: acr_values is a space-separated list in a quoted-string.
+            if not is_scope_token(acr):
+                raise ConfigurationError(f"{name}(): {acr!r} is not a usable acr value")
+        if max_age is not None:
+            whole("max_age", max_age)
+        return cls(scopes, any_of, acrs, max_age)
+
+    def check(self, token: AccessToken | None) -> AccessToken:
+        """Return *token* when it meets the requirement, else raise the matching error
+        (logged on ``scopegate.rejections`` and reported as a ``decision`` record of
+        stage ``endpoint``).
+
+        Authentication strength is judged before scopes: a stronger login may also bring
+        the scopes, while the scopes cannot make up for a weak login.
+
+        Raises:
+            MissingTokenError: *token* is ``None`` (401, naming the scopes).
+            InsufficientUserAuthenticationError: ``acr`` or ``auth_time`` falls short
+                (401 with ``acr_values`` / ``max_age``, RFC 9470 §3).
+            InsufficientScopeError: The scopes are not granted (403, RFC 6750 §3.1).
+        """
+        try:
+            return self._check(token)
+        except BearerError as error:
+            _observe.log_rejection(error.status, error.error or "-", error.reason, "endpoint")
+            if _observe.HOOKS:
+                _observe.decision(
+                    _observe.refusal(error.status),
+                    status=error.status,
+                    reason=error.reason,
+                    kind="none" if token is None else _observe.token_kind(token.token),
+                    scheme="none" if token is None else ("dpop" if token.jkt else "bearer"),
+                    cached=False,
+                    duration=0.0,
+                    stage="endpoint",
+                )
+            raise
+
+    def _check(self, token: AccessToken | None) -> AccessToken:
+        if token is None:
+            raise MissingTokenError(scopes=self.scopes)
+        if self.acr_values or self.max_age is not None:
+            claims = token.claims
+            acr = claims.get("acr")
+            auth_time: Any = claims.get("auth_time")
+            if (self.acr_values and acr not in self.acr_values) or (
+                self.max_age is not None
+                and (not is_numeric_date(auth_time) or time.time() - auth_time > self.max_age)
+            ):
+                raise InsufficientUserAuthenticationError(
+                    acr_values=self.acr_values, max_age=self.max_age
+                )
+        if self.scopes:
+            scopes = token.scopes
+            if self.any_of:
+                granted = not scopes.isdisjoint(self.scopes)
+            else:
+                granted = scopes.issuperset(self.scopes)
+            if not granted:
+                raise InsufficientScopeError(self.scopes, reason="insufficient_scope")
+        return token
+
+
 def check_scopes(
     token: AccessToken | None, required: tuple[str, ...], *, any_of: bool = False
 ) -> AccessToken:
-    """Return *token* when it grants *required*, else raise the matching error.
-
-    Args:
-        token: The verified token, or ``None`` for an anonymous request.
-        required: Scope names, matched exactly.
-        any_of: ``False``: every scope is needed; ``True``: one of them suffices.
-
-    Raises:
-        MissingTokenError: *token* is ``None`` (401).
-        InsufficientScopeError: The scopes are not granted (403, RFC 6750 §3.1).
-    """
-    if token is None:
-        raise MissingTokenError(scopes=required)
-    granted = token.has_any_scope(*required) if any_of else token.has_scopes(*required)
-    if not granted:
-        raise InsufficientScopeError(required, reason="insufficient_scope")
-    return token
+    """Return *token* when it grants *required* (see :meth:`Requirement.check`)."""
+    return Requirement(required, any_of).check(token)
 
 
-def _decorator(
-    required: tuple[str, ...], any_of: bool
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    check = requirement.check
+
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(fn):
             async_fn = cast("Callable[P, Awaitable[Any]]", fn)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                check_scopes(current_token(), required, any_of=any_of)
+                check(current_token())
                 return await async_fn(*args, **kwargs)
 
             return cast("Callable[P, R]", async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            check_scopes(current_token(), required, any_of=any_of)
+            check(current_token())
             return fn(*args, **kwargs)
 
         return wrapper
@@ -92,35 +193,59 @@ def _decorator(
     return decorate
 
 
-def require_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def require_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async handler so it runs only if the token has ALL *scopes*.
 
     Args:
         *scopes: One or more scope names, each a single scope-token (no spaces).
+        acr_values: Step-up (RFC 9470): the user must have authenticated with one of
+            these ``acr`` values.
+        max_age: Step-up (RFC 9470): the user's authentication (``auth_time``) must be
+            at most this many seconds old.
 
     Raises:
-        ConfigurationError: At decoration time, for no scopes or a malformed scope.
+        ConfigurationError: At decoration time, for no scopes or a malformed setting.
         MissingTokenError: At call time, when the request has no token (401).
+        InsufficientUserAuthenticationError: At call time, when the authentication is
+            too weak or too old (401 ``insufficient_user_authentication``).
         InsufficientScopeError: At call time, when a scope is missing (403).
 
     Example:
         >>> @require_scope("items:read", "admin")
         ... def admin_view(environ, start_response): ...
     """
-    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
+    requirement = Requirement.of(
+        "require_scope",
+        validated_scopes(scopes, "require_scope"),
+        acr_values=acr_values,
+        max_age=max_age,
+    )
+    return _decorator(requirement)
 
 
-def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def require_any_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a handler so it runs if the token has AT LEAST ONE of *scopes*.
 
     On failure the 403 challenge lists every candidate in its ``scope`` attribute.
 
     Args:
         *scopes: One or more scope names, each a single scope-token (no spaces).
+        acr_values / max_age: Step-up requirements, as for :func:`require_scope`.
 
     Raises:
         ConfigurationError: At decoration time, for no scopes or a malformed scope.
         MissingTokenError: At call time, when the request has no token (401).
         InsufficientScopeError: At call time, when no candidate is granted (403).
     """
-    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)
+    requirement = Requirement.of(
+        "require_any_scope",
+        validated_scopes(scopes, "require_any_scope"),
+        any_of=True,
+        acr_values=acr_values,
+        max_age=max_age,
+    )
+    return _decorator(requirement)

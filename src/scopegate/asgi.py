@@ -100,6 +100,14 @@ class ASGIRequest:
         self.content_length = content_length
 
     @property
+    def scheme(self) -> str:
+        """``http``, ``https``, ``ws`` or ``wss`` as the server received the request."""
+        scheme = self._scope.get("scheme")
+        if isinstance(scheme, str) and scheme:
+            return scheme
+        return "ws" if self._scope.get("type") == "websocket" else "http"
+
+    @property
     def path(self) -> str:
         """The raw path (``raw_path`` without any query), else the decoded ``path``."""
         raw = self._scope.get("raw_path")

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from scopegate._errors import ConfigurationError, InvalidTokenError
 
 if TYPE_CHECKING:
+    from scopegate._issuers import IssuerRouter
     from scopegate._jwt import JWTVerifier
 
-__all__ = ["auth0", "cognito", "entra", "keycloak", "okta"]
+__all__ = ["auth0", "cognito", "entra", "entra_v1_v2", "keycloak", "okta"]
 
 ClaimsValidator = Callable[[Mapping[str, Any]], None]
 
@@ -248,6 +249,41 @@ def entra(
         client_id_claims=client_claims,
         claims_validator=check_version,
         options=options,
+    )
+
+
+def entra_v1_v2(
+    tenant_id: str,
+    *,
+    v1_audience: str | Sequence[str],
+    v2_audience: str | Sequence[str],
+    **options: Any,
+) -> IssuerRouter:
+    """One API accepting Microsoft Entra ID v1 and v2 access tokens of one tenant.
+
+    An API's token version follows ``accessTokenAcceptedVersion`` in its manifest, and
+    clients may hold either during a migration; the two versions have different issuers
+    (``https://sts.windows.net/{tenant}/`` and
+    ``https://login.microsoftonline.com/{tenant}/v2.0``), keys locations and usually
+    audiences (the App ID URI in v1, the application id in v2). Tokens are routed by
+    their ``iss`` to the matching :func:`entra` verifier, never tried one after another.
+
+    Args:
+        tenant_id: The directory (tenant) id.
+        v1_audience: Audience(s) of v1 tokens (the App ID URI, ``api://...``).
+        v2_audience: Audience(s) of v2 tokens (the application id).
+        **options: Passed to both :func:`entra` verifiers.
+
+    Raises:
+        ConfigurationError: As :func:`entra`.
+    """
+    from scopegate._issuers import IssuerRouter
+
+    return IssuerRouter(
+        [
+            entra(tenant_id, v1_audience, version=1, **options),
+            entra(tenant_id, v2_audience, version=2, **options),
+        ]
     )
 
 

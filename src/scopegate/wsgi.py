@@ -88,6 +88,11 @@ class WSGIRequest:
         return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
 
     @property
+    def scheme(self) -> str:
+        """``wsgi.url_scheme``."""
+        return str(self._environ.get("wsgi.url_scheme") or "http")
+
+    @property
     def content_type(self) -> str | None:
         """``CONTENT_TYPE``, or ``None``."""
         return self._environ.get("CONTENT_TYPE") or None
@@ -103,7 +108,11 @@ class WSGIRequest:
             name, "HTTP_" + name.upper().replace("-", "_")
         )
         value = self._environ.get(key)
-        return [value] if isinstance(value, str) else []
+        if key == "HTTP_HOST" and not value:
+            # PEP 3333 URL reconstruction without a Host header.
+            port = str(self._environ.get("SERVER_PORT", ""))
+            value = str(self._environ.get("SERVER_NAME", "")) + (f":{port}" if port else "")
+        return [value] if isinstance(value, str) and value else []
 
     def read_body(self, limit: int) -> bytes | None:
         """Read a body of known length up to *limit*; re-wrap ``wsgi.input`` for the app."""

@@ -80,6 +80,16 @@ def test_inproc_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     assert any("middleware cost" in t["figure"] for t in data["targets"])
 
 
+def test_mcp_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
+    """bench_mcp times one tool call bare, with the SDK's auth and through MCPGate."""
+    pytest.importorskip("mcp")
+    data = run_script("bench_mcp.py", ["--quick"], bench_env, tmp_path)
+    cases = {row["case"] for row in data["rows"]}
+    assert "mcp · SDK bearer auth + trivial dict verifier" in cases
+    assert "mcp · scopegate MCPGate, cached token, per-tool check" in cases
+    assert any("MCPGate ÷ SDK bearer auth" in t["figure"] for t in data["targets"])
+
+
 def test_profile_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     """bench_profile produces the component table and the three profiles."""
     data = run_script("bench_profile.py", ["--quick"], bench_env, tmp_path)

@@ -46,17 +46,17 @@ class ProbingVerifier(FakeVerifier):
 
 
 class CountingParse:
-    """Counts calls of the guard's parse_authorization."""
+    """Counts calls of the guard's parse_credentials."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = _guard.parse_authorization
+        original = _guard.parse_credentials
 
-        def counted(value: str, max_length: int = 8192) -> str | None:
+        def counted(value: str, max_length: int = 8192, *, dpop: bool = False) -> Any:
             self.calls += 1
-            return original(value, max_length)
+            return original(value, max_length, dpop=dpop)
 
-        monkeypatch.setattr(_guard, "parse_authorization", counted)
+        monkeypatch.setattr(_guard, "parse_credentials", counted)
 
 
 def test_remembered_value_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -472,3 +472,17 @@ def test_explain_reports_key_set_outage(server: JWKSServer, clock: Clock) -> Non
     assert checks["key"] == ("key", False, "jwks_http_status")
     assert "signature" not in checks
     assert checks["expiry"].passed
+
+
+def test_explain_without_fetch_uses_only_keys_in_memory(server: JWKSServer, clock: Clock) -> None:
+    """explain(fetch=False) never fetches: key and signature are not checked until keys are in."""
+    verifier = make(server, clock)
+    token = mint()
+    checks = {c.check: c for c in verifier.explain(token, fetch=False)}
+    assert server.hits["/jwks"] == 0
+    assert checks["key"] == ("key", None, None)
+    assert checks["signature"] == ("signature", None, None)
+    assert checks["expiry"].passed
+    verifier.verify(token)
+    assert all(c.passed for c in verifier.explain(token, fetch=False))
+    assert server.hits["/jwks"] == 1

@@ -11,6 +11,7 @@ class FakeRequest:
     """What an adapter would hand the guard, set field by field."""
 
     method: str = "GET"
+    scheme: str = "http"
     path: str = "/items"
     query: str = ""
     authorization: Sequence[str] = ()

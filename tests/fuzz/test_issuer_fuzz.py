@@ -37,7 +37,7 @@ ERRORS = {
     "unauthorized_client",
     "unsupported_grant_type",
     "invalid_scope",
-    "invalid_target",
+    "invalid_target",  # RFC 8707 §2: a resource the client may not ask for
     "temporarily_unavailable",
 }
 _addresses = itertools.count()

@@ -89,6 +89,45 @@ def core(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+@core_require_scope("items:read")
+def excluded_core(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+@require_scope("items:read")
+def excluded_verified(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"sub": _sub(request)})
+
+
+@require_scope("items:write")
+def create(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"posted": request.body.decode()}, status=201)
+
+
+@core_require_scope("items:write")
+def core_create(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"posted": request.body.decode()}, status=201)
+
+
+def plain_form(request: HttpRequest) -> HttpResponse:
+    """A view that knows nothing of scopegate (think: a cookie-authenticated form)."""
+    return JsonResponse({"ok": True}, status=201)
+
+
+class SyncCreate(ScopeRequiredMixin, View):
+    required_scopes = ("items:write",)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"kind": "sync-cbv"}, status=201)
+
+
+class AsyncCreate(ScopeRequiredMixin, View):
+    required_scopes = ("items:write",)
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"kind": "async-cbv"}, status=201)
+
+
 class SyncAdmin(ScopeRequiredMixin, View):
     required_scopes = ("items:read", "admin")
 
@@ -123,7 +162,17 @@ urlpatterns = [
     path("sync-admin", SyncAdmin.as_view()),
     path("async-admin", AsyncAdmin.as_view()),
     path("any-cbv", AnyWrite.as_view()),
+    path("excluded-core", excluded_core),
+    path("excluded-verified", excluded_verified),
+    path("create", create),
+    path("core-create", core_create),
+    path("sync-create", SyncCreate.as_view()),
+    path("async-create", AsyncCreate.as_view()),
+    path("plain-form", plain_form),
 ]
+
+#: Paths the middleware lets through unauthenticated.
+EXCLUDED = ["/public", "/excluded-core", "/excluded-verified", "/plain-form"]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +186,7 @@ def _settings(verifier: Any, middleware: list[str]) -> override_settings:
         ROOT_URLCONF=__name__,
         MIDDLEWARE=middleware,
         ALLOWED_HOSTS=["127.0.0.1", "testserver"],
-        SCOPEGATE={"VERIFIER": verifier, "EXCLUDE_PATHS": ["/public"]},
+        SCOPEGATE={"VERIFIER": verifier, "EXCLUDE_PATHS": EXCLUDED},
     )
 
 
@@ -187,6 +236,32 @@ def test_middleware_and_decorators(
 ) -> None:
     """Middleware, decorators and mixin give the RFC 6750 status, sync and async."""
     assert get(base_url, path, token).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        pytest.param("/excluded-core", None, 401, id="core-decorator-no-token"),
+        pytest.param("/excluded-core", "tok-read", 401, id="core-decorator-token-ignored"),
+        pytest.param("/excluded-verified", None, 401, id="django-decorator-no-token"),
+        pytest.param("/excluded-verified", "tok-write", 403, id="django-decorator-missing-scope"),
+        pytest.param("/excluded-verified", "tok-read", 200, id="django-decorator-verifies"),
+    ],
+)
+def test_decorators_on_excluded_paths(
+    base_url: str, path: str, token: str | None, status: int
+) -> None:
+    """On an excluded path the core decorator's error is rendered (401, not 500); the
+    Django decorators verify the token themselves there."""
+    response = get(base_url, path, token)
+    assert response.status_code == status
+    if status == 401:
+        # A decorator names the scopes it needs in the challenge (RFC 6750 §3).
+        assert response.headers["www-authenticate"].startswith('Bearer realm="api"')
+        assert "error=" not in response.headers["www-authenticate"]
+        assert response.json()["error"] == "unauthorized"
+    if status == 403:
+        assert 'scope="items:read"' in response.headers["www-authenticate"]
 
 
 def test_views_see_the_token(base_url: str) -> None:
@@ -301,3 +376,93 @@ def test_other_exceptions_are_left_to_django(verifier: FakeVerifier) -> None:
     with _settings(verifier, MIDDLEWARE):
         middleware = BearerTokenMiddleware(lambda request: HttpResponse())
         assert middleware.process_exception(HttpRequest(), ValueError("boom")) is None
+
+
+# -- CSRF: a stock project, CsrfViewMiddleware on -------------------------------------
+
+#: The MIDDLEWARE of `django-admin startproject` that need no installed app or database.
+STOCK = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(("wsgi", True), id="wsgi-middleware"),
+        pytest.param(("asgi", True), id="asgi-middleware"),
+        pytest.param(("wsgi", False), id="wsgi-decorators-only"),
+        pytest.param(("asgi", False), id="asgi-decorators-only"),
+    ],
+)
+def csrf_url(request: pytest.FixtureRequest, verifier: FakeVerifier) -> Iterator[str]:
+    """A stock project with CsrfViewMiddleware, with and without BearerTokenMiddleware,
+    under waitress and uvicorn (real servers: Django's test client skips CSRF checks)."""
+    kind, with_middleware = request.param
+    with _settings(verifier, STOCK + MIDDLEWARE if with_middleware else STOCK):
+        handler = WSGIHandler() if kind == "wsgi" else ASGIHandler()
+        with (run_wsgi if kind == "wsgi" else run_asgi)(handler) as url:
+            yield url
+
+
+def post(base_url: str, path: str, token: str | None = None) -> httpx.Response:
+    headers = {"Content-Type": "application/json", **(bearer(token) if token else {})}
+    return httpx.post(base_url + path, content=b'{"name":"x"}', headers=headers, timeout=10)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/create", id="decorated-view"),
+        pytest.param("/sync-create", id="sync-cbv"),
+        pytest.param("/async-create", id="async-cbv"),
+    ],
+)
+def test_bearer_post_passes_csrf(csrf_url: str, path: str) -> None:
+    """A bearer-authenticated POST without any CSRF cookie or token is served: 201."""
+    response = post(csrf_url, path, "tok-write")
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "status"),
+    [
+        pytest.param("/create", None, 401, id="decorated-no-token"),
+        pytest.param("/create", "nope", 401, id="decorated-invalid-token"),
+        pytest.param("/sync-create", "nope", 401, id="cbv-invalid-token"),
+        pytest.param("/create", "tok-read", 403, id="decorated-missing-scope"),
+    ],
+)
+def test_exempt_views_still_need_a_token(
+    csrf_url: str, path: str, token: str | None, status: int
+) -> None:
+    """The CSRF exemption of scopegate views never lets a request without a valid token in."""
+    response = post(csrf_url, path, token)
+    assert response.status_code == status
+    assert response.headers["www-authenticate"].startswith('Bearer realm="api"')
+
+
+def test_plain_view_keeps_csrf(csrf_url: str) -> None:
+    """A view without scopegate still refuses a cookieless POST (CSRF 403), also when an
+    Authorization header is sent to it unverified (its path is excluded)."""
+    for token in (None, "tok-write"):
+        response = post(csrf_url, "/plain-form", token)
+        assert response.status_code == 403
+        assert "CSRF" in response.text
+
+
+@pytest.mark.parametrize(
+    "middleware", [pytest.param(True, id="middleware"), pytest.param(False, id="decorators-only")]
+)
+def test_core_decorator_post_with_middleware(verifier: FakeVerifier, middleware: bool) -> None:
+    """The core decorator is not csrf_exempt: its POST passes CSRF only because the
+    middleware verified the token (and is a CSRF 403 without the middleware)."""
+    with (
+        _settings(verifier, STOCK + MIDDLEWARE if middleware else STOCK),
+        run_wsgi(WSGIHandler()) as url,
+    ):
+        status = post(url, "/core-create", "tok-write").status_code
+    assert status == (201 if middleware else 403)

@@ -28,7 +28,7 @@ def test_import_pulls_in_no_web_framework() -> None:
     code = (
         "import sys, scopegate\n"
         "bad = {'starlette', 'fastapi', 'flask', 'werkzeug', 'django', 'uvicorn', 'waitress',"
-        " 'redis'}\n"
+        " 'redis', 'mcp', 'fastmcp'}\n"
         "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in bad)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

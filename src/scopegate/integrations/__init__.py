@@ -10,6 +10,10 @@ Import the one you use by path; each needs its extra and says so if it is missin
   extension, view decorators and ``current_token``.
 * :mod:`scopegate.integrations.django` (``scopegate[django]``): sync/async middleware,
   view decorators and a class-based-view mixin.
+* :mod:`scopegate.integrations.mcp` (``scopegate[mcp]``): ``MCPGate`` in front of an MCP
+  streamable-HTTP app (RFC 9728 metadata, per-tool scopes with step-up 403s), and the
+  MCP SDK's ``TokenVerifier`` adapter.
+* :mod:`scopegate.integrations.fastmcp` (``scopegate[fastmcp]``): a FastMCP auth provider.
 
 Plain ASGI and WSGI applications use :mod:`scopegate.asgi` and :mod:`scopegate.wsgi`.
 """

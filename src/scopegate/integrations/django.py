@@ -12,6 +12,13 @@ Install with ``pip install 'scopegate[django]'``. Django REST framework is not n
   class-based views. They use the middleware's token, or verify the request themselves
   when the middleware is not installed (or skipped the path).
 
+CSRF: a bearer token is no ambient credential (a browser never attaches it by itself),
+so Django's CSRF check does not apply to a request authenticated by one, as in Django
+REST framework. The middleware exempts a request only once its token verified; the
+decorated views and :class:`ScopeRequiredMixin` views are ``csrf_exempt`` because they
+run for nothing else. A request without a valid token (a cookie-authenticated form
+POST to any other view) keeps Django's CSRF protection.
+
 Settings (all optional; without a ``SCOPEGATE`` setting everything comes from the
 ``SCOPEGATE_*`` environment variables, see :func:`scopegate.from_env`)::
 
@@ -87,7 +94,8 @@ REQUEST_ATTR = "access_token"
 _OPTION_KEYS = {field.name.upper(): field.name for field in dataclasses.fields(GuardOptions)}
 
 _lock = threading.Lock()
-_guard: BearerGuard | None = None
+# The middleware's guard, and the decorators' twin of it (see _view_guard).
+_guards: tuple[BearerGuard, BearerGuard] | None = None
 
 
 def _build_verifier(config: Mapping[str, Any]) -> TokenVerifier:
@@ -114,25 +122,38 @@ def get_guard() -> BearerGuard:
     Raises:
         ConfigurationError: The settings or environment are incomplete or unusable.
     """
-    global _guard
-    guard = _guard
-    if guard is not None:
-        return guard
+    return _get_guards()[0]
+
+
+def _view_guard() -> BearerGuard:
+    """The decorators' and the mixin's guard: the middleware's verifier and options, but
+    no excluded paths and no anonymous requests. A protected view needs a token wherever
+    it is routed, also on a path the middleware skips."""
+    return _get_guards()[1]
+
+
+def _get_guards() -> tuple[BearerGuard, BearerGuard]:
+    global _guards
+    guards = _guards
+    if guards is not None:
+        return guards
     with _lock:
-        if _guard is None:
+        if _guards is None:
             config: Mapping[str, Any] = getattr(settings, "SCOPEGATE", None) or {}
             options = {_OPTION_KEYS[k]: v for k, v in config.items() if k in _OPTION_KEYS}
             if "realm" not in options:
                 options["realm"] = os.environ.get("SCOPEGATE_REALM") or "api"
-            _guard = BearerGuard(_build_verifier(config), **options)
-        return _guard
+            guard = BearerGuard(_build_verifier(config), **options)
+            view_options = dataclasses.replace(guard.options, exclude_paths=(), optional=False)
+            _guards = (guard, BearerGuard(guard.verifier, view_options))
+        return _guards
 
 
 def _reset_guard(*, setting: str, **kwargs: Any) -> None:
-    global _guard
+    global _guards
     if setting == "SCOPEGATE":
         with _lock:
-            _guard = None
+            _guards = None
 
 
 setting_changed.connect(_reset_guard, dispatch_uid="scopegate-reset-guard")
@@ -176,6 +197,11 @@ class DjangoRequest:
             return cast("bytes", scope["raw_path"]).split(b"?", 1)[0].decode("latin-1")
         # Test client and servers without a raw target: the decoded path, re-escaped.
         return cast("str", escape_uri_path(self._request.path))
+
+    @property
+    def scheme(self) -> str:
+        """The scheme Django says the request came with."""
+        return self._request.scheme or "http"
 
     @property
     def content_type(self) -> str | None:
@@ -274,7 +300,7 @@ def _token_or_verify(request: HttpRequest) -> AccessToken | None:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
     if token is not None:
         return token
-    token = get_guard().authenticate(DjangoRequest(request))
+    token = _view_guard().authenticate(DjangoRequest(request))
     _accept(request, token)
     return token
 
@@ -283,7 +309,7 @@ async def _atoken_or_verify(request: HttpRequest) -> AccessToken | None:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
     if token is not None:
         return token
-    token = await get_guard().aauthenticate(DjangoRequest(request))
+    token = await _view_guard().aauthenticate(DjangoRequest(request))
     _accept(request, token)
     return token
 
@@ -369,6 +395,16 @@ class ScopeRequiredMixin:
     required_scopes: ClassVar[Sequence[str]] = ()
     any_scope: ClassVar[bool] = False
     view_is_async: ClassVar[bool]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        """The view function, exempt from Django's CSRF check like the decorated function
+        views: :meth:`dispatch` lets only requests with a valid bearer token through."""
+        view = cast("Callable[..., Any]", super().as_view(**initkwargs))  # type: ignore[misc]
+        # CsrfViewMiddleware.process_view runs before dispatch() and reads csrf_exempt from
+        # the function that as_view() returns.
+        view.csrf_exempt = True  # type: ignore[attr-defined]
+        return view
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         """Check the token, then hand over to the view's own ``dispatch``."""

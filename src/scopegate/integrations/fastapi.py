@@ -11,24 +11,46 @@ token URL and scope descriptions, so the OpenAPI document and ``/docs`` show the
 each route's scopes.
 
 Failures raise :class:`BearerHTTPException`, an ``HTTPException`` that already carries the
-RFC 6750 §3 status and ``WWW-Authenticate`` challenge; :func:`add_exception_handlers`
-makes the body the RFC 6750 JSON object and refuses WebSocket handshakes properly.
+RFC 6750 §3 status and ``WWW-Authenticate`` challenge.
+
+Call :func:`install` once on the application (``add_exception_handlers`` is the same
+call under its older name). It renders those exceptions, and a ``BearerError`` raised by
+:func:`scopegate.require_scope` in an endpoint, as RFC 6750 JSON, refuses WebSocket
+handshakes properly, and makes every route protected by a :class:`BearerAuth` dependency
+authenticate **before FastAPI reads the request body**, and answer with
+``Vary: Authorization``.
 
 Example::
 
     from typing import Annotated
     from fastapi import FastAPI, Security
     from scopegate import AccessToken, from_env
-    from scopegate.integrations.fastapi import BearerAuth, add_exception_handlers
+    from scopegate.integrations.fastapi import BearerAuth, install
 
     auth = BearerAuth(from_env(), token_url="https://issuer.example/token",
                       scopes={"items:read": "Read items"})
     app = FastAPI()
-    add_exception_handlers(app)
+    install(app)
 
     @app.get("/items")
     async def items(token: Annotated[AccessToken, Security(auth, scopes=["items:read"])]):
         return [{"id": 1}]
+
+Why a route class. FastAPI's request handler reads and validates the body *before* it
+solves the dependencies, so a dependency alone answers an unauthenticated ``POST`` with
+broken JSON with 422 and no challenge, and reads a 10 MB body before its 401. The token
+must be judged earlier, and only the route knows which dependencies guard it: the
+middleware runs before routing, and the body is read inside the route's handler.
+:class:`BearerRoute` is an ``APIRoute`` (FastAPI's documented extension point) whose
+``handle`` finds the :class:`BearerAuth` dependencies of the route (in
+``route.dependant``, with the scopes ``Security`` gives each, skipping
+``app.dependency_overrides``), calls them exactly as FastAPI would, and only then hands
+the request to FastAPI. The dependency's own call later reuses the token
+(``scope["scopegate.token"]``), so a token is verified once; its errors go through the
+same exception handlers. :func:`install` makes every route of the app a
+:class:`BearerRoute`: those already registered, those registered later on the app, and
+those of routers included later (they are converted when the app starts serving). A
+route class of your own is left alone: derive it from :class:`BearerRoute`.
 
 A token already verified by :class:`scopegate.asgi.BearerAuthMiddleware` for the same
 request (``scope["scopegate.token"]``) is reused rather than verified twice. Tokens in
@@ -38,7 +60,7 @@ ASGI middleware in front with ``allow_form_token=True`` if you need them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 try:
@@ -46,6 +68,7 @@ try:
     from fastapi.exceptions import HTTPException
     from fastapi.openapi.models import OAuth2 as OAuth2Model
     from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+    from fastapi.routing import APIRoute, APIRouter
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
     from starlette.requests import HTTPConnection
@@ -61,13 +84,15 @@ from scopegate._guard import BearerGuard, GuardOptions
 from scopegate._scopes import check_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
-from scopegate.asgi import ASGIRequest
+from scopegate.asgi import ASGIRequest, Message, Receive, Scope, Send, _patch_headers
 
 __all__ = [
     "BearerAuth",
     "BearerHTTPException",
+    "BearerRoute",
     "add_exception_handlers",
     "bearer_exception_handler",
+    "install",
 ]
 
 #: Where the ASGI middleware and this dependency keep the verified token.
@@ -203,9 +228,113 @@ async def bearer_exception_handler(conn: HTTPConnection, exc: Exception) -> Resp
     return response
 
 
-def add_exception_handlers(app: FastAPI, *, realm: str = "api") -> None:
-    """Register :func:`bearer_exception_handler` for :class:`BearerHTTPException` and
-    :class:`~scopegate.BearerError` (raised by ``scopegate.require_scope`` in endpoints).
+class BearerRoute(APIRoute):
+    """An ``APIRoute`` that runs its :class:`BearerAuth` dependencies before the body is read.
+
+    Use it through :func:`install`, or as ``APIRouter(route_class=BearerRoute)``. For an
+    ``http`` request whose method the route serves, each :class:`BearerAuth` dependency
+    of the route is called with the scopes ``Security`` declared for it, in FastAPI's
+    order; the first failure raises its :class:`BearerHTTPException` before FastAPI
+    reads the body, and the application's exception handlers answer it. Responses of a
+    route with such a dependency carry ``Vary: Authorization``.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, then let FastAPI handle the request (body, validation, endpoint)."""
+        requirements = _requirements(self, scope) if scope["type"] == "http" else ()
+        if not requirements:
+            await super().handle(scope, receive, send)
+            return
+        if not self.methods or scope["method"] in self.methods:
+            # A 405 stays FastAPI's answer: only a request the route serves is judged.
+            connection = HTTPConnection(scope)
+            for auth, scopes in requirements:
+                await auth(connection, SecurityScopes(scopes=scopes))
+
+        def send_with_vary(message: Message) -> Any:
+            if message["type"] == "http.response.start":
+                # The answer depends on the Authorization header: shared caches must key on it.
+                message = _patch_headers(message, private=False)
+            return send(message)
+
+        await super().handle(scope, receive, send_with_vary)
+
+
+def _requirements(route: APIRoute, scope: Scope) -> list[tuple[BearerAuth, list[str]]]:
+    """The route's :class:`BearerAuth` dependencies with their scopes, in solving order."""
+    dependant: Any = route.dependant
+    provider = route.dependency_overrides_provider
+    # FastAPI >= 0.16x serves an included router's route through an "effective route
+    # context" (the route plus the include's prefix and dependencies), which
+    # APIRoute.handle finds in scope["fastapi"] exactly like this. Older versions copy
+    # the route on include, so its own dependant is complete.
+    context = scope.get("fastapi", {}).get("effective_route_context")
+    if context is not None and getattr(context, "original_route", None) is route:
+        dependant = context.dependant
+        provider = getattr(context, "dependency_overrides_provider", provider)
+    overrides = getattr(provider, "dependency_overrides", None) or {}
+    return list(_bearer_dependencies(dependant, overrides))
+
+
+def _bearer_dependencies(
+    dependant: Any, overrides: Mapping[Any, Any]
+) -> Iterator[tuple[BearerAuth, list[str]]]:
+    for sub in dependant.dependencies:
+        if sub.call in overrides:
+            continue  # replaced (a test's fake token): FastAPI will not call it
+        # FastAPI solves a dependency's own dependencies before calling it.
+        yield from _bearer_dependencies(sub, overrides)
+        if isinstance(sub.call, BearerAuth):
+            yield sub.call, _security_scopes(sub)
+
+
+def _security_scopes(dependant: Any) -> list[str]:
+    """The scopes FastAPI passes as ``SecurityScopes`` to *dependant*: its parents' and
+    its own (``Security(auth, scopes=[...])``), in order, without repeats."""
+    own = getattr(dependant, "own_oauth_scopes", None)
+    parent = getattr(dependant, "parent_oauth_scopes", None)
+    if own is None and parent is None:
+        # FastAPI < 0.12x keeps the accumulated list in one field.
+        return list(getattr(dependant, "security_scopes", None) or [])
+    scopes = list(parent or [])
+    for scope in own or []:
+        if scope not in scopes:
+            scopes.append(scope)
+    return scopes
+
+
+def _upgrade(router: APIRouter) -> None:
+    """Make every plain ``APIRoute`` of *router* (and of the routers it includes) a
+    :class:`BearerRoute`; other route classes are left alone."""
+    for route in router.routes:
+        if type(route) is APIRoute:
+            # Same attributes, one overridden method: the route needs no rebuilding.
+            route.__class__ = BearerRoute
+        included = getattr(route, "original_router", None)  # FastAPI >= 0.16x includes
+        if isinstance(included, APIRouter):
+            _upgrade(included)
+
+
+def _upgrade_on_start(app: Any, router: APIRouter) -> Any:
+    # A middleware factory that returns the app unchanged: Starlette calls it once, when
+    # it builds the middleware stack on the first ASGI call, after the application
+    # module has included its routers. No per-request cost.
+    _upgrade(router)
+    return app
+
+
+def install(app: FastAPI, *, realm: str = "api") -> None:
+    """Set up *app* for :class:`BearerAuth`: RFC 6750 errors, authentication before the
+    body is read, and ``Vary: Authorization``.
+
+    * Registers :func:`bearer_exception_handler` for :class:`BearerHTTPException` and
+      :class:`~scopegate.BearerError` (raised by ``scopegate.require_scope`` in
+      endpoints).
+    * Makes every plain route of the app a :class:`BearerRoute`: those registered before
+      this call, those registered on the app after it, and those of routers included
+      before the app starts serving.
+
+    Calling it again does nothing more.
 
     Args:
         app: The FastAPI application.
@@ -216,3 +345,15 @@ def add_exception_handlers(app: FastAPI, *, realm: str = "api") -> None:
     handler: Any = bearer_exception_handler
     app.add_exception_handler(BearerHTTPException, handler)
     app.add_exception_handler(BearerError, handler)
+    if getattr(app.state, "scopegate_installed", False):
+        return
+    app.state.scopegate_installed = True
+    if app.router.route_class is APIRoute:
+        app.router.route_class = BearerRoute
+    _upgrade(app.router)
+    if app.middleware_stack is None:
+        app.add_middleware(_upgrade_on_start, router=app.router)
+
+
+#: The setup call under its first name; it does everything :func:`install` does.
+add_exception_handlers = install

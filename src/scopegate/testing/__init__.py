@@ -7,6 +7,8 @@ production, with no mocking of scopegate itself and no network unless you ask fo
 - :class:`LocalIssuer`: in-process; ``make_token(...)`` and ``verifier()``.
 - :class:`IssuerServer`: the same, also serving discovery and the JWKS on 127.0.0.1.
 - :class:`SigningKey`: a key bound to one algorithm; JWKS export and raw signing.
+- :class:`DPoPKey` and :class:`DPoPAuth`: DPoP proofs (RFC 9449) and an ``httpx.Auth``
+  that sends a DPoP-bound token with a fresh proof on every request.
 - ``starlette_client`` / ``flask_client`` / ``django_client`` / ``client_for``: framework
   test clients that send a bearer token.
 
@@ -26,6 +28,7 @@ tokens are whatever the test asks for.
 
 from scopegate._signing import SigningAlgorithm, SigningKey
 from scopegate.testing._clients import client_for, django_client, flask_client, starlette_client
+from scopegate.testing._dpop import DPoPAuth, DPoPKey
 from scopegate.testing._issuer import DEFAULT_AUDIENCE, DEFAULT_ISSUER, OMIT, LocalIssuer
 from scopegate.testing._server import IssuerServer
 
@@ -33,6 +36,8 @@ __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_ISSUER",
     "OMIT",
+    "DPoPAuth",
+    "DPoPKey",
     "IssuerServer",
     "LocalIssuer",
     "SigningAlgorithm",
