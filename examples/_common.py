@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from scopegate import AccessToken, TokenVerifier, from_env, settings_from_env
+from scopegate import AccessToken, GuardOptions, TokenVerifier, from_env, options_from_env
 
 #: The items served by GET /items.
 ITEMS: list[dict[str, Any]] = [
@@ -24,9 +24,19 @@ MAX_BODY = 1 << 20
 PUBLIC_PATHS = ["/public"]
 
 
-def configured_verifier() -> tuple[TokenVerifier, str]:
-    """The verifier and realm described by the ``SCOPEGATE_*`` environment variables."""
-    return from_env(os.environ), settings_from_env(os.environ).realm
+def configured() -> tuple[TokenVerifier, GuardOptions]:
+    """The verifier and the middleware's options the ``SCOPEGATE_*`` environment variables
+    describe: realm, ``SCOPEGATE_RESOURCE`` (RFC 9728), ``SCOPEGATE_DPOP`` (RFC 9449),
+    ``SCOPEGATE_PUBLIC_URL``..., with the public paths excluded."""
+    return from_env(os.environ), options_from_env(os.environ, exclude_paths=PUBLIC_PATHS)
+
+
+async def aclose(verifier: TokenVerifier, options: GuardOptions) -> None:
+    """Close the verifier's and the DPoP replay store's clients (on the serving loop)."""
+    for resource in (verifier, options.dpop.replay if options.dpop else None):
+        close = getattr(resource, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def dumps(data: Any) -> bytes:

@@ -5,7 +5,8 @@ Routes (see shared/contract/EXAMPLES.md): ``GET /public``, ``GET /me``, ``GET /i
 ``admin``), and the WebSocket ``/ws`` (``items:read``) that echoes text frames.
 
 Run it with ``python examples/serve.py asgi --port 8000`` after setting
-``SCOPEGATE_ISSUER`` and ``SCOPEGATE_AUDIENCE`` (and optionally ``SCOPEGATE_JWKS_URI``).
+``SCOPEGATE_ISSUER`` and ``SCOPEGATE_AUDIENCE`` (and optionally ``SCOPEGATE_JWKS_URI``,
+``SCOPEGATE_RESOURCE`` for RFC 9728 metadata, ``SCOPEGATE_DPOP`` for DPoP).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from _common import (
     MAX_BODY,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
-    PUBLIC_PATHS,
     TOO_LARGE,
-    configured_verifier,
+    aclose,
+    configured,
     dumps,
     me,
     parse_json_object,
@@ -147,7 +148,7 @@ async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
 def create_app() -> BearerAuthMiddleware:
     """Build the protected ASGI app from the SCOPEGATE_* environment."""
-    verifier, realm = configured_verifier()
+    verifier, options = configured()
 
     async def lifespan(receive: Receive, send: Send) -> None:
         while True:
@@ -155,9 +156,7 @@ def create_app() -> BearerAuthMiddleware:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                aclose = getattr(verifier, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await aclose(verifier, options)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -169,4 +168,4 @@ def create_app() -> BearerAuthMiddleware:
         elif scope["type"] == "lifespan":
             await lifespan(receive, send)
 
-    return BearerAuthMiddleware(app, verifier=verifier, realm=realm, exclude_paths=PUBLIC_PATHS)
+    return BearerAuthMiddleware(app, verifier=verifier, options=options)

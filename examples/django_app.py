@@ -4,7 +4,8 @@ Run it with ``python examples/serve.py django --port 8000`` after setting
 ``SCOPEGATE_ISSUER`` and ``SCOPEGATE_AUDIENCE`` (see examples/README.md).
 
 ``BearerTokenMiddleware`` verifies every request except ``/public`` and sets
-``request.access_token``; function views use ``@require_scope``, ``/me`` is an
+``request.access_token`` (and serves the RFC 9728 metadata when ``SCOPEGATE_RESOURCE``
+is set); function views use ``@require_scope``, ``/me`` is an
 ``async def`` view (Django runs it under WSGI too), and ``/admin`` is a class-based view
 with ``ScopeRequiredMixin``. Errors are RFC 6750 JSON responses.
 """
@@ -12,6 +13,7 @@ with ``ScopeRequiredMixin``. Errors are RFC 6750 JSON responses.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from typing import Any
 
@@ -20,6 +22,7 @@ from django.urls import path
 from django.views import View
 from django.views.decorators.http import require_GET, require_http_methods
 
+from scopegate import options_from_env
 from scopegate.integrations.django import ScopeRequiredMixin, require_scope, require_token
 
 ITEMS = [{"id": 1, "name": "hammer"}, {"id": 2, "name": "screwdriver"}]
@@ -95,8 +98,9 @@ def create_app() -> Any:
             INSTALLED_APPS=[],
             MIDDLEWARE=["scopegate.integrations.django.BearerTokenMiddleware"],
             DATA_UPLOAD_MAX_MEMORY_SIZE=1 << 20,
-            # Verifier settings come from the SCOPEGATE_* environment variables.
-            SCOPEGATE={"EXCLUDE_PATHS": ["/public"]},
+            # The verifier and the options come from the SCOPEGATE_* environment variables
+            # (realm, SCOPEGATE_RESOURCE, SCOPEGATE_DPOP, SCOPEGATE_PUBLIC_URL...).
+            SCOPEGATE={"OPTIONS": options_from_env(os.environ, exclude_paths=["/public"])},
         )
         django.setup()
     from django.core.handlers.wsgi import WSGIHandler

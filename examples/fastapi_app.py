@@ -5,7 +5,9 @@ Run it with ``python examples/serve.py fastapi --port 8000`` after setting
 ``/docs`` to see the OAuth 2.0 client-credentials lock and each route's scopes.
 
 ``SCOPEGATE_TOKEN_URL`` sets the token endpoint shown in the OpenAPI document; it
-defaults to ``<issuer>/token`` (the companion issuer's).
+defaults to ``<issuer>/token`` (the companion issuer's). The dependency's options come
+from the environment too: with ``SCOPEGATE_RESOURCE`` set, ``install()`` serves the
+RFC 9728 metadata; ``SCOPEGATE_DPOP`` accepts DPoP-bound tokens.
 """
 
 import os
@@ -13,8 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Security, WebSocket, WebSocketDisconnect
 
-from scopegate._config import from_env, settings_from_env
-from scopegate._token import AccessToken
+from scopegate import AccessToken, from_env, options_from_env, settings_from_env
 from scopegate.integrations.fastapi import BearerAuth, install
 
 ITEMS = [{"id": 1, "name": "hammer"}, {"id": 2, "name": "screwdriver"}]
@@ -31,10 +32,11 @@ def create_app() -> FastAPI:
             "items:write": "Create items",
             "admin": "Administer the API",
         },
-        realm=settings.realm,
+        # Realm, SCOPEGATE_RESOURCE (RFC 9728), SCOPEGATE_DPOP (RFC 9449), SCOPEGATE_PUBLIC_URL...
+        options=options_from_env(os.environ),
     )
     app = FastAPI(title="scopegate FastAPI example")
-    install(app, realm=settings.realm)
+    install(app, realm=settings.realm)  # also serves the metadata when a resource is set
 
     @app.get("/public")
     async def public() -> dict[str, bool]:

@@ -4,8 +4,10 @@ Run it with ``python examples/serve.py flask --port 8000`` after setting
 ``SCOPEGATE_ISSUER`` and ``SCOPEGATE_AUDIENCE`` (see examples/README.md).
 
 The ``ScopeGate`` extension reads the ``SCOPEGATE_*`` settings (``app.config``, then the
-environment) and renders RFC 6750 errors; each view states what it needs with a
-decorator, so views without one (``/public``) never look at ``Authorization``.
+environment: the verifier, and the options with ``SCOPEGATE_RESOURCE`` and
+``SCOPEGATE_DPOP``) and renders RFC 6750 errors; each view states what it needs with a
+decorator, so views without one (``/public``) never look at ``Authorization``. With a
+resource, ``init_app`` also routes the RFC 9728 metadata.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from scopegate._config import from_env, settings_from_env
+from scopegate import from_env, options_from_env
 from scopegate.integrations.starlette import BearerAuthMiddleware, TokenUser, require_scope
 
 ITEMS = [{"id": 1, "name": "hammer"}, {"id": 2, "name": "screwdriver"}]
@@ -86,13 +86,17 @@ async def ws(websocket: WebSocket) -> None:
 def create_app() -> Starlette:
     """Build the protected app from the SCOPEGATE_* environment."""
     verifier = from_env(os.environ)
+    # Realm, SCOPEGATE_RESOURCE (RFC 9728), SCOPEGATE_DPOP (RFC 9449), SCOPEGATE_PUBLIC_URL...
+    options = options_from_env(os.environ, exclude_paths=["/public"])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        aclose = getattr(verifier, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        # The clients opened on this loop: the verifier's, the DPoP replay store's (Redis).
+        for resource in (verifier, options.dpop.replay if options.dpop else None):
+            aclose = getattr(resource, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     return Starlette(
         routes=[
@@ -102,13 +106,6 @@ def create_app() -> Starlette:
             Route("/admin", admin),
             WebSocketRoute("/ws", ws),
         ],
-        middleware=[
-            Middleware(
-                BearerAuthMiddleware,
-                verifier=verifier,
-                realm=settings_from_env(os.environ).realm,
-                exclude_paths=["/public"],
-            )
-        ],
+        middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, options=options)],
         lifespan=lifespan,
     )

@@ -19,9 +19,8 @@ from _common import (
     MAX_BODY,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
-    PUBLIC_PATHS,
     TOO_LARGE,
-    configured_verifier,
+    configured,
     dumps,
     me,
     parse_json_object,
@@ -112,5 +111,5 @@ def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]
 
 def create_app() -> BearerAuthMiddleware:
     """Build the protected WSGI app from the SCOPEGATE_* environment."""
-    verifier, realm = configured_verifier()
-    return BearerAuthMiddleware(app, verifier=verifier, realm=realm, exclude_paths=PUBLIC_PATHS)
+    verifier, options = configured()
+    return BearerAuthMiddleware(app, verifier=verifier, options=options)

@@ -123,6 +123,10 @@ class Requirement:
         try:
             return self._check(token)
         except BearerError as error:
+            if token is not None and token.jkt is not None:
+                # A DPoP-bound token only passes the guard with its proof: the request
+                # used DPoP, so the error goes in the DPoP challenge (RFC 9449 §7.1).
+                error.scheme = "DPoP"
             _observe.log_rejection(error.status, error.error or "-", error.reason, "endpoint")
             if _observe.HOOKS:
                 _observe.decision(

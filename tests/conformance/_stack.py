@@ -28,6 +28,9 @@ ASGI_EXAMPLES = ("asgi", "starlette", "fastapi")
 WSGI_EXAMPLES = ("wsgi", "flask", "django")
 EXAMPLES = ASGI_EXAMPLES + WSGI_EXAMPLES
 
+#: The companion issuer's token formats: RFC 9068 JWTs, and opaque tokens (RFC 7662).
+MODES = ("jwt", "opaque")
+
 #: Token sets fetched once per issuer: name -> requested scope.
 TOKEN_SCOPES = {
     "read": "items:read",
@@ -122,11 +125,20 @@ def run_issuer(token_format: str, workdir: Path) -> Iterator[Issuer]:
 
 
 @contextlib.contextmanager
-def run_example(name: str, issuer: Issuer) -> Iterator[str]:
-    """Start ``examples/serve.py NAME`` against *issuer*; yields its base URL."""
-    port = free_port()
+def run_example(
+    name: str,
+    issuer: Issuer | None,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Start ``examples/serve.py NAME`` against *issuer*, with *env* on top (or instead,
+    without an issuer); yields its base URL. Give *port* when the environment must name
+    the example's own URL (``SCOPEGATE_RESOURCE``)."""
+    port = port or free_port()
     args = [sys.executable, str(ROOT / "examples" / "serve.py"), name, "--port", str(port)]
-    with run_process(args, port, env=issuer.resource_server_env(), ready_path="/public"):
+    full_env = {**(issuer.resource_server_env() if issuer else {}), **(env or {})}
+    with run_process(args, port, env=full_env, ready_path="/public"):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -181,3 +193,17 @@ def _dechunk(data: bytes) -> bytes:
         out += rest[:size]
         data = rest[size + 2 :]
     return bytes(out)
+
+
+class Issuers:
+    """Starts each issuer mode on first use and stops them all at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.stack = contextlib.ExitStack()
+        self.running: dict[str, Issuer] = {}
+
+    def get(self, mode: str) -> Issuer:
+        if mode not in self.running:
+            self.running[mode] = self.stack.enter_context(run_issuer(mode, self.workdir))
+        return self.running[mode]

@@ -8,12 +8,9 @@ and each example once per mode.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,38 +18,14 @@ import pytest
 from tests.conformance._stack import (
     ASGI_EXAMPLES,
     EXAMPLES,
+    MODES,
     Issuer,
+    Issuers,
     raw_request,
     run_example,
-    run_issuer,
 )
 from tests.integrations._fakes import ws_echo, ws_refusal
 from tests.servers import free_port
-
-MODES = ("jwt", "opaque")
-
-
-class Issuers:
-    """Starts each issuer mode on first use and stops them all at the end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.stack = contextlib.ExitStack()
-        self.running: dict[str, Issuer] = {}
-
-    def get(self, mode: str) -> Issuer:
-        if mode not in self.running:
-            self.running[mode] = self.stack.enter_context(run_issuer(mode, self.workdir))
-        return self.running[mode]
-
-
-@pytest.fixture(scope="module")
-def issuers() -> Iterator[Issuers]:
-    """The companion issuers (one per token format), started lazily."""
-    with tempfile.TemporaryDirectory(prefix="scopegate-conformance-") as workdir:
-        issuers = Issuers(Path(workdir))
-        with issuers.stack:
-            yield issuers
 
 
 @dataclass(frozen=True)

@@ -363,24 +363,6 @@ async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": scope["scopegate.token"].subject.encode()})
 
 
-def _closing(app: Any, store: RedisReplayStore) -> Any:
-    """*app*, closing *store*'s connections at lifespan shutdown, on the loop that used them."""
-
-    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            return await app(scope, receive, send)
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await store.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return None
-
-    return wrapper
-
-
 def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [environ["scopegate.token"].subject.encode()]
@@ -428,18 +410,41 @@ def test_dpop_through_real_servers(server: str) -> None:
     assert "DPoP" in downgrade.headers["www-authenticate"]
 
 
+def _closing(app: Any, store: RedisReplayStore) -> Any:
+    """*app*, closing *store*'s Redis clients at lifespan shutdown, on the server's loop
+    (a redis.asyncio connection belongs to the loop that opened it)."""
+
+    async def wrapper(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await store.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return wrapper
+
+
 @pytest.mark.redis
 def test_replay_is_refused_across_processes_sharing_redis(redis_server: RedisServer) -> None:
     """Two servers (two processes' worth of guards) share one Redis replay store: a proof
     used at one is a replay at the other."""
     stores = [RedisReplayStore(redis_server.url) for _ in range(2)]
-    options = [
-        GuardOptions(dpop=DPoPPolicy(replay=store), public_url="http://api.test")
-        for store in stores
-    ]
     apps = [
-        ASGIMiddleware(_closing(_asgi_app, store), verifier=ISSUER.verifier(), options=o)
-        for store, o in zip(stores, options, strict=True)
+        _closing(
+            ASGIMiddleware(
+                _asgi_app,
+                verifier=ISSUER.verifier(),
+                options=GuardOptions(dpop=DPoPPolicy(replay=store), public_url="http://api.test"),
+            ),
+            store,
+        )
+        for store in stores
     ]
     token = bound_token()
     proof = KEY.proof("GET", "http://api.test/items", token=token)
@@ -480,3 +485,21 @@ def test_async_path_checks_the_proof_too() -> None:
     assert not hasattr(first, "status")
     second = asyncio.run(g.adecide(dpop_request(token, proof)))
     assert getattr(second, "status", None) == 401
+
+
+def test_scope_error_for_a_bound_token_goes_in_the_dpop_challenge() -> None:
+    """A 403 raised after the guard (a scope decorator) for a DPoP-bound token names its
+    error in the DPoP challenge, the scheme the request used; for a Bearer token in the
+    Bearer one (RFC 9449 §7.1)."""
+    from scopegate import InsufficientScopeError
+    from scopegate._scopes import check_scopes
+
+    g = guard()
+    token = bound_token()
+    accepted = g.decide(dpop_request(token, KEY.proof("GET", URL, token=token)))
+    plain = ISSUER.verifier().verify(UNBOUND)
+    for verified, scheme in ((accepted, "DPoP"), (plain, "Bearer")):
+        with pytest.raises(InsufficientScopeError) as caught:
+            check_scopes(verified, ("admin",))  # type: ignore[arg-type]
+        value = dict(g.render(caught.value).headers)["www-authenticate"]
+        assert f'{scheme} realm="api", error="insufficient_scope"' in value

@@ -240,7 +240,11 @@ def test_endpoints_total(request: dict[str, Any], caplog: pytest.LogCaptureFixtu
         st.text(max_size=12),
     ),
     extra=st.lists(
-        st.tuples(st.sampled_from(["foo", "audience", "resource"]), st.text(max_size=8)), max_size=2
+        st.tuples(
+            st.sampled_from(["foo", "audience", "resource"]),
+            st.one_of(st.text(max_size=8), st.just("api://fuzz")),
+        ),
+        max_size=2,
     ),
 )
 def test_valid_client_credentials(
@@ -266,12 +270,15 @@ def test_valid_client_credentials(
     )
     body = check_response(response, caplog)
     requested = set((scope or "").split(" ")) - {""}
-    if "resource" in names:
-        # RFC 8707: resource is repeatable and must name a resource the client may use;
-        # the answer is any documented one (check_response), judged by tests/issuer.
-        return
-    if len(names) != len(set(names)):
+    singles = [n for n in names if n != "resource"]  # resource may repeat (RFC 8707 §2)
+    resources = {v for n, v in pairs if n == "resource" and v}
+    if len(singles) != len(set(singles)):
         assert body["error"] == "invalid_request"
+    elif resources - {"api://fuzz"} and (
+        not scope or (requested and requested <= {"items:read", "items:write"})
+    ):
+        # Only the client's default audience may be named (no `resources` configured).
+        assert body["error"] == "invalid_target"
     elif scope and not requested:
         # Only spaces: not empty (so not "absent", RFC 6749 §3.2) yet no scope-token;
         # the default scope or invalid_scope are both defensible.

@@ -30,12 +30,14 @@ from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from django.views import View
 
+from scopegate import GuardOptions, ProtectedResource
 from scopegate._context import current_token
 from scopegate._errors import ConfigurationError
 from scopegate._scopes import require_scope as core_require_scope
 from scopegate.integrations.django import (
     ScopeRequiredMixin,
     get_guard,
+    metadata_urlpatterns,
     require_any_scope,
     require_scope,
     require_token,
@@ -466,3 +468,81 @@ def test_core_decorator_post_with_middleware(verifier: FakeVerifier, middleware:
     ):
         status = post(url, "/core-create", "tok-write").status_code
     assert status == (201 if middleware else 403)
+
+
+#: A GuardOptions referenced by dotted path from the SCOPEGATE setting.
+RESOURCE_OPTIONS = GuardOptions(
+    resource=ProtectedResource(resource="https://api.example/v1"), realm="items"
+)
+
+
+def test_settings_resource_and_dpop_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESOURCE and DPOP as text are read like the variables, with the others (the
+    environment included): the options describe the resource and accept DPoP."""
+    monkeypatch.setenv("SCOPEGATE_SCOPES_SUPPORTED", "items:read")
+    config = {
+        "ISSUER": "https://issuer.example",
+        "JWKS_URI": "https://issuer.example/jwks.json",
+        "RESOURCE": "https://api.example/v1",
+        "DPOP": "allowed",
+        "EXCLUDE_PATHS": ["/health"],
+    }
+    with override_settings(SCOPEGATE=config):
+        guard = get_guard()
+        resource = guard.options.resource
+        assert resource is not None
+        assert resource.resource == "https://api.example/v1"
+        assert resource.scopes_supported == ("items:read",)
+        assert guard.options.dpop is not None
+        assert guard.options.dpop.mode == "allowed"
+        assert guard.options.exclude_paths == {"/health"}
+
+
+def test_settings_options_object_by_dotted_path(verifier: FakeVerifier) -> None:
+    """OPTIONS may name a GuardOptions; option keys still apply on top of it."""
+    config = {
+        "VERIFIER": verifier,
+        "OPTIONS": f"{__name__}.RESOURCE_OPTIONS",
+        "EXCLUDE_PATHS": ["/public"],
+    }
+    with override_settings(SCOPEGATE=config):
+        guard = get_guard()
+        assert guard.options.resource == RESOURCE_OPTIONS.resource
+        assert guard.realm == "items"
+        assert guard.options.exclude_paths == {"/public"}
+    with (
+        override_settings(SCOPEGATE={"VERIFIER": verifier, "OPTIONS": {"realm": "x"}}),
+        pytest.raises(ConfigurationError, match="OPTIONS"),
+    ):
+        get_guard()
+
+
+def test_metadata_urlpatterns_without_middleware(verifier: FakeVerifier) -> None:
+    """metadata_urlpatterns() answers the resource's two well-known paths; any other path
+    below the prefix, or a configuration without a resource, is a 404."""
+    with override_settings(
+        ROOT_URLCONF=MetadataURLs,
+        MIDDLEWARE=[],
+        SCOPEGATE={"VERIFIER": verifier, "OPTIONS": RESOURCE_OPTIONS},
+    ):
+        client = Client()
+        for path in (
+            "/.well-known/oauth-protected-resource/v1",
+            "/.well-known/oauth-protected-resource",
+        ):
+            response = client.get(path)
+            assert response.status_code == 200
+            assert response.json()["resource"] == "https://api.example/v1"
+        assert client.get("/.well-known/oauth-protected-resource/v2").status_code == 404
+        refused = client.get("/sync-items")
+        assert "resource_metadata=" in refused.headers["WWW-Authenticate"]
+    with override_settings(
+        ROOT_URLCONF=MetadataURLs, MIDDLEWARE=[], SCOPEGATE={"VERIFIER": verifier}
+    ):
+        assert Client().get("/.well-known/oauth-protected-resource").status_code == 404
+
+
+class MetadataURLs:
+    """A decorator-only project's URLconf (Django takes any object with urlpatterns)."""
+
+    urlpatterns = [*urlpatterns, *metadata_urlpatterns()]

@@ -14,7 +14,7 @@ from scopegate._errors import InsufficientScopeError
 from scopegate._scopes import require_scope
 from scopegate._token import AccessToken
 from scopegate.asgi import BearerAuthMiddleware
-from scopegate.integrations.fastapi import BearerAuth, add_exception_handlers
+from scopegate.integrations.fastapi import BearerAuth, add_exception_handlers, install
 from tests.integrations._fakes import (
     OUTAGE_TOKEN,
     FakeVerifier,
@@ -278,3 +278,101 @@ def test_example_app_openapi(monkeypatch: pytest.MonkeyPatch) -> None:
     assert security[("/items", "post")] == [{"OAuth2ClientCredentials": ["items:write"]}]
     assert security[("/admin", "get")] == [{"OAuth2ClientCredentials": ["items:read", "admin"]}]
     assert security[("/public", "get")] is None
+
+
+RESOURCE = "https://api.example/v1"
+
+
+def resource_app() -> tuple[FastAPI, BearerAuth]:
+    """A resource's BearerAuth used only as an included router's dependency, and an
+    endpoint raising a bare BearerError."""
+    from fastapi import APIRouter
+
+    from scopegate import DPoPPolicy, ProtectedResource
+
+    auth = BearerAuth(
+        FakeVerifier(),
+        token_url="https://issuer.example/token",
+        resource=ProtectedResource(resource=RESOURCE, authorization_servers=["https://as.example"]),
+        dpop=DPoPPolicy(),
+    )
+    router = APIRouter()
+
+    @router.get("/items")
+    async def items() -> list[str]:
+        return ["widget"]
+
+    app = FastAPI()
+    install(app)
+    app.include_router(router, prefix="/v1", dependencies=[Security(auth, scopes=["items:read"])])
+
+    @app.get("/raises")
+    async def raises() -> None:
+        raise InsufficientScopeError(("admin",))
+
+    return app, auth
+
+
+def test_install_serves_the_resource_metadata() -> None:
+    """install() finds the resource's BearerAuth in an included router's dependencies and
+    serves its RFC 9728 document at both well-known paths (GET only, not in OpenAPI);
+    errors, bare ones included, point at it and offer DPoP."""
+    app, _ = resource_app()
+    metadata = "https://api.example/.well-known/oauth-protected-resource/v1"
+    with run_asgi(app) as url:
+        for path in (
+            "/.well-known/oauth-protected-resource/v1",
+            "/.well-known/oauth-protected-resource",
+        ):
+            response = httpx.get(url + path, timeout=10)
+            assert response.status_code == 200
+            assert response.json()["resource"] == RESOURCE
+            assert response.headers["cache-control"] == "public, max-age=3600"
+            assert "vary" not in response.headers
+        assert (
+            httpx.post(url + "/.well-known/oauth-protected-resource", timeout=10).status_code == 405
+        )
+        missing = httpx.get(url + "/v1/items", timeout=10)
+        bare = httpx.get(url + "/raises", timeout=10)
+        openapi = httpx.get(url + "/openapi.json", timeout=10).json()
+    assert missing.status_code == 401
+    assert f'resource_metadata="{metadata}"' in missing.headers["www-authenticate"]
+    assert bare.status_code == 403
+    assert f'resource_metadata="{metadata}"' in bare.headers["www-authenticate"]
+    assert 'DPoP realm="api", algs="' in bare.headers["www-authenticate"]
+    assert not any(path.startswith("/.well-known") for path in openapi["paths"])
+    scheme = openapi["components"]["securitySchemes"]["OAuth2ClientCredentials"]
+    assert "Authorization: DPoP" in scheme["description"]
+
+
+def test_install_on_a_running_app_serves_the_metadata_at_once() -> None:
+    """install() after the app built its middleware stack adds the routes immediately,
+    once however often it runs."""
+    _, auth = resource_app()
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items(token: Annotated[AccessToken, Security(auth)]) -> list[str]:
+        return []
+
+    app.middleware_stack = app.build_middleware_stack()
+    install(app)
+    install(app)
+    paths = [getattr(route, "path", "") for route in app.router.routes]
+    assert paths.count("/.well-known/oauth-protected-resource") == 1
+    with run_asgi(app) as url:
+        response = httpx.get(url + "/.well-known/oauth-protected-resource/v1", timeout=10)
+    assert response.status_code == 200
+
+
+def test_dpop_required_describes_itself_in_openapi() -> None:
+    """With DPoP required the security scheme says Bearer tokens are refused; an explicit
+    description is kept."""
+    from scopegate import DPoPPolicy
+
+    verifier = FakeVerifier()
+    required = BearerAuth(verifier, token_url="https://x/token", dpop=DPoPPolicy(mode="required"))
+    assert "Bearer tokens are refused" in str(required.model.description)
+    own = BearerAuth(verifier, token_url="https://x/token", dpop=DPoPPolicy(), description="Mine")
+    assert own.model.description == "Mine"
+    assert BearerAuth(verifier, token_url="https://x/token").model.description is None

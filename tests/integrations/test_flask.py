@@ -236,3 +236,60 @@ def test_import_without_flask_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delitem(sys.modules, "scopegate.integrations.flask")
     with pytest.raises(ImportError, match=r"pip install 'scopegate\[flask\]'"):
         importlib.import_module("scopegate.integrations.flask")
+
+
+def test_resource_and_dpop_from_app_config() -> None:
+    """SCOPEGATE_RESOURCE and SCOPEGATE_DPOP in app.config (no verifier given): the
+    options come from the same keys, and init_app adds the metadata URL rules."""
+    app = Flask(__name__)
+    app.config.update(
+        SCOPEGATE_ISSUER="https://issuer.example",
+        SCOPEGATE_JWKS_URI="https://issuer.example/jwks.json",
+        SCOPEGATE_RESOURCE="https://api.example/v1",
+        SCOPEGATE_DPOP="required",
+        SCOPEGATE_REALM="shop",
+    )
+    ScopeGate(app, max_token_length=4096)
+    guard = ScopeGate.guard(app)
+    assert guard.realm == "shop"
+    assert guard.max_token_length == 4096
+    assert guard.options.dpop is not None
+    assert guard.options.dpop.mode == "required"
+    client = app.test_client()
+    for path in (
+        "/.well-known/oauth-protected-resource/v1",
+        "/.well-known/oauth-protected-resource",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200
+        document = response.get_json()
+        assert document["resource"] == "https://api.example/v1"
+        assert document["authorization_servers"] == ["https://issuer.example"]
+        assert document["dpop_bound_access_tokens_required"] is True
+        assert "Vary" not in response.headers
+    assert client.post("/.well-known/oauth-protected-resource").status_code == 405
+
+
+def test_explicit_verifier_takes_only_the_realm_from_config() -> None:
+    """With a verifier of your own, resource and DPoP come from options=, not app.config:
+    no metadata rules appear."""
+    app = Flask(__name__)
+    app.config.update(SCOPEGATE_RESOURCE="https://api.example", SCOPEGATE_REALM="shop")
+    ScopeGate(app, verifier=FakeVerifier())
+    guard = ScopeGate.guard(app)
+    assert (guard.realm, guard.options.resource) == ("shop", None)
+    assert app.test_client().get("/.well-known/oauth-protected-resource").status_code == 404
+
+
+def test_metadata_under_a_script_name_prefix_is_not_found() -> None:
+    """Mounted under a prefix the raw path is not the well-known path: 404, never a 401."""
+    from scopegate import GuardOptions, ProtectedResource
+
+    app = Flask(__name__)
+    resource = ProtectedResource(resource="https://api.example")
+    ScopeGate(app, verifier=FakeVerifier(), options=GuardOptions(resource=resource))
+    response = app.test_client().get(
+        "/.well-known/oauth-protected-resource",
+        environ_overrides={"REQUEST_URI": "/api/.well-known/oauth-protected-resource"},
+    )
+    assert response.status_code == 404

@@ -643,3 +643,13 @@ def test_replay_racing_the_winner_still_one_success(issuer: Issuer, browser: Bro
         {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}, auth=WEB
     )
     assert error_of(refresh) == "invalid_grant"
+
+
+def test_pending_login_requests_are_capped(issuer: Issuer, browser: Browser) -> None:
+    """Anyone may open login forms: the memory store keeps a bounded number (oldest out)."""
+    issuer.store.max_login_requests = 3  # type: ignore[attr-defined]
+    _, challenge = pkce()
+    pages = [browser.authorize(auth_params(challenge=challenge)) for _ in range(4)]
+    assert len(issuer.store._logins) == 3  # type: ignore[attr-defined]
+    assert browser.login(pages[0]).status == 400  # the oldest was dropped
+    assert browser.login(pages[3]).status == 303

@@ -48,6 +48,19 @@ id = "reader"
 secret = "reader-secret"
 scopes = ["items:read"]
 resources = ["{resource}"]
+
+[[clients]]
+id = "mcp-app"
+token_endpoint_auth_method = "none"
+grant_types = ["authorization_code", "refresh_token"]
+redirect_uris = ["http://127.0.0.1:8765/callback"]
+scopes = ["items:read"]
+resources = ["{resource}"]
+
+[[users]]
+username = "alice"
+password = "alice-pw"
+scopes = ["items:read"]
 """
 
 
@@ -237,3 +250,72 @@ async def test_official_client_step_up_strict_vs_narrow(tmp_path: Path) -> None:
         asked = recorder.token_requests()[-1]
         assert asked["scope"] == ["items:read items:write"]
         assert asked["resource"] == [resource]
+
+
+@pytest.mark.anyio
+async def test_official_client_authorization_code_flow(tmp_path: Path) -> None:
+    """OAuthClientProvider (a person signs in): PKCE, state and RFC 9207 iss all check out."""
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull
+    from mcp.shared.auth import OAuthClientMetadata as ClientMetadata
+
+    from tests.issuer.authz_support import form_token, query_of
+
+    callback = "http://127.0.0.1:8765/callback"
+    with stack(tmp_path, "strict") as (issuer, resource):
+        storage = MemoryTokenStorage()
+        # Pre-registered public client (the issuer has no dynamic registration).
+        storage.client_info = OAuthClientInformationFull(
+            client_id="mcp-app",
+            redirect_uris=[callback],
+            grant_types=["authorization_code", "refresh_token"],
+            token_endpoint_auth_method="none",
+        )
+        redirected: dict[str, str] = {}
+
+        async def sign_in(url: str) -> None:
+            """The person's browser: open the page, sign in, land on the callback."""
+            async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
+                page = await browser.get(url)
+                assert page.status_code == 200, page.text
+                done = await browser.post(
+                    f"{issuer}/authorize",
+                    data={
+                        "request_token": form_token(page.text),
+                        "username": "alice",
+                        "password": "alice-pw",
+                    },
+                )
+            assert done.status_code == 303, done.text
+            redirected.update(query_of(done.headers["location"]))
+
+        async def callback_handler() -> Any:
+            return AuthorizationCodeResult(
+                code=redirected["code"], state=redirected.get("state"), iss=redirected.get("iss")
+            )
+
+        provider = OAuthClientProvider(
+            server_url=resource,
+            client_metadata=ClientMetadata(
+                redirect_uris=[callback],
+                grant_types=["authorization_code", "refresh_token"],
+                token_endpoint_auth_method="none",
+            ),
+            storage=storage,
+            redirect_handler=sign_in,
+            callback_handler=callback_handler,
+        )
+        recorder = Recorder()
+        async with httpx2.AsyncClient(
+            auth=provider,
+            timeout=30,
+            event_hooks={"request": [recorder.on_request], "response": [recorder.on_response]},
+        ) as http:
+            response = await http.get(resource)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"aud": resource, "scopes": ["items:read"]}
+        assert redirected["iss"] == issuer
+        (token_request,) = recorder.token_requests()
+        assert token_request["grant_type"] == ["authorization_code"]
+        assert token_request["resource"] == [resource]
+        assert token_request["client_id"] == ["mcp-app"]

@@ -20,21 +20,34 @@ run for nothing else. A request without a valid token (a cookie-authenticated fo
 POST to any other view) keeps Django's CSRF protection.
 
 Settings (all optional; without a ``SCOPEGATE`` setting everything comes from the
-``SCOPEGATE_*`` environment variables, see :func:`scopegate.from_env`)::
+``SCOPEGATE_*`` environment variables, see :func:`scopegate.from_env` and
+:func:`scopegate.options_from_env`)::
 
     SCOPEGATE = {
         "VERIFIER": "myproject.auth.verifier",  # a TokenVerifier, a dotted path to one,
                                                 # or to a zero-argument factory
         "ISSUER": "https://issuer.example",     # else: these keys, named like the
         "AUDIENCE": "api://items",              # SCOPEGATE_* variables without the
-        "INTROSPECTION_URI": None,              # prefix, build the verifier
-        "REALM": "api",
-        "EXCLUDE_PATHS": ["/health"],           # raw paths, matched exactly
+        "INTROSPECTION_URI": None,              # prefix, and the environment, build the
+                                                # verifier and the options (RESOURCE...)
+        "RESOURCE": "https://api.example",      # RFC 9728 (text, like the variable, or
+        "DPOP": "allowed",                      # a ProtectedResource / DPoPPolicy)
+        "OPTIONS": None,                        # a GuardOptions (options_from_env(...)),
+                                                # or a dotted path to one, instead
+        "REALM": "api",                         # GuardOptions fields, upper case,
+        "EXCLUDE_PATHS": ["/health"],           # applied on top: raw paths, exactly
         "OPTIONAL": False,                      # middleware lets anonymous requests in
         "ALLOW_QUERY_TOKEN": False,
         "ALLOW_FORM_TOKEN": False,
         "ALLOW_PREFLIGHT": False,
     }
+
+RFC 9728 and DPoP: when the options describe a resource (``SCOPEGATE_RESOURCE``), every
+401 and 403 carries ``resource_metadata``, and the middleware serves the metadata
+document at its well-known paths; a project that uses only the decorators adds
+:func:`metadata_urlpatterns` to its root URLconf instead. With DPoP
+(``SCOPEGATE_DPOP``), DPoP-bound tokens are accepted with their proofs (RFC 9449); the
+combined ``WWW-Authenticate`` value (``Bearer ..., DPoP ...``) is one header field.
 
 Example::
 
@@ -58,7 +71,8 @@ try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
     from django.conf import settings
     from django.core.signals import setting_changed
-    from django.http import HttpRequest, HttpResponse
+    from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+    from django.urls import URLPattern, re_path
     from django.utils.cache import patch_vary_headers
     from django.utils.encoding import escape_uri_path
     from django.utils.module_loading import import_string
@@ -67,9 +81,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
     ) from exc
 
-from scopegate._config import from_env
+from scopegate._config import from_env, options_from_env
 from scopegate._context import reset_current_token, set_current_token
-from scopegate._errors import BearerError, HTTPResponse
+from scopegate._errors import BearerError, ConfigurationError, HTTPResponse
 from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
 from scopegate._scopes import check_scopes, validated_scopes
 from scopegate._token import AccessToken
@@ -79,6 +93,7 @@ __all__ = [
     "BearerTokenMiddleware",
     "ScopeRequiredMixin",
     "get_guard",
+    "metadata_urlpatterns",
     "render_error",
     "require_any_scope",
     "require_scope",
@@ -92,25 +107,59 @@ REQUEST_ATTR = "access_token"
 
 # Setting keys naming GuardOptions fields: the field name in upper case.
 _OPTION_KEYS = {field.name.upper(): field.name for field in dataclasses.fields(GuardOptions)}
+# Setting keys holding objects (or dotted paths to them), not SCOPEGATE_* values.
+_OBJECT_KEYS = frozenset({"VERIFIER", "OPTIONS"})
+# GuardOptions fields that may also be given as their SCOPEGATE_* text.
+_TEXT_OR_OBJECT = frozenset({"RESOURCE", "DPOP"})
 
 _lock = threading.Lock()
 # The middleware's guard, and the decorators' twin of it (see _view_guard).
 _guards: tuple[BearerGuard, BearerGuard] | None = None
 
 
-def _build_verifier(config: Mapping[str, Any]) -> TokenVerifier:
-    verifier = config.get("VERIFIER")
-    if isinstance(verifier, str):
-        verifier = import_string(verifier)
-    if verifier is not None and not hasattr(verifier, "verify") and callable(verifier):
-        verifier = verifier()  # a factory
-    if verifier is not None:
-        return cast("TokenVerifier", verifier)
+def _setting(config: Mapping[str, Any], key: str, wanted: str) -> Any:
+    """A setting given as the object, a dotted path to it, or a zero-argument factory."""
+    value = config.get(key)
+    if isinstance(value, str):
+        value = import_string(value)
+    if value is not None and not hasattr(value, wanted) and callable(value):
+        value = value()  # a factory
+    return value
+
+
+def _variable(key: str, value: Any) -> bool:
+    """Whether setting *key* holds a ``SCOPEGATE_*`` value rather than a GuardOptions field.
+    ``RESOURCE`` and ``DPOP`` are both: text (a URL, a mode) like the variables, or the
+    :class:`~scopegate.ProtectedResource` / :class:`~scopegate.DPoPPolicy` object."""
+    if key in _TEXT_OR_OBJECT:
+        return isinstance(value, str)
+    return key not in _OPTION_KEYS and key not in _OBJECT_KEYS
+
+
+def _build(config: Mapping[str, Any]) -> BearerGuard:
+    """The middleware's guard: its verifier and options from *config* and the environment."""
+    options = {
+        _OPTION_KEYS[k]: v for k, v in config.items() if k in _OPTION_KEYS and not _variable(k, v)
+    }
     env = dict(os.environ)
     for key, value in config.items():
-        if key not in _OPTION_KEYS and key != "VERIFIER" and value is not None:
+        if _variable(key, value) and value is not None:
             env[f"SCOPEGATE_{key}"] = str(value)
-    return from_env(env)
+    base = _setting(config, "OPTIONS", "realm")
+    if base is not None and not isinstance(base, GuardOptions):
+        raise ConfigurationError("the OPTIONS setting must be a GuardOptions")
+    verifier: TokenVerifier | None = _setting(config, "VERIFIER", "verify")
+    from_variables = verifier is None or any(
+        isinstance(config.get(key), str) for key in _TEXT_OR_OBJECT
+    )
+    if verifier is None:
+        verifier = from_env(env)
+    if base is None:
+        if from_variables:  # the options from the same variables (resource, DPoP...)
+            base = options_from_env(env)
+        else:
+            base = GuardOptions(realm=os.environ.get("SCOPEGATE_REALM") or "api")
+    return BearerGuard(verifier, base, **options)
 
 
 def get_guard() -> BearerGuard:
@@ -140,10 +189,7 @@ def _get_guards() -> tuple[BearerGuard, BearerGuard]:
     with _lock:
         if _guards is None:
             config: Mapping[str, Any] = getattr(settings, "SCOPEGATE", None) or {}
-            options = {_OPTION_KEYS[k]: v for k, v in config.items() if k in _OPTION_KEYS}
-            if "realm" not in options:
-                options["realm"] = os.environ.get("SCOPEGATE_REALM") or "api"
-            guard = BearerGuard(_build_verifier(config), **options)
+            guard = _build(config)
             view_options = dataclasses.replace(guard.options, exclude_paths=(), optional=False)
             _guards = (guard, BearerGuard(guard.verifier, view_options))
         return _guards
@@ -170,6 +216,46 @@ def _response(rendered: HTTPResponse) -> HttpResponse:
         if name != "content-length":
             response.headers[name] = value
     return response
+
+
+def _resource_metadata(request: HttpRequest) -> HttpResponse:
+    """The RFC 9728 document of the requested well-known path, as the guard answers it."""
+    guard = _view_guard()
+    view = DjangoRequest(request)
+    resource = guard.options.resource
+    if resource is None or view.path not in resource.paths:
+        return HttpResponseNotFound()
+    outcome = guard.decide(view)
+    assert isinstance(outcome, HTTPResponse)  # the guard's document for this path
+    return _response(outcome)
+
+
+def metadata_urlpatterns() -> list[URLPattern]:
+    """URL patterns serving the RFC 9728 metadata document, for decorator-only projects.
+
+    :class:`BearerTokenMiddleware` serves the document itself; without it, add these
+    patterns to the **root** URLconf (the well-known URL hangs off the host, RFC 9728
+    §3.1)::
+
+        from scopegate.integrations.django import metadata_urlpatterns
+
+        urlpatterns = [path("items", items), *metadata_urlpatterns()]
+
+    They match ``/.well-known/oauth-protected-resource`` and every path below it and
+    answer the resource's two well-known paths (the path-inserted form and the root
+    form) from the ``SCOPEGATE`` configuration at request time, so a settings change is
+    seen; any other path below it, or no configured resource, is a 404.
+
+    Returns:
+        The URL patterns (one ``re_path``).
+    """
+    return [
+        re_path(
+            r"^\.well-known/oauth-protected-resource(?:/.*)?\Z",
+            _resource_metadata,
+            name="scopegate-resource-metadata",
+        )
+    ]
 
 
 class DjangoRequest:

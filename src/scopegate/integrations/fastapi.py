@@ -52,6 +52,15 @@ same exception handlers. :func:`install` makes every route of the app a
 those of routers included later (they are converted when the app starts serving). A
 route class of your own is left alone: derive it from :class:`BearerRoute`.
 
+RFC 9728 and DPoP. A :class:`BearerAuth` whose options describe the API as a
+:class:`~scopegate.ProtectedResource` (``options=scopegate.options_from_env()`` with
+``SCOPEGATE_RESOURCE`` set, or ``resource=...``) answers with ``resource_metadata`` in
+every 401 and 403 challenge; :func:`install` then also serves the metadata document at
+the resource's well-known paths (a dependency alone cannot: no route depends on it).
+With a :class:`~scopegate.DPoPPolicy` (``dpop=``, ``SCOPEGATE_DPOP``) the dependency
+accepts ``Authorization: DPoP`` with its proof (RFC 9449); a route verifies the token
+once per request, so a proof is recorded once.
+
 A token already verified by :class:`scopegate.asgi.BearerAuthMiddleware` for the same
 request (``scope["scopegate.token"]``) is reused rather than verified twice. Tokens in
 form bodies (RFC 6750 §2.2) are not read: a dependency must not consume the body; put the
@@ -71,8 +80,9 @@ try:
     from fastapi.routing import APIRoute, APIRouter
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
-    from starlette.requests import HTTPConnection
+    from starlette.requests import HTTPConnection, Request
     from starlette.responses import Response
+    from starlette.routing import BaseRoute, Route
     from starlette.websockets import WebSocket
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides fastapi
     raise ImportError(
@@ -97,6 +107,14 @@ __all__ = [
 
 #: Where the ASGI middleware and this dependency keep the verified token.
 SCOPE_KEY = "scopegate.token"
+# OpenAPI has no DPoP scheme: the OAuth 2.0 flow still says where tokens come from, and
+# the description says how they are presented (Swagger UI itself only sends Bearer).
+_DPOP_DESCRIPTION = {
+    "allowed": "Bearer tokens, or DPoP-bound tokens (RFC 9449) sent as "
+    "`Authorization: DPoP <token>` with a `DPoP` proof header.",
+    "required": "DPoP-bound tokens only (RFC 9449): `Authorization: DPoP <token>` with a "
+    "`DPoP` proof header; Bearer tokens are refused.",
+}
 # RFC 6455 §7.4.1: 1008 = policy violation, the close code for a refused handshake.
 WS_POLICY_VIOLATION = 1008
 
@@ -132,10 +150,14 @@ class BearerAuth(SecurityBase):
         description: Description of the security scheme.
         auto_error: ``False`` returns ``None`` for requests without bearer credentials
             (a presented token that fails is still a 401).
-        options: A :class:`~scopegate.GuardOptions`.
+        options: A :class:`~scopegate.GuardOptions` (``scopegate.options_from_env()``):
+            with a ``resource`` the challenges point at the RFC 9728 metadata, which
+            :func:`install` serves; with ``dpop``, DPoP-bound tokens are accepted.
         **settings: Any :class:`~scopegate.GuardOptions` field (``realm``,
-            ``allow_query_token``, ``max_token_length``...). Form-body tokens are not
-            read: a dependency must not consume the body.
+            ``allow_query_token``, ``max_token_length``, ``resource``, ``dpop``...).
+            Form-body tokens are not read: a dependency must not consume the body.
+
+    The OpenAPI description defaults to how DPoP tokens are sent when DPoP is accepted.
 
     Raises:
         ConfigurationError: An unusable setting.
@@ -158,6 +180,9 @@ class BearerAuth(SecurityBase):
     ) -> None:
         settings.setdefault("optional", not auto_error)
         self.guard = BearerGuard(verifier, options, **settings)
+        dpop = self.guard.options.dpop
+        if description is None and dpop is not None:
+            description = _DPOP_DESCRIPTION[dpop.mode]
         flows = OAuthFlows(
             clientCredentials=OAuthFlowClientCredentials(
                 tokenUrl=token_url, scopes=dict(scopes or {})
@@ -215,7 +240,11 @@ async def bearer_exception_handler(conn: HTTPConnection, exc: Exception) -> Resp
         rendered = exc.response
     elif isinstance(exc, BearerError):
         state = getattr(conn.scope.get("app"), "state", None)
-        rendered = exc.to_response(getattr(state, "scopegate_realm", "api"))
+        guard: BearerGuard | None = getattr(state, "scopegate_guard", None)
+        if guard is not None:  # the app's resource: resource_metadata and DPoP challenges
+            rendered = guard.render(exc)
+        else:
+            rendered = exc.to_response(getattr(state, "scopegate_realm", "api"))
     else:  # pragma: no cover - only registered for the two types above
         raise exc
     headers = {**dict(rendered.headers), "vary": "Authorization"}
@@ -315,11 +344,62 @@ def _upgrade(router: APIRouter) -> None:
             _upgrade(included)
 
 
-def _upgrade_on_start(app: Any, router: APIRouter) -> Any:
+class _MetadataRoute(Route):
+    """A well-known path of an RFC 9728 metadata document, answered by its guard."""
+
+    def __init__(self, path: str, guard: BearerGuard) -> None:
+        async def metadata(request: Request) -> Response:
+            view = _DependencyRequest(request)
+            if view.path != path:  # under a root_path: not a well-known path
+                return Response(status_code=404)
+            # The guard serves its document from adecide(), as behind the ASGI middleware.
+            outcome = await guard.adecide(view)
+            assert isinstance(outcome, HTTPResponse)
+            return Response(outcome.body, outcome.status, headers=dict(outcome.headers))
+
+        super().__init__(path, metadata, methods=["GET"], include_in_schema=False)
+
+
+def _dependants(routes: list[BaseRoute]) -> Iterator[Any]:
+    """The dependency trees of *routes*, included routers' routes with their include's
+    dependencies (FastAPI >= 0.16x; older versions copy routes on include)."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            for context in contexts():
+                if getattr(context, "dependant", None) is not None:
+                    yield context.dependant
+        elif getattr(route, "dependant", None) is not None:
+            yield route.dependant  # type: ignore[attr-defined]
+
+
+def _serve_metadata(router: APIRouter, state: Any) -> None:
+    """Route the well-known paths of every resource the app's :class:`BearerAuth`
+    dependencies describe to their guard (the first dependency to claim a path wins),
+    and render bare ``BearerError`` with the first such guard."""
+    served = {route.path for route in router.routes if isinstance(route, _MetadataRoute)}
+    guards: dict[str, BearerGuard] = {}
+    for dependant in _dependants(router.routes):
+        for auth, _ in _bearer_dependencies(dependant, {}):
+            resource = auth.guard.options.resource
+            if resource is None:
+                continue
+            if getattr(state, "scopegate_guard", None) is None:
+                state.scopegate_guard = auth.guard
+            for path in sorted(resource.paths):
+                guards.setdefault(path, auth.guard)
+    # In front: the well-known paths are specific, and a catch-all route must not hide them.
+    router.routes[:0] = [
+        _MetadataRoute(path, guard) for path, guard in guards.items() if path not in served
+    ]
+
+
+def _upgrade_on_start(app: Any, router: APIRouter, state: Any) -> Any:
     # A middleware factory that returns the app unchanged: Starlette calls it once, when
     # it builds the middleware stack on the first ASGI call, after the application
     # module has included its routers. No per-request cost.
     _upgrade(router)
+    _serve_metadata(router, state)
     return app
 
 
@@ -333,13 +413,20 @@ def install(app: FastAPI, *, realm: str = "api") -> None:
     * Makes every plain route of the app a :class:`BearerRoute`: those registered before
       this call, those registered on the app after it, and those of routers included
       before the app starts serving.
+    * When the app's :class:`BearerAuth` dependencies describe a resource (RFC 9728),
+      serves its metadata document at both well-known paths (``resource.paths``:
+      ``/.well-known/oauth-protected-resource`` with the resource's path inserted, and
+      the root form), ``GET`` only, outside the OpenAPI document; and renders a bare
+      ``BearerError`` with that dependency's guard, so its challenge carries
+      ``resource_metadata`` too. The routes are found when the app starts serving.
 
     Calling it again does nothing more.
 
     Args:
         app: The FastAPI application.
         realm: Realm used to render a bare ``BearerError`` (a ``BearerHTTPException``
-            already carries its dependency's realm).
+            already carries its dependency's realm) when no dependency describes a
+            resource.
     """
     app.state.scopegate_realm = check_realm(realm)
     handler: Any = bearer_exception_handler
@@ -352,7 +439,9 @@ def install(app: FastAPI, *, realm: str = "api") -> None:
         app.router.route_class = BearerRoute
     _upgrade(app.router)
     if app.middleware_stack is None:
-        app.add_middleware(_upgrade_on_start, router=app.router)
+        app.add_middleware(_upgrade_on_start, router=app.router, state=app.state)
+    else:  # already serving: its routes are all there
+        _serve_metadata(app.router, app.state)
 
 
 #: The setup call under its first name; it does everything :func:`install` does.

@@ -13,7 +13,14 @@ never look at ``Authorization``.
 Configuration comes from the constructor or, for what is not given there, from
 ``app.config`` keys named like the environment variables (``SCOPEGATE_ISSUER``,
 ``SCOPEGATE_AUDIENCE``, ``SCOPEGATE_JWKS_URI``, ``SCOPEGATE_INTROSPECTION_URI``, ...,
-``SCOPEGATE_REALM``), falling back to ``os.environ``.
+``SCOPEGATE_REALM``, ``SCOPEGATE_RESOURCE``, ``SCOPEGATE_DPOP``), falling back to
+``os.environ``.
+
+When the options describe a resource (RFC 9728: ``SCOPEGATE_RESOURCE``, or
+``ScopeGate(app, options=scopegate.options_from_env())``), :meth:`ScopeGate.init_app`
+registers URL rules for its metadata document at both well-known paths, and every 401
+and 403 carries ``resource_metadata``. With DPoP (``SCOPEGATE_DPOP``), the decorated
+views accept DPoP-bound tokens with their proofs (RFC 9449).
 
 Example::
 
@@ -46,9 +53,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
     ) from exc
 
-from scopegate._config import from_env
+from scopegate._config import from_env, options_from_env
 from scopegate._context import reset_current_token, set_current_token
-from scopegate._errors import BearerError, ConfigurationError, MissingTokenError
+from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
 from scopegate._scopes import check_scopes, validated_scopes
 from scopegate._token import AccessToken
@@ -69,6 +76,7 @@ R = TypeVar("R")
 
 EXTENSION_KEY = "scopegate"
 _G_KEY = "scopegate_token"
+_METADATA_ENDPOINT = "scopegate_resource_metadata"
 
 
 class FlaskRequest(WSGIRequest):
@@ -97,11 +105,15 @@ class ScopeGate:
         verifier: The :class:`~scopegate.TokenVerifier`; when omitted, one is built by
             :func:`scopegate.from_env` from ``SCOPEGATE_*`` keys of ``app.config``
             (overriding ``os.environ``).
-        options: A :class:`~scopegate.GuardOptions`; the realm defaults to
-            ``app.config["SCOPEGATE_REALM"]`` or ``"api"``.
+        options: A :class:`~scopegate.GuardOptions` (``scopegate.options_from_env()``).
+            When omitted, and the verifier is built from the configuration too, the
+            options come from the same keys (:func:`scopegate.options_from_env`:
+            realm, RFC 9728 resource, DPoP...); with a verifier of your own, only the
+            realm does (``SCOPEGATE_REALM``, else ``"api"``).
         **settings: Any :class:`~scopegate.GuardOptions` field (``allow_query_token``,
-            ``allow_form_token``, ``max_token_length``...). ``optional`` and
-            ``exclude_paths`` do not apply: a decorated view always needs a token.
+            ``allow_form_token``, ``max_token_length``, ``resource``, ``dpop``...),
+            applied on top. ``optional`` and ``exclude_paths`` do not apply: a
+            decorated view always needs a token.
 
     Raises:
         ConfigurationError: An unusable setting, at :meth:`init_app`.
@@ -121,24 +133,39 @@ class ScopeGate:
             raise ConfigurationError(
                 "Flask decorators always need a token: optional and exclude_paths do not apply"
             )
-        self._realm_given = options is not None or "realm" in settings
+        self._options_given = options is not None
+        self._settings = settings
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Attach to *app*: build its guard and register the error handler and ``Vary``.
+        """Attach to *app*: build its guard, register the error handler and ``Vary``, and
+        the RFC 9728 metadata URL rules when the options describe a resource.
 
         Raises:
-            ConfigurationError: No verifier given and the configuration is incomplete.
+            ConfigurationError: No verifier given and the configuration is incomplete,
+                or an unusable option.
         """
         environ = {**os.environ, **_prefixed(app.config.items())}
-        verifier = self.verifier if self.verifier is not None else from_env(environ)
         options = self.options
-        if not self._realm_given:
-            options = GuardOptions.of(options, realm=environ.get("SCOPEGATE_REALM") or "api")
-        app.extensions[EXTENSION_KEY] = BearerGuard(verifier, options)
+        if self.verifier is not None:
+            verifier = self.verifier
+            if not self._options_given:
+                base = GuardOptions(realm=environ.get("SCOPEGATE_REALM") or "api")
+                options = GuardOptions.of(base, **self._settings)
+        else:
+            verifier = from_env(environ)
+            if not self._options_given:
+                options = options_from_env(environ, **self._settings)
+        guard = BearerGuard(verifier, options)
+        app.extensions[EXTENSION_KEY] = guard
         app.register_error_handler(BearerError, _render_error)
         app.after_request(_add_vary)
+        resource = guard.options.resource
+        if resource is not None:
+            # RFC 9728 §3: the document at both well-known paths; the guard answers it.
+            for path in sorted(resource.paths):
+                app.add_url_rule(path, _METADATA_ENDPOINT, _resource_metadata, methods=["GET"])
 
     @staticmethod
     def guard(app: Flask | None = None) -> BearerGuard:
@@ -156,13 +183,29 @@ def _prefixed(items: Iterable[tuple[str, Any]]) -> dict[str, str]:
     return {k: str(v) for k, v in items if k.startswith("SCOPEGATE_") and v is not None}
 
 
-def _render_error(error: BearerError) -> Response:
-    rendered = ScopeGate.guard().render(error)
+def _response(rendered: HTTPResponse) -> Response:
     response = Response(rendered.body, status=rendered.status)
     for name, value in rendered.headers:
         if name != "content-length":
             response.headers[name] = value
     return response
+
+
+def _render_error(error: BearerError) -> Response:
+    return _response(ScopeGate.guard().render(error))
+
+
+def _resource_metadata() -> Response:
+    """The RFC 9728 document of this path, as the guard answers it."""
+    guard = ScopeGate.guard()
+    view = FlaskRequest(request._get_current_object())  # type: ignore[attr-defined]
+    resource = guard.options.resource
+    # Under a SCRIPT_NAME prefix the raw path is not a well-known path: not ours to answer.
+    if resource is None or view.path not in resource.paths:
+        return Response(status=404)
+    outcome = guard.decide(view)
+    assert isinstance(outcome, HTTPResponse)  # the guard's document for this path
+    return _response(outcome)
 
 
 def _add_vary(response: Response) -> Response:

@@ -60,6 +60,7 @@ from scopegate.issuer._grants import (
     RefreshTokenGrant,
 )
 from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
+from scopegate.issuer._login import ResourceOwnerLogin
 from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
 from scopegate.issuer._store import AttemptCounter, IssuerStore, MemoryStore, RedisStore
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
@@ -98,6 +99,7 @@ __all__ = [
     "PasswordGrant",
     "RedisStore",
     "RefreshTokenGrant",
+    "ResourceOwnerLogin",
     "RevocationEndpoint",
     "ServerError",
     "SigningKey",

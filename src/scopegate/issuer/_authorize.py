@@ -108,7 +108,9 @@ def _cookie_name(request_token: str) -> str:
 
 
 def _read_cookie(header: str | None, name: str) -> str | None:
-    for item in (header or "").split(";"):
+    # Several Cookie fields (HTTP/2) reach the core joined with ", " (RFC 9110 §5.3);
+    # our values are URL-safe base64, so both separators can be split on.
+    for item in re.split(r"[;,]", header or ""):
         key, sep, value = item.strip().partition("=")
         if sep and key == name:
             return value
@@ -192,7 +194,7 @@ class AuthorizationEndpoint:
             # Exact string match only (RFC 9700 §4.1.3): no prefix, port or slash leniency.
             return error_page(400, "The redirect URI is not registered for this client.")
         states = [value for name, value in pairs if name == "state"]
-        state = states[0] if len(states) == 1 and states[0] else None
+        state = states[0] if len(states) == 1 and 0 < len(states[0]) <= _MAX_STATE else None
         try:
             form = collect_params(pairs)
             return self._validated(client, redirect_uri, form, form.resources, now)

@@ -266,7 +266,8 @@ class _FamilyIssuer:
                 family_id=family_id,
             )
         refresh = secrets.token_urlsafe(32) if record is not None else None
-        if record is not None and refresh is not None and family_id is None:
+        code_family = family_id is not None
+        if record is not None and refresh is not None and not code_family:
             self._store.create_refresh_token(token_hash(refresh), record, now)
             family_id = record.family_id
         token = self._tokens.mint(
@@ -297,7 +298,7 @@ class _FamilyIssuer:
             )
             assert token is not None  # not linked to a family: cannot be refused
             self._tokens.discard(token, now)
-        if record is not None and refresh is not None and record.family_id == family_id:
+        if record is not None and refresh is not None and code_family:
             # An authorization code's family: its refresh token joins after the access
             # token, and is born revoked if the family was revoked in between.
             self._store.create_refresh_token(token_hash(refresh), record, now)

@@ -362,6 +362,8 @@ class MemoryStore:
     """Process-local state behind one lock; expired entries are swept as it goes."""
 
     _SWEEP_EVERY = 1024
+    #: Pending login forms kept at most (see :meth:`save_login_request`).
+    max_login_requests = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -488,9 +490,18 @@ class MemoryStore:
             return record, not used
 
     def save_login_request(self, key: str, record: LoginRequestRecord, now: float) -> None:
-        """Store a pending login request."""
+        """Store a pending login request (at most ``max_login_requests``; oldest first out).
+
+        Anyone who knows a client id and its redirect URI can open login forms, so the
+        pending requests are capped: past the cap, expired ones are swept and then the
+        oldest are dropped (their forms answer "expired").
+        """
         with self._lock:
             self._tick(now)
+            if len(self._logins) >= self.max_login_requests:
+                self._logins = {k: v for k, v in self._logins.items() if v.expires_at > now}
+                while len(self._logins) >= self.max_login_requests:
+                    del self._logins[next(iter(self._logins))]
             self._logins[key] = record
 
     def take_login_request(self, key: str, now: float) -> LoginRequestRecord | None:

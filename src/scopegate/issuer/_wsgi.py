@@ -28,8 +28,12 @@ __all__ = ["create_wsgi_app"]
 StartResponse = Callable[..., Any]
 _REASONS = {
     200: "OK",
+    204: "No Content",
+    302: "Found",
+    303: "See Other",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
