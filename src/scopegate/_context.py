@@ -8,6 +8,7 @@ framework runs in a thread pool (``contextvars`` are copied into ``anyio.to_thre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 
 from scopegate._token import AccessToken
@@ -30,11 +31,9 @@ def current_token() -> AccessToken | None:
     return _current.get()
 
 
-def set_current_token(token: AccessToken | None) -> Token[AccessToken | None]:
-    """Set the token for the running context; pass the result to :func:`reset_current_token`."""
-    return _current.set(token)
+#: Set the token for the running context; pass the result to :func:`reset_current_token`.
+#: (The context variable's own methods: no wrapper frame on the per-request path.)
+set_current_token: Callable[[AccessToken | None], Token[AccessToken | None]] = _current.set
 
-
-def reset_current_token(marker: Token[AccessToken | None]) -> None:
-    """Undo :func:`set_current_token` so a reused thread or task never sees a stale token."""
-    _current.reset(marker)
+#: Undo :func:`set_current_token`, so a reused thread or task never sees a stale token.
+reset_current_token: Callable[[Token[AccessToken | None]], None] = _current.reset

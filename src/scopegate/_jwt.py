@@ -120,7 +120,8 @@ class KeySource(Protocol):
 
 
 # Verified-token cache entry: (token, exp, nbf or None, key). A plain tuple (see _Parsed).
-_Entry = tuple[AccessToken, float, float | None, VerificationKey]
+# (token, exp, nbf, key, the key set the key was found in or None)
+_Entry = tuple[AccessToken, float, float | None, VerificationKey, KeySet | None]
 # (alg, kid, signing input, decoded payload bytes, signature): a plain tuple, built per
 # request, is ten times cheaper than a NamedTuple. The payload is base64-decoded before
 # the signature check (linear, and a precise "malformed"); it is parsed as JSON after.
@@ -410,7 +411,12 @@ class JWTVerifier:
         if self.claims_validator is not None:
             self._run_validator(access.claims)
         if self._cache_enabled:
-            self._cache.put(token, (access, claims["exp"], claims.get("nbf"), key))
+            # The key set the key was found in: while it is still the current one, a hit
+            # needs no membership test (a refresh replaces the set object).
+            keys = None if self._static else self._source.current()
+            if keys is not None and key not in keys:
+                keys = None
+            self._cache.put(token, (access, claims["exp"], claims.get("nbf"), key, keys))
         return access
 
     def _scopes(self, claims: dict[str, Any]) -> frozenset[str]:
@@ -477,15 +483,15 @@ class JWTVerifier:
         if (
             now < entry[1] + leeway
             and (entry[2] is None or entry[2] <= now + leeway)
-            and (self._static or self._key_present(entry[3]))
+            and (self._static or self._key_present(entry))
         ):
             return entry[0]
         self._cache.pop_if(token, entry)
         return None
 
-    def _key_present(self, key: VerificationKey) -> bool:
+    def _key_present(self, entry: _Entry) -> bool:
         current = self._source.current()
-        return current is not None and key in current
+        return current is not None and (current is entry[4] or entry[3] in current)
 
     def clear_cache(self) -> None:
         """Forget every verified token."""

@@ -220,6 +220,8 @@ class BearerAuthMiddleware:
     ) -> None:
         self.app = app
         self.guard = BearerGuard.build(verifier, options, guard, **settings)
+        # Publishing the token costs one item assignment unless a subclass adds keys.
+        self._plain_scope = type(self).populate_scope is BearerAuthMiddleware.populate_scope
 
     def populate_scope(self, scope: Scope, token: AccessToken | None) -> None:
         """Publish the verified token in *scope* (``scope["scopegate.token"]``).
@@ -255,7 +257,10 @@ class BearerAuthMiddleware:
                 message = _patch_headers(message, private)
             return send(message)
 
-        self.populate_scope(scope, token)  # type: ignore[arg-type]
+        if self._plain_scope:
+            scope[SCOPE_KEY] = token
+        else:
+            self.populate_scope(scope, token)  # type: ignore[arg-type]
         marker = set_current_token(token)  # type: ignore[arg-type]
         try:
             await self.app(scope, request.receive(), send_patched)
