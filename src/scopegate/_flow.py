@@ -118,15 +118,21 @@ class Sleep:
         await asyncio.sleep(self.seconds)
 
 
-def run(flow: Flow[T], http: HTTPRunner | None = None) -> T:
+#: ``first=`` default of the drivers: start the flow (rather than resume it).
+_START: Any = object()
+
+
+def run(flow: Flow[T], http: HTTPRunner | None = None, *, first: Any = _START) -> T:
     """Drive *flow* to completion in the calling thread and return its value.
 
     Args:
         flow: The flow.
         http: Runs the flow's :class:`httpx.Request` steps (required if it yields any).
+        first: The effect the flow already yielded, when the caller started it with
+            ``next(flow)`` to see whether it needs to wait at all (it then resumes here).
     """
     try:
-        step = next(flow)
+        step = next(flow) if first is _START else first
         while True:
             try:
                 if type(step) is httpx.Request:
@@ -145,10 +151,11 @@ def run(flow: Flow[T], http: HTTPRunner | None = None) -> T:
         flow.close()
 
 
-async def arun(flow: Flow[T], http: HTTPRunner | None = None) -> T:
-    """Drive *flow* to completion on the running event loop and return its value."""
+async def arun(flow: Flow[T], http: HTTPRunner | None = None, *, first: Any = _START) -> T:
+    """Drive *flow* to completion on the running event loop and return its value
+    (*first*: see :func:`run`)."""
     try:
-        step = next(flow)
+        step = next(flow) if first is _START else first
         while True:
             try:
                 if type(step) is httpx.Request:

@@ -75,9 +75,9 @@ from scopegate._verifier import CachedVerifier, FlowVerifier, TokenVerifier
 
 __all__ = [
     "DEFAULT_MAX_FORM_BODY",
-    "PENDING",
     "BearerGuard",
     "GuardOptions",
+    "Pending",
     "RequestView",
     "add_vary",
     "check_binding",
@@ -338,8 +338,22 @@ class _ReadBody:
         return body  # type: ignore[no-any-return]
 
 
-#: What :meth:`BearerGuard.decide_now` returns when the decision needs to wait.
+# What _now returns when the decision needs the flow.
 PENDING: Any = object()
+
+
+class Pending:
+    """A decision that must wait, as :meth:`BearerGuard.decide_now` returns it: the
+    decision's flow, suspended at the first effect it yielded."""
+
+    __slots__ = ("flow", "step")
+
+    def __init__(self, flow: Flow[AccessToken | None], step: Any) -> None:
+        self.flow = flow
+        self.step = step
+
+    def __repr__(self) -> str:
+        return f"Pending({type(self.step).__name__})"
 
 
 class BearerGuard:
@@ -464,38 +478,56 @@ class BearerGuard:
             excluded path, a preflight, ``optional`` mode without credentials); or the
             :class:`~scopegate.Response` to send instead (400, 401, 403 or 503).
         """
-        if self._documents and request.path in self._documents:
-            return self._document(request)
-        try:
-            return self.authenticate(request)
-        except BearerError as error:
-            return self.render(error)
+        outcome = self.decide_now(request)
+        if type(outcome) is Pending:
+            return self.decide_pending(outcome)
+        return outcome  # type: ignore[return-value]
 
     async def adecide(self, request: RequestView) -> AccessToken | HTTPResponse | None:
         """Async twin of :meth:`decide` (ASGI); never blocks the event loop."""
         outcome = self.decide_now(request)
-        return outcome if outcome is not PENDING else await self.adecide_pending(request)
+        if type(outcome) is Pending:
+            return await self.adecide_pending(outcome)
+        return outcome  # type: ignore[return-value]
 
-    def decide_now(self, request: RequestView) -> AccessToken | HTTPResponse | Any | None:
-        """The decision when it needs no waiting, else :data:`PENDING`; then
-        ``await adecide_pending(request)`` decides.
+    def decide_now(self, request: RequestView) -> AccessToken | HTTPResponse | Pending | None:
+        """Decide *request* as far as it goes without waiting.
 
-        ``adecide`` in two halves, for an ASGI adapter: a repeated request (a remembered
-        ``Authorization`` value whose token is cached) is decided without creating a
-        coroutine (0.2 µs of the 3 µs the middleware adds; RESULTS.md).
+        Returns the decision, or a :class:`Pending` decision when it must wait (for a
+        form body, a key fetch, an introspection call): ``await adecide_pending(it)``
+        (ASGI) or ``decide_pending(it)`` (threads) finishes it. Most requests, repeated
+        or not, need no wait at all and are decided without creating a coroutine: on a
+        cache miss this saves 0.5 µs of the guard's 3.7 µs around an RS256 verification
+        (RESULTS.md).
         """
         if self._documents and request.path in self._documents:
             return self._document(request)
         if _observe.HOOKS:
-            return PENDING
-        return self._now(request)
-
-    async def adecide_pending(self, request: RequestView) -> AccessToken | HTTPResponse | None:
-        """The rest of :meth:`adecide` after :meth:`decide_now` returned :data:`PENDING`."""
+            flow = self._observed(request)
+        else:
+            token = self._now(request)
+            if token is not PENDING:
+                return token  # type: ignore[no-any-return]
+            flow = self._flow(request)
         try:
-            if _observe.HOOKS:
-                return await arun(self._observed(request))
-            return await arun(self._flow(request))
+            step = next(flow)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except BearerError as error:
+            return self.render(error)
+        return Pending(flow, step)
+
+    async def adecide_pending(self, pending: Pending) -> AccessToken | HTTPResponse | None:
+        """Finish a :class:`Pending` decision on the running event loop."""
+        try:
+            return await arun(pending.flow, first=pending.step)
+        except BearerError as error:
+            return self.render(error)
+
+    def decide_pending(self, pending: Pending) -> AccessToken | HTTPResponse | None:
+        """Finish a :class:`Pending` decision in the calling thread."""
+        try:
+            return run(pending.flow, first=pending.step)
         except BearerError as error:
             return self.render(error)
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, HTTPResponse
-from scopegate._guard import PENDING, BearerGuard, GuardOptions
+from scopegate._guard import BearerGuard, GuardOptions, Pending
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 
@@ -241,8 +241,8 @@ class BearerAuthMiddleware:
         request = ASGIRequest(scope, receive)
         guard = self.guard
         token = guard.decide_now(request)
-        if token is PENDING:
-            token = await guard.adecide_pending(request)
+        if type(token) is Pending:
+            token = await guard.adecide_pending(token)
         if type(token) is HTTPResponse:
             await _send_response(send, token)
             return
