@@ -12,6 +12,11 @@ Install with ``pip install 'scopegate[django]'``. Django REST framework is not n
   class-based views. They use the middleware's token, or verify the request themselves
   when the middleware is not installed (or skipped the path).
 
+Step-up (RFC 9470): the decorators take ``acr_values=`` and ``max_age=`` next to the
+scopes (``require_token(max_age=300)`` too), and :class:`ScopeRequiredMixin` views set
+``acr_values`` / ``max_age`` attributes; a token whose login is too weak or too old gets
+401 ``insufficient_user_authentication`` naming what is missing.
+
 CSRF: a bearer token is no ambient credential (a browser never attaches it by itself),
 so Django's CSRF check does not apply to a request authenticated by one, as in Django
 REST framework. The middleware exempts a request only once its token verified; the

@@ -10,6 +10,10 @@ FastAPI collected for the route is granted (RFC 6749 §3.3, exact match), and re
 token URL and scope descriptions, so the OpenAPI document and ``/docs`` show the lock and
 each route's scopes.
 
+Step-up (RFC 9470): ``Security(auth.step_up(acr_values=[...], max_age=300), scopes=[...])``
+also requires a strong or recent login (:meth:`BearerAuth.step_up`); a token that falls
+short gets 401 ``insufficient_user_authentication`` naming what is missing.
+
 Failures raise :class:`BearerHTTPException`, an ``HTTPException`` that already carries the
 RFC 6750 §3 status and ``WWW-Authenticate`` challenge.
 

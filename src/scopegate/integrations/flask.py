@@ -16,6 +16,10 @@ Configuration comes from the constructor or, for what is not given there, from
 ``SCOPEGATE_REALM``, ``SCOPEGATE_RESOURCE``, ``SCOPEGATE_DPOP``), falling back to
 ``os.environ``.
 
+Step-up (RFC 9470): ``require_scope(..., acr_values=[...], max_age=300)`` and
+``require_token(max_age=300)`` also require a strong or recent login; a token that falls
+short gets 401 ``insufficient_user_authentication`` naming what is missing.
+
 When the options describe a resource (RFC 9728: ``SCOPEGATE_RESOURCE``, or
 ``ScopeGate(app, options=scopegate.options_from_env())``), :meth:`ScopeGate.init_app`
 registers URL rules for its metadata document at both well-known paths, and every 401
