@@ -113,6 +113,11 @@ class BoundedDict(Generic[K, V]):
         with self._lock:
             self._data.clear()
 
+    def values(self) -> list[V]:
+        """A snapshot of the values."""
+        with self._lock:
+            return list(self._data.values())
+
 
 class CacheEntry:
     """One cached introspection outcome.

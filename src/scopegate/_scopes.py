@@ -29,7 +29,7 @@ from scopegate._errors import (
     MissingTokenError,
 )
 from scopegate._jose import is_numeric_date, is_scope_token
-from scopegate._settings import whole
+from scopegate._settings import boolean, whole
 from scopegate._token import AccessToken
 
 __all__ = [
@@ -62,9 +62,35 @@ def validated_scopes(scopes: tuple[str, ...], name: str) -> tuple[str, ...]:
     return scopes
 
 
+def _checked(
+    name: str, scopes: Any, any_of: Any, acr_values: Any, max_age: Any
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """*scopes* and *acr_values* as tuples, once every value of a requirement is usable."""
+    for what, values in (("scopes", scopes), ("acr_values", acr_values)):
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            raise ConfigurationError(f"{name}(): {what} must be a list of values, not a str")
+    checked = tuple(scopes)
+    for scope in checked:
+        if not is_scope_token(scope):
+            raise ConfigurationError(f"{name}(): {scope!r} is not a single RFC 6749 scope-token")
+    acrs = tuple(acr_values)
+    for acr in acrs:
+        # RFC 9470 §3: acr_values is a space-separated list in a quoted-string.
+        if not is_scope_token(acr):
+            raise ConfigurationError(f"{name}(): {acr!r} is not a usable acr value")
+    boolean("any_of", any_of)
+    if max_age is not None:
+        whole("max_age", max_age)
+    return checked, acrs
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What a route requires of the token: scopes and authentication strength.
+
+    The one definition of a route's rule: every adapter's decorator, dependency or
+    mixin builds a ``Requirement`` once (at decoration time) and calls :meth:`check`
+    per request. Building one checks every value.
 
     Attributes:
         scopes: Scope names, matched exactly (RFC 6749 §3.3).
@@ -73,6 +99,16 @@ class Requirement:
             ``acr`` must be one of them. Empty: any.
         max_age: Largest age, in seconds, of the user's authentication (``now -
             auth_time``, RFC 9470). ``None``: any.
+
+    Raises:
+        ConfigurationError: A scope or acr value that is not a single RFC 6749
+            scope-token (or a lone ``str`` where a list belongs), a ``max_age`` that is
+            not a whole number of seconds.
+
+    Example:
+        >>> payments = Requirement(("payments:write",), acr_values=("urn:mfa",), max_age=300)
+        >>> payments.step_up
+        True
     """
 
     scopes: tuple[str, ...] = ()
@@ -80,11 +116,18 @@ class Requirement:
     acr_values: tuple[str, ...] = ()
     max_age: int | None = None
 
+    def __post_init__(self) -> None:
+        scopes, acrs = _checked(
+            "Requirement", self.scopes, self.any_of, self.acr_values, self.max_age
+        )
+        object.__setattr__(self, "scopes", scopes)
+        object.__setattr__(self, "acr_values", acrs)
+
     @classmethod
     def of(
         cls,
         name: str,
-        scopes: tuple[str, ...],
+        scopes: Iterable[str],
         *,
         any_of: bool = False,
         acr_values: Iterable[str] | None = None,
@@ -95,16 +138,13 @@ class Requirement:
         Raises:
             ConfigurationError: A malformed scope, acr value or max_age.
         """
-        if isinstance(acr_values, str):
-            raise ConfigurationError(f"{name}(): acr_values must be a list of values")
-        acrs = tuple(acr_values or ())
-        for acr in acrs:
-            # RFC 9470 §3: acr_values is a space-separated list in a quoted-string.
-            if not is_scope_token(acr):
-                raise ConfigurationError(f"{name}(): {acr!r} is not a usable acr value")
-        if max_age is not None:
-            whole("max_age", max_age)
-        return cls(scopes, any_of, acrs, max_age)
+        checked, acrs = _checked(name, scopes, any_of, acr_values or (), max_age)
+        return cls(checked, any_of, acrs, max_age)
+
+    @property
+    def step_up(self) -> bool:
+        """Whether authentication strength is required (``acr_values`` or ``max_age``)."""
+        return bool(self.acr_values) or self.max_age is not None
 
     def check(self, token: AccessToken | None) -> AccessToken:
         """Return *token* when it meets the requirement, else raise the matching error

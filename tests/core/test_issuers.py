@@ -116,6 +116,70 @@ def test_entra_v1_and_v2_on_one_api() -> None:
     assert r.verify(v2).issuer.endswith("/v2.0")  # type: ignore[union-attr]
 
 
+class _CountingOpaque:
+    """An introspection stand-in: accepts every token, counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def verify(self, token: str) -> Any:
+        self.calls += 1
+        return ALPHA.verifier().verify(ALPHA.make_token(["opaque"]))
+
+    async def averify(self, token: str) -> Any:
+        return self.verify(token)
+
+
+@pytest.mark.parametrize(
+    ("token", "route"),
+    [
+        pytest.param("opaque-token-value", "introspection", id="opaque"),
+        pytest.param("x" * 9000, "introspection", id="long-opaque"),
+        pytest.param("a..b", "malformed", id="empty-segment"),
+        pytest.param("a.b." + "c" * 9000, "too_long", id="long-jws"),
+        pytest.param("a.b.c.d", "introspection", id="four-parts"),
+    ],
+)
+def test_token_shape_picks_jwt_or_introspection(token: str, route: str) -> None:
+    """Three dot-separated parts make a JWT (refused when malformed or too long); any
+    other shape goes to the one introspection verifier, whatever its length."""
+    opaque = _CountingOpaque()
+    r = router(introspection=opaque)
+    if route == "introspection":
+        assert r.verify(token).scopes == frozenset({"opaque"})
+        assert opaque.calls == 1
+        return
+    with pytest.raises(InvalidTokenError) as info:
+        r.verify(token)
+    assert info.value.reason == route
+    assert opaque.calls == 0
+
+
+def test_resolved_issuers_use_their_cache_and_are_closed() -> None:
+    """A token of a resolved issuer is verified once, then answered from that issuer's
+    cache; close() reaches resolved verifiers too."""
+    verifier = BETA.verifier()
+    checked = 0
+    finish = verifier._finish
+
+    def counting_finish(*args: Any) -> Any:
+        nonlocal checked
+        checked += 1
+        return finish(*args)
+
+    verifier._finish = counting_finish  # type: ignore[method-assign]
+    closed: list[str] = []
+    verifier.close = lambda: closed.append("beta")  # type: ignore[method-assign]
+    r = IssuerRouter([ALPHA.verifier()], resolver=lambda iss: verifier)
+    token = BETA.make_token(["b"])
+    first = r.verify(token)
+    assert r.verify(token) is first
+    assert asyncio.run(r.averify(token)) is first
+    assert checked == 1  # one signature check: later calls hit beta's cache
+    r.close()
+    assert closed == ["beta"]
+
+
 # -- resolvers --------------------------------------------------------------------------
 
 

@@ -12,6 +12,11 @@ Install with ``pip install 'scopegate[django]'``. Django REST framework is not n
   class-based views. They use the middleware's token, or verify the request themselves
   when the middleware is not installed (or skipped the path).
 
+Step-up (RFC 9470): the decorators take ``acr_values=`` and ``max_age=`` next to the
+scopes (``require_token(max_age=300)`` too), and :class:`ScopeRequiredMixin` views set
+``acr_values`` / ``max_age`` attributes; a token whose login is too weak or too old gets
+401 ``insufficient_user_authentication`` naming what is missing.
+
 CSRF: a bearer token is no ambient credential (a browser never attaches it by itself),
 so Django's CSRF check does not apply to a request authenticated by one, as in Django
 REST framework. The middleware exempts a request only once its token verified; the
@@ -64,8 +69,8 @@ import dataclasses
 import functools
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, cast, overload
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -85,7 +90,7 @@ from scopegate._config import from_env, options_from_env
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse
 from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
-from scopegate._scopes import check_scopes, validated_scopes
+from scopegate._scopes import Requirement, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 
@@ -400,20 +405,16 @@ async def _atoken_or_verify(request: HttpRequest) -> AccessToken | None:
     return token
 
 
-def _authorize(token: AccessToken | None, required: tuple[str, ...], any_of: bool) -> AccessToken:
-    # An empty requirement still needs a token (require_token); any-of over nothing
-    # would refuse everyone, so it is checked as all-of.
-    return check_scopes(token, required, any_of=any_of and bool(required))
+def _decorator(requirement: Requirement) -> Callable[[V], V]:
+    check = requirement.check
 
-
-def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
     def decorate(view: V) -> V:
         if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 try:
-                    token = _authorize(await _atoken_or_verify(request), required, any_of)
+                    token = check(await _atoken_or_verify(request))
                 except BearerError as error:
                     return render_error(error)
                 marker = set_current_token(token)
@@ -430,7 +431,7 @@ def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
         @functools.wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             try:
-                token = _authorize(_token_or_verify(request), required, any_of)
+                token = check(_token_or_verify(request))
             except BearerError as error:
                 return render_error(error)
             marker = set_current_token(token)
@@ -445,26 +446,75 @@ def _decorator(required: tuple[str, ...], any_of: bool) -> Callable[[V], V]:
     return decorate
 
 
-def require_scope(*scopes: str) -> Callable[[V], V]:
+def require_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[V], V]:
     """Decorate a sync or async function view: it runs only if the token has ALL *scopes*.
 
-    Raises:
-        ConfigurationError: At decoration time, for no scopes or a malformed scope.
+    Args:
+        *scopes: One or more scope names, each a single scope-token.
+        acr_values: Step-up (RFC 9470): the user must have authenticated with one of
+            these ``acr`` values.
+        max_age: Step-up (RFC 9470): the user's authentication (``auth_time``) must be
+            at most this many seconds old.
 
-    A request without a valid token gets 401, one lacking a scope 403
+    Raises:
+        ConfigurationError: At decoration time, for no scopes or a malformed setting.
+
+    A request without a valid token gets 401; a token whose authentication is too weak
+    or too old 401 ``insufficient_user_authentication`` with ``acr_values`` /
+    ``max_age`` (RFC 9470 §3; judged before the scopes); one lacking a scope 403
     ``insufficient_scope`` with ``scope=`` in the challenge (RFC 6750 §3.1).
     """
-    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
+    return _decorator(
+        Requirement.of(
+            "require_scope",
+            validated_scopes(scopes, "require_scope"),
+            acr_values=acr_values,
+            max_age=max_age,
+        )
+    )
 
 
-def require_any_scope(*scopes: str) -> Callable[[V], V]:
+def require_any_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[V], V]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
-    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)
+    return _decorator(
+        Requirement.of(
+            "require_any_scope",
+            validated_scopes(scopes, "require_any_scope"),
+            any_of=True,
+            acr_values=acr_values,
+            max_age=max_age,
+        )
+    )
 
 
-def require_token(view: V) -> V:
-    """Decorate a function view: it runs only with a valid token, whatever its scopes."""
-    return _decorator((), any_of=False)(view)
+_ANY_TOKEN = _decorator(Requirement())
+
+
+@overload
+def require_token(view: V, /) -> V: ...
+@overload
+def require_token(
+    *, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[V], V]: ...
+def require_token(
+    view: V | None = None,
+    /,
+    *,
+    acr_values: Iterable[str] | None = None,
+    max_age: int | None = None,
+) -> V | Callable[[V], V]:
+    """Decorate a function view: it runs only with a valid token, whatever its scopes.
+
+    Use it bare (``@require_token``) or with step-up requirements
+    (``@require_token(max_age=300)``: a recent login, RFC 9470).
+    """
+    if view is not None:
+        return _ANY_TOKEN(view)
+    return _decorator(Requirement.of("require_token", (), acr_values=acr_values, max_age=max_age))
 
 
 class ScopeRequiredMixin:
@@ -476,30 +526,65 @@ class ScopeRequiredMixin:
     Attributes:
         required_scopes: Scope names; all are needed unless ``any_scope`` is true.
         any_scope: ``True``: one of ``required_scopes`` suffices.
+        acr_values: Step-up (RFC 9470): ``acr`` values of which the token must carry
+            one; empty: any.
+        max_age: Step-up (RFC 9470): the largest age in seconds of the user's
+            authentication (``auth_time``); ``None``: any.
+
+    The attributes are checked when the URLconf calls :meth:`as_view` (also when
+    ``as_view()`` is given them as keywords), so a mistake fails at start-up.
+
+    Example::
+
+        class TransferView(ScopeRequiredMixin, View):
+            required_scopes = ("payments:write",)
+            acr_values = ("urn:example:mfa",)
+            max_age = 300
     """
 
     required_scopes: ClassVar[Sequence[str]] = ()
     any_scope: ClassVar[bool] = False
+    acr_values: ClassVar[Sequence[str]] = ()
+    max_age: ClassVar[int | None] = None
     view_is_async: ClassVar[bool]
+    # Set by as_view(): the Requirement the attributes describe, built once.
+    scopegate_requirement: ClassVar[Requirement | None] = None
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         """The view function, exempt from Django's CSRF check like the decorated function
         views: :meth:`dispatch` lets only requests with a valid bearer token through."""
+        settings_ = {
+            name: initkwargs.get(name, getattr(cls, name))
+            for name in ("required_scopes", "any_scope", "acr_values", "max_age")
+        }
+        initkwargs["scopegate_requirement"] = _mixin_requirement(cls.__name__, **settings_)
         view = cast("Callable[..., Any]", super().as_view(**initkwargs))  # type: ignore[misc]
         # CsrfViewMiddleware.process_view runs before dispatch() and reads csrf_exempt from
         # the function that as_view() returns.
         view.csrf_exempt = True  # type: ignore[attr-defined]
         return view
 
+    def _requirement(self) -> Requirement:
+        requirement = self.scopegate_requirement
+        if requirement is None:  # dispatched without as_view() (a test calling it directly)
+            requirement = _mixin_requirement(
+                type(self).__name__,
+                required_scopes=self.required_scopes,
+                any_scope=self.any_scope,
+                acr_values=self.acr_values,
+                max_age=self.max_age,
+            )
+        return requirement
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         """Check the token, then hand over to the view's own ``dispatch``."""
-        required = tuple(self.required_scopes)
+        requirement = self._requirement()
         parent = cast("Callable[..., Any]", super().dispatch)  # type: ignore[misc]
         if self.view_is_async:
-            return self._adispatch(parent, request, required, args, kwargs)
+            return self._adispatch(parent, request, requirement, args, kwargs)
         try:
-            token = _authorize(_token_or_verify(request), required, self.any_scope)
+            token = requirement.check(_token_or_verify(request))
         except BearerError as error:
             return render_error(error)
         marker = set_current_token(token)
@@ -512,12 +597,12 @@ class ScopeRequiredMixin:
         self,
         parent: Callable[..., Awaitable[Any]],
         request: HttpRequest,
-        required: tuple[str, ...],
+        requirement: Requirement,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         try:
-            token = _authorize(await _atoken_or_verify(request), required, self.any_scope)
+            token = requirement.check(await _atoken_or_verify(request))
         except BearerError as error:
             return render_error(error)
         marker = set_current_token(token)
@@ -525,3 +610,18 @@ class ScopeRequiredMixin:
             return await parent(request, *args, **kwargs)
         finally:
             reset_current_token(marker)
+
+
+def _mixin_requirement(
+    name: str, *, required_scopes: Any, any_scope: Any, acr_values: Any, max_age: Any
+) -> Requirement:
+    if isinstance(required_scopes, str):
+        raise ConfigurationError(f"{name}.required_scopes must be a list of scopes, not a str")
+    scopes = tuple(required_scopes)
+    return Requirement.of(
+        name,
+        validated_scopes(scopes, name) if scopes else (),
+        any_of=any_scope,
+        acr_values=acr_values,
+        max_age=max_age,
+    )

@@ -10,6 +10,10 @@ FastAPI collected for the route is granted (RFC 6749 §3.3, exact match), and re
 token URL and scope descriptions, so the OpenAPI document and ``/docs`` show the lock and
 each route's scopes.
 
+Step-up (RFC 9470): ``Security(auth.step_up(acr_values=[...], max_age=300), scopes=[...])``
+also requires a strong or recent login (:meth:`BearerAuth.step_up`); a token that falls
+short gets 401 ``insufficient_user_authentication`` naming what is missing.
+
 Failures raise :class:`BearerHTTPException`, an ``HTTPException`` that already carries the
 RFC 6750 §3 status and ``WWW-Authenticate`` challenge.
 
@@ -69,7 +73,8 @@ ASGI middleware in front with ``allow_form_token=True`` if you need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import copy
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -91,7 +96,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from scopegate._errors import BearerError, HTTPResponse, check_realm
 from scopegate._guard import BearerGuard, GuardOptions
-from scopegate._scopes import check_scopes
+from scopegate._scopes import Requirement
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 from scopegate.asgi import ASGIRequest, Message, Receive, Scope, Send, _patch_headers
@@ -191,6 +196,56 @@ class BearerAuth(SecurityBase):
         self.model = OAuth2Model(flows=flows, description=description)
         self.scheme_name = scheme_name
         self.auto_error = auto_error
+        self._strength = Requirement()
+        self._requirements: dict[tuple[str, ...], Requirement] = {}
+
+    def step_up(
+        self, *, acr_values: Iterable[str] | None = None, max_age: int | None = None
+    ) -> BearerAuth:
+        """This dependency, also requiring a strong or recent authentication (RFC 9470).
+
+        The copy shares this dependency's guard (its caches, options and OpenAPI
+        scheme); use it where ``Security`` names the route's scopes::
+
+            mfa = auth.step_up(acr_values=["urn:example:mfa"], max_age=300)
+
+            @app.post("/payments")
+            async def pay(token: Annotated[AccessToken, Security(mfa, scopes=["pay"])]): ...
+
+        A token whose ``acr`` is not one of *acr_values*, or whose ``auth_time`` is
+        missing or more than *max_age* seconds old, gets 401
+        ``insufficient_user_authentication`` naming them (RFC 9470 §3), before its
+        scopes are judged.
+
+        Args:
+            acr_values: Authentication context classes of which the token needs one.
+            max_age: Largest age in seconds of the user's authentication.
+
+        Raises:
+            ConfigurationError: A malformed acr value or max_age.
+        """
+        strength = Requirement.of("step_up", (), acr_values=acr_values, max_age=max_age)
+        stepped = copy.copy(self)
+        stepped._strength = strength
+        stepped._requirements = {}
+        return stepped
+
+    def requirement(self, scopes: Sequence[str]) -> Requirement:
+        """The :class:`~scopegate.Requirement` a route with these ``Security`` scopes
+        puts on the token: all of them, and this dependency's step-up (built once).
+
+        Raises:
+            ConfigurationError: A scope that is not a single RFC 6749 scope-token.
+        """
+        key = tuple(scopes)
+        requirement = self._requirements.get(key)
+        if requirement is None:
+            strength = self._strength
+            requirement = Requirement.of(
+                "Security", key, acr_values=strength.acr_values, max_age=strength.max_age
+            )
+            self._requirements[key] = requirement
+        return requirement
 
     def _raise(self, error: BearerError) -> BearerHTTPException:
         return BearerHTTPException(error, self.guard.render(error))
@@ -198,16 +253,21 @@ class BearerAuth(SecurityBase):
     async def __call__(
         self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AccessToken | None:
-        """Verify the request's token and check the route's scopes (all of them)."""
+        """Verify the request's token and check the route's requirement: every scope
+        ``Security`` collected and the step-up (:meth:`step_up`)."""
         token: AccessToken | None = request.scope.get(SCOPE_KEY)
         try:
+            requirement = self.requirement(security_scopes.scopes)
             if token is None:
                 token = await self.guard.aauthenticate(_DependencyRequest(request))
-                if token is None:  # anonymous, auto_error=False
-                    return None
+                if token is None:
+                    if self.auto_error and (requirement.scopes or requirement.step_up):
+                        # An excluded path: its Authorization header was ignored, and a
+                        # route that needs scopes or strength never runs anonymously.
+                        requirement.check(None)
+                    return None  # anonymous: auto_error=False, or an excluded path
                 request.scope[SCOPE_KEY] = token
-            if security_scopes.scopes:
-                check_scopes(token, tuple(security_scopes.scopes))
+            requirement.check(token)
         except BearerError as exc:
             raise self._raise(exc) from None
         return token
@@ -376,11 +436,13 @@ def _dependants(routes: list[BaseRoute]) -> Iterator[Any]:
 def _serve_metadata(router: APIRouter, state: Any) -> None:
     """Route the well-known paths of every resource the app's :class:`BearerAuth`
     dependencies describe to their guard (the first dependency to claim a path wins),
-    and render bare ``BearerError`` with the first such guard."""
+    and render bare ``BearerError`` with the first such guard. Each dependency's
+    requirement is built here, so a malformed ``Security`` scope fails at start-up."""
     served = {route.path for route in router.routes if isinstance(route, _MetadataRoute)}
     guards: dict[str, BearerGuard] = {}
     for dependant in _dependants(router.routes):
-        for auth, _ in _bearer_dependencies(dependant, {}):
+        for auth, scopes in _bearer_dependencies(dependant, {}):
+            auth.requirement(scopes)  # a malformed scope fails at start-up, not per request
             resource = auth.guard.options.resource
             if resource is None:
                 continue

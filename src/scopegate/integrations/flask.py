@@ -16,6 +16,10 @@ Configuration comes from the constructor or, for what is not given there, from
 ``SCOPEGATE_REALM``, ``SCOPEGATE_RESOURCE``, ``SCOPEGATE_DPOP``), falling back to
 ``os.environ``.
 
+Step-up (RFC 9470): ``require_scope(..., acr_values=[...], max_age=300)`` and
+``require_token(max_age=300)`` also require a strong or recent login; a token that falls
+short gets 401 ``insufficient_user_authentication`` naming what is missing.
+
 When the options describe a resource (RFC 9728: ``SCOPEGATE_RESOURCE``, or
 ``ScopeGate(app, options=scopegate.options_from_env())``), :meth:`ScopeGate.init_app`
 registers URL rules for its metadata document at both well-known paths, and every 401
@@ -43,7 +47,7 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 try:
     from flask import Flask, Request, Response, current_app, g, has_app_context, request
@@ -57,7 +61,7 @@ from scopegate._config import from_env, options_from_env
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
-from scopegate._scopes import check_scopes, validated_scopes
+from scopegate._scopes import Requirement, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 from scopegate.wsgi import WSGIRequest
@@ -237,18 +241,16 @@ def _authenticate() -> AccessToken:
     return token
 
 
-def _decorator(
-    required: tuple[str, ...], any_of: bool
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    check = requirement.check
+
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(view):
             async_view = cast("Callable[P, Any]", view)
 
             @functools.wraps(view)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                token = _authenticate()
-                if required:
-                    check_scopes(token, required, any_of=any_of)
+                token = check(_authenticate())
                 marker = set_current_token(token)
                 try:
                     return await async_view(*args, **kwargs)
@@ -259,9 +261,7 @@ def _decorator(
 
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            token = _authenticate()
-            if required:
-                check_scopes(token, required, any_of=any_of)
+            token = check(_authenticate())
             marker = set_current_token(token)
             try:
                 return view(*args, **kwargs)
@@ -273,29 +273,84 @@ def _decorator(
     return decorate
 
 
-def require_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def require_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a view so it runs only with a valid token granting ALL *scopes*.
 
     Place it below ``@app.route``. Works on sync and ``async def`` views.
 
+    Args:
+        *scopes: One or more scope names, each a single scope-token.
+        acr_values: Step-up (RFC 9470): the user must have authenticated with one of
+            these ``acr`` values.
+        max_age: Step-up (RFC 9470): the user's authentication (``auth_time``) must be
+            at most this many seconds old.
+
     Raises:
-        ConfigurationError: At decoration time, for no scopes or a malformed scope.
+        ConfigurationError: At decoration time, for no scopes or a malformed setting.
 
     At request time a :class:`~scopegate.BearerError` is raised and rendered by the
-    extension's handler: 401 without a valid token, 403 ``insufficient_scope`` with
-    ``scope=`` (RFC 6750 §3.1) when a scope is missing.
+    extension's handler: 401 without a valid token, 401
+    ``insufficient_user_authentication`` with ``acr_values`` / ``max_age`` (RFC 9470
+    §3) when the authentication is too weak or too old (judged before the scopes),
+    403 ``insufficient_scope`` with ``scope=`` (RFC 6750 §3.1) when a scope is missing.
+
+    Example::
+
+        @app.post("/payments")
+        @require_scope("payments:write", acr_values=["urn:example:mfa"], max_age=300)
+        def pay(): ...
     """
-    return _decorator(validated_scopes(scopes, "require_scope"), any_of=False)
+    return _decorator(
+        Requirement.of(
+            "require_scope",
+            validated_scopes(scopes, "require_scope"),
+            acr_values=acr_values,
+            max_age=max_age,
+        )
+    )
 
 
-def require_any_scope(*scopes: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def require_any_scope(
+    *scopes: str, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
-    return _decorator(validated_scopes(scopes, "require_any_scope"), any_of=True)
+    return _decorator(
+        Requirement.of(
+            "require_any_scope",
+            validated_scopes(scopes, "require_any_scope"),
+            any_of=True,
+            acr_values=acr_values,
+            max_age=max_age,
+        )
+    )
 
 
-def require_token(view: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a view so it runs only with a valid token, whatever its scopes."""
-    return _decorator((), any_of=False)(view)
+_ANY_TOKEN = _decorator(Requirement())
+
+
+@overload
+def require_token(view: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def require_token(
+    *, acr_values: Iterable[str] | None = None, max_age: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def require_token(
+    view: Callable[P, R] | None = None,
+    /,
+    *,
+    acr_values: Iterable[str] | None = None,
+    max_age: int | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a view so it runs only with a valid token, whatever its scopes.
+
+    Use it bare (``@require_token``) or with step-up requirements
+    (``@require_token(max_age=300)``: a recent login, RFC 9470).
+    """
+    if view is not None:
+        return _ANY_TOKEN(view)
+    return _decorator(Requirement.of("require_token", (), acr_values=acr_values, max_age=max_age))
 
 
 def get_current_token() -> AccessToken | None:

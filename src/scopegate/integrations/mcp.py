@@ -82,6 +82,7 @@ from scopegate._errors import (
     ConfigurationError,
     HTTPResponse,
     InsufficientScopeError,
+    InsufficientUserAuthenticationError,
     InvalidRequestError,
     MissingTokenError,
     ServiceUnavailableError,
@@ -89,7 +90,7 @@ from scopegate._errors import (
 )
 from scopegate._guard import BearerGuard, GuardOptions, check_binding
 from scopegate._resource import ProtectedResource
-from scopegate._scopes import validated_scopes
+from scopegate._scopes import Requirement, validated_scopes
 from scopegate._settings import boolean, whole
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
@@ -180,19 +181,35 @@ def _mcp_path(mcp_path: str | None, resource: ProtectedResource) -> str:
     return mcp_path
 
 
-def _tool_scopes(tool_scopes: Mapping[str, Sequence[str]] | None) -> dict[str, frozenset[str]]:
+ToolRequirement = Sequence[str] | Requirement
+
+
+def _tool_scopes(
+    tool_scopes: Mapping[str, ToolRequirement] | None,
+) -> tuple[dict[str, frozenset[str]], dict[str, Requirement]]:
+    """Each tool's scopes, and the step-up requirements of the tools that have one."""
     if tool_scopes is None:
-        return {}
+        return {}, {}
     if not isinstance(tool_scopes, Mapping):
         raise ConfigurationError("tool_scopes must map tool names to lists of scopes")
     checked: dict[str, frozenset[str]] = {}
+    strength: dict[str, Requirement] = {}
     for name, scopes in tool_scopes.items():
         if not isinstance(name, str) or not name:
             raise ConfigurationError("tool_scopes keys must be tool names")
+        if isinstance(scopes, Requirement):
+            if scopes.any_of:
+                raise ConfigurationError(f"tool_scopes[{name!r}]: a tool needs all its scopes")
+            if scopes.step_up:
+                # Authentication strength only: the scopes keep their own check below.
+                strength[name] = Requirement(acr_values=scopes.acr_values, max_age=scopes.max_age)
+            if not scopes.scopes:
+                raise ConfigurationError(f"tool_scopes[{name!r}] needs at least one scope")
+            scopes = scopes.scopes
         if isinstance(scopes, str):
             raise ConfigurationError(f"tool_scopes[{name!r}] must be a list of scopes, not a str")
         checked[name] = frozenset(validated_scopes(tuple(scopes), f"tool_scopes[{name!r}]"))
-    return checked
+    return checked, strength
 
 
 def _parse(body: bytes) -> Any:
@@ -249,13 +266,16 @@ def jsonrpc_error(rpc_id: Any, rendered: HTTPResponse, scopes: Sequence[str]) ->
 
     ``error.data`` is the RFC 6750 error object of *rendered* (``error``,
     ``error_description``, ``scope``); the official client raises it as an ``MCPError``.
+    A step-up refusal (RFC 9470) gets the same code with its own message.
     """
     data = json.loads(rendered.body)
-    error = {
-        "code": INSUFFICIENT_SCOPE_CODE,
-        "message": f"insufficient_scope: this tool needs {' '.join(scopes)}",
-        "data": data,
-    }
+    if data.get("error") == "insufficient_user_authentication":
+        message = (
+            "insufficient_user_authentication: this tool needs a stronger or more recent login"
+        )
+    else:
+        message = f"insufficient_scope: this tool needs {' '.join(scopes)}"
+    error = {"code": INSUFFICIENT_SCOPE_CODE, "message": message, "data": data}
     return json.dumps(
         {"jsonrpc": "2.0", "id": rpc_id, "error": error}, separators=(",", ":")
     ).encode()
@@ -295,7 +315,14 @@ class MCPGate(BearerAuthMiddleware):
         options: :class:`~scopegate.GuardOptions` with a ``resource`` (required) and the
             ``required_scopes`` every request needs (announced in every 401).
         guard: A ready :class:`~scopegate.BearerGuard` instead of verifier and options.
-        tool_scopes: Tool name -> scopes a ``tools/call`` of that tool needs.
+        tool_scopes: Tool name -> scopes a ``tools/call`` of that tool needs, or a
+            :class:`~scopegate.Requirement` adding authentication strength (RFC 9470:
+            ``Requirement(("items:delete",), acr_values=("urn:example:mfa",),
+            max_age=300)``). A token too weak or too old for the tool gets 401
+            ``insufficient_user_authentication`` with ``acr_values`` / ``max_age``,
+            before its scopes are judged. MCP clients do not implement RFC 9470: an
+            official client answers any 401 by authorizing again, which satisfies
+            ``max_age`` (a new login) but asks for no ``acr``; see ``docs/issuers.md``.
         mcp_path: The MCP endpoint's path; default: the resource identifier's path, or
             ``/mcp`` when it has none.
         max_body: Largest JSON-RPC body buffered (4 MiB, the SDK's limit).
@@ -315,7 +342,7 @@ class MCPGate(BearerAuthMiddleware):
         verifier: TokenVerifier | None = None,
         options: GuardOptions | None = None,
         guard: BearerGuard | None = None,
-        tool_scopes: Mapping[str, Sequence[str]] | None = None,
+        tool_scopes: Mapping[str, ToolRequirement] | None = None,
         mcp_path: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         challenge_all_scopes: bool = False,
@@ -330,7 +357,7 @@ class MCPGate(BearerAuthMiddleware):
                 "authorization server through it"
             )
         self.resource = resource
-        self.tool_scopes = _tool_scopes(tool_scopes)
+        self.tool_scopes, self._tool_strength = _tool_scopes(tool_scopes)
         self.mcp_path = _mcp_path(mcp_path, resource)
         self.max_body = whole("max_body", max_body, low=1)
         self.challenge_all_scopes = boolean("challenge_all_scopes", challenge_all_scopes)
@@ -426,17 +453,26 @@ class MCPGate(BearerAuthMiddleware):
         granted = token.scopes if token is not None else frozenset()
         for rpc_id, name in _tool_calls(_parse(body)):
             needed = self.tool_scopes.get(name)
-            if needed is None or needed <= granted:
+            strength = self._tool_strength.get(name)
+            if needed is None or (needed <= granted and strength is None):
                 continue
             scopes = sorted(needed)
             if self.challenge_all_scopes:
                 scopes = [*self._required, *(s for s in scopes if s not in self._required)]
-            error: BearerError = (
-                InsufficientScopeError(scopes, reason="tool_scope")
-                if token is not None
+            error: BearerError
+            if token is None:
                 # optional mode or an excluded MCP path: a scoped tool still needs a token
-                else MissingTokenError(scopes=scopes)
-            )
+                error = MissingTokenError(scopes=scopes)
+            else:
+                try:
+                    if strength is not None:
+                        # RFC 9470: strength before scopes, as for every other route.
+                        strength.check(token)
+                    if needed <= granted:
+                        continue
+                    error = InsufficientScopeError(scopes, reason="tool_scope")
+                except InsufficientUserAuthenticationError as step_up:
+                    error = step_up
             rendered = self.guard.render(error)
             if rpc_id is _NO_ID:
                 return rendered
