@@ -534,12 +534,16 @@ class BearerGuard:
         return token  # type: ignore[no-any-return]
 
     def _document(self, request: RequestView) -> HTTPResponse | None:
-        """The RFC 9728 metadata document for GET/HEAD of its well-known path."""
-        response = (
-            self._documents[request.path]
-            if request.method in ("GET", "HEAD")
-            else self.render(InvalidRequestError(reason="method_not_allowed"))
-        )
+        """The RFC 9728 metadata document for GET/HEAD of its well-known path, and the
+        answer to a CORS preflight for it (browser-based clients, such as MCP
+        inspectors, fetch it cross-origin with their own headers)."""
+        method = request.method
+        if method in ("GET", "HEAD"):
+            response = self._documents[request.path]
+        elif method == "OPTIONS":
+            response = _DOCUMENT_PREFLIGHT
+        else:
+            response = self.render(InvalidRequestError(reason="method_not_allowed"))
         if _observe.HOOKS:
             _observe.decision(
                 "document",
@@ -734,6 +738,20 @@ class BearerGuard:
         return HTTPResponse(
             response.status, (*response.headers, ("vary", "Authorization")), response.body
         )
+
+
+# The metadata document is public and sent without credentials: any origin may read
+# it, with any request headers (Fetch standard, CORS protocol).
+_DOCUMENT_PREFLIGHT = HTTPResponse(
+    204,
+    (
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "GET, HEAD"),
+        ("access-control-allow-headers", "*"),
+        ("access-control-max-age", "86400"),
+    ),
+    b"",
+)
 
 
 def _forwarded(request: RequestView, scheme: str) -> tuple[str, str | None]:
