@@ -31,11 +31,12 @@ logs and diagnostics, equally free of attacker input.
 
 from __future__ import annotations
 
+import http
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from scopegate._jose import is_scope_token
 
@@ -60,14 +61,7 @@ __all__ = [
 _SAFE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
-_REASON_PHRASES = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    503: "Service Unavailable",
-}
+_REASON_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +82,10 @@ class HTTPResponse:
     def status_line(self) -> str:
         """``"401 Unauthorized"``: the status as WSGI's ``start_response`` wants it."""
         return f"{self.status} {_REASON_PHRASES.get(self.status, 'Error')}"
+
+    def json(self) -> Any:
+        """The body parsed as JSON (for tests and embedding)."""
+        return json.loads(self.body)
 
 
 class ScopegateError(Exception):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from scopegate._errors import HTTPResponse
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._clients import AuthenticatedClient, ClientAuthenticator
 from scopegate.issuer._config import IssuerConfig
@@ -98,19 +99,6 @@ class HTTPRequest:
     def header(self, name: str) -> str | None:
         """A header value by lower-case name."""
         return self.headers.get(name)
-
-
-@dataclass(frozen=True)
-class HTTPResponse:
-    """A framework-neutral response."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body parsed as JSON (for tests and embedding)."""
-        return json.loads(self.body)
 
 
 def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...]) -> HTTPResponse:
