@@ -486,7 +486,10 @@ class Incident:
             if loud:
                 self._last = now
         self.log.log(
-            level if loud else logging.DEBUG, f"{self.what} {self.failure}: {detail}", *args
+            level if loud else logging.DEBUG,
+            f"{self.what} {self.failure}: {detail}",
+            *args,
+            stacklevel=2,  # the line that failed, not this one
         )
 
     def recovered(self) -> None:
@@ -495,7 +498,7 @@ class Incident:
             with self._lock:
                 was, self._active = self._active, False
             if was:
-                self.log.info("%s %s", self.what, self.recovery)
+                self.log.info("%s %s", self.what, self.recovery, stacklevel=2)
 
 
 _rejection_level: int | None = logging.INFO
