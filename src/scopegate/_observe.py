@@ -311,11 +311,17 @@ def add_hook(hook: Hook) -> None:
 
 
 def remove_hook(hook: Hook) -> None:
-    """Unregister *hook* (every registration of it; no error if it was not registered)."""
+    """Unregister *hook* (every registration of it; no error if it was not registered).
+
+    Hooks are compared by equality, so ``remove_hook(obj.method)`` removes the bound
+    method that ``add_hook(obj.method)`` registered.
+    """
     global HOOKS
     with _lock:
-        HOOKS = tuple(h for h in HOOKS if h is not hook)
-        _broken.discard(id(hook))
+        gone = [h for h in HOOKS if h == hook]
+        HOOKS = tuple(h for h in HOOKS if h != hook)
+        for h in gone:
+            _broken.discard(id(h))
 
 
 def hooks_enabled() -> bool:
