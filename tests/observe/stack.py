@@ -108,12 +108,14 @@ class Client:
     def get(self, path: str = "/ok", headers: Any = (), params: Any = None) -> httpx.Response:
         return self.request("GET", path, headers, params)
 
-    def close(self, verifier: Any = None) -> None:
-        """Close the client (and *verifier*'s HTTP clients, on the loop that used them)."""
+    def close(self, *resources: Any) -> None:
+        """Close the client, and *resources* (verifiers, caches, stores: their HTTP and
+        Redis clients) on the loop that used them."""
         if self.kind == "asgi":
-            aclose = getattr(verifier, "aclose", None)
-            if aclose is not None:
-                self._loop.run_until_complete(aclose())
+            for resource in resources:
+                aclose = getattr(resource, "aclose", None)
+                if aclose is not None:
+                    self._loop.run_until_complete(aclose())
             self._loop.run_until_complete(self._async.aclose())
             # Finish what asyncio scheduled for abandoned async generators (a body cut
             # short at the size cap) before the loop goes.
@@ -121,9 +123,10 @@ class Client:
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
         else:
-            close = getattr(verifier, "close", None)
-            if close is not None:
-                close()
+            for resource in resources:
+                close = getattr(resource, "close", None)
+                if close is not None:
+                    close()
             self._sync.close()
 
 
