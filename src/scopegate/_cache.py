@@ -353,7 +353,6 @@ class RedisConnection:
         self.purpose = purpose
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._retry_interval = retry_interval
-        self._log_interval = log_interval
         # Our circuit breaker decides when to try again; redis-py's own retries with
         # backoff would stall every request while Redis is down.
         self._client_kwargs: dict[str, Any] = {

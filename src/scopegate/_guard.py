@@ -85,6 +85,8 @@ __all__ = [
 
 logger = logging.getLogger("scopegate")
 _timer = _observe.timer  # a module global: read once per request with hooks
+# The record of a request let through without a token (an excluded path), built once.
+_ANONYMOUS = _observe.decision_parts("anonymous", 200, None, "none", "none", False)
 
 #: Largest form body buffered to look for an ``access_token`` form field (RFC 6750 §2.2).
 DEFAULT_MAX_FORM_BODY = 64 * 1024
@@ -512,7 +514,7 @@ class BearerGuard:
         reported (hooks only). Kept out of the flow: with a metrics hook this is the
         common request, and creating and driving a generator cost about 1 µs here."""
         if token is None:
-            _observe.decision("anonymous", 200, None, "none", "none", False, _timer() - start)
+            _observe.emit_parts(_ANONYMOUS, _timer() - start)
             return None
         # The record's parts for a remembered header, memoised: counting the dots of a
         # JWT alone costs 0.3 µs, building the attributes 0.2 µs; a probe of this map
@@ -551,7 +553,7 @@ class BearerGuard:
             )
             raise
         if token is None:
-            _observe.decision("anonymous", 200, None, "none", "none", False, _timer() - start)
+            _observe.emit_parts(_ANONYMOUS, _timer() - start)
         else:
             _observe.decision(
                 "accepted",

@@ -23,8 +23,8 @@ Record names, with their outcome words and attributes::
     jwks_fetch          a JWKS fetch. outcome: ok / failed. reason: the 503 reason code of
                         a failure. duration. attributes: keys (number of usable keys, 0 on
                         failure), cause (initial / ttl / unknown_kid / retry: the first
-                        fetch, an expired set, a token naming a kid the set lacks, a retry
-                        after a failed fetch)
+                        fetch, an expired set or an explicit refresh(), a token naming a
+                        kid the set lacks, a retry after a failed fetch)
     discovery_fetch     an RFC 8414 / OIDC metadata fetch. outcome: ok / failed. reason.
                         duration. attributes: kind (auto / oauth / oidc)
     key_rotation        a fetched key set differs from the previous one. outcome: rotated.
@@ -38,8 +38,9 @@ Record names, with their outcome words and attributes::
     redis_fallback      an operation on a Redis-backed store could not use Redis (an error,
                         or the circuit breaker is open). outcome: unavailable. attributes:
                         purpose (the store's configured purpose, e.g. "Redis cache")
-    issuer_grant        the companion issuer's token grant decided. outcome: issued, or the
-                        OAuth error code. attributes: grant_type (an enabled grant)
+    issuer_grant        the companion issuer's grant decided (after client authentication;
+                        refusals before it are issuer_failure only). outcome: issued, or
+                        the OAuth error code. attributes: grant_type (an enabled grant)
     issuer_failure      an issuer endpoint answered an error. outcome: the OAuth error
                         code. attributes: endpoint (token / introspection / revocation),
                         status
@@ -49,7 +50,9 @@ Record names, with their outcome words and attributes::
                         revoked. outcome: revoked. attributes: client_id (authenticated)
 
 Reason codes come from one vocabulary, :data:`REASON_CODES` (the error classes' table in
-:mod:`scopegate._errors` and the JWT rule table's in :mod:`scopegate._checks`).
+:mod:`scopegate._errors` and the JWT rule table's in :mod:`scopegate._checks`); the values
+a metric label may take are :data:`LABEL_VALUES` (see :func:`metric_labels`). The user
+guide is ``docs/observability.md``.
 Durations are measured on :data:`timer` (``time.perf_counter``, monotonic); a record's
 ``time`` is when it ended, on the wall clock.
 """
