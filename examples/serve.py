@@ -15,12 +15,18 @@ factory, preferred: nothing is read from the environment at import) or a module-
 ``app``, then add one entry ``"<name>": ("<name>_app", "asgi" | "wsgi")`` to
 :data:`EXAMPLES` below. Every example reads the ``SCOPEGATE_*`` environment variables
 (see ``scopegate._config``) and implements the routes of the examples contract.
+
+Every example logs one line per refused request at INFO on stderr (the
+``scopegate.rejections`` logger: status, error and reason code, never the token), and
+with ``SCOPEGATE_METRICS=prometheus`` serves ``GET /metrics`` without authentication
+(:func:`_common.with_metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 from http import HTTPStatus
@@ -58,7 +64,20 @@ def load_app(name: str) -> Any:
         sys.path.insert(0, examples_dir)
     module = importlib.import_module(module_name)
     factory = getattr(module, "create_app", None)
-    return factory() if callable(factory) else module.app
+    app = factory() if callable(factory) else module.app
+    from _common import with_metrics
+
+    return with_metrics(app, EXAMPLES[name][1])
+
+
+def log_to_stderr() -> None:
+    """scopegate's log lines (INFO and up) on stderr: one line per refused request, and
+    the authorization server's trouble (each incident once)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    library = logging.getLogger("scopegate")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -186,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     # Installed first so a signal during start-up also ends the process cleanly.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    app = load_app(args.name)
+    log_to_stderr()
+    from scopegate import ConfigurationError
+
+    try:
+        app = load_app(args.name)
+    except ConfigurationError as exc:
+        print(f"serve.py: {args.name}: configuration error: {exc}", file=sys.stderr)
+        return 2
     if EXAMPLES[args.name][1] == "asgi":
         serve_asgi(app, args.port)
     else:

@@ -171,12 +171,12 @@ class Requirement:
             if _observe.HOOKS:
                 _observe.decision(
                     _observe.refusal(error.status),
-                    status=error.status,
-                    reason=error.reason,
-                    kind="none" if token is None else _observe.token_kind(token.token),
-                    scheme="none" if token is None else ("dpop" if token.jkt else "bearer"),
-                    cached=False,
-                    duration=0.0,
+                    error.status,
+                    error.reason,
+                    "none" if token is None else _observe.token_kind(token.token),
+                    "none" if token is None else ("dpop" if token.jkt else "bearer"),
+                    False,
+                    0.0,
                     stage="endpoint",
                 )
             raise

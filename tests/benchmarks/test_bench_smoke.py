@@ -78,6 +78,9 @@ def test_inproc_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     assert "wsgi · flask + Authlib ResourceProtector" in cases
     assert "wsgi · flask + scopegate ScopeGate, repeated token (cache hit)" in cases
     assert any("middleware cost" in t["figure"] for t in data["targets"])
+    assert "asgi · cache hit + scopegate.prometheus" in cases
+    assert "asgi · cache hit + scopegate.otel (SDK, no exporter)" in cases
+    assert any(t["target"] == "≤ 1.0 µs" for t in data["targets"])
 
 
 def test_mcp_quick(bench_env: dict[str, str], tmp_path: Path) -> None:

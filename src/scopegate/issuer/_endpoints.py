@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from scopegate import _observe
 from scopegate._errors import HTTPResponse
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._clients import AuthenticatedClient, ClientAuthenticator
@@ -204,18 +205,28 @@ class _FormEndpoint:
         try:
             return self._handle(request, self._clock())
         except OAuthError as exc:
+            _observe.report("issuer_failure", exc.error, endpoint=self._kind, status=exc.status)
             rendered = exc.to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
         except StoreUnavailableError as exc:
             # One line per failed request: an outage must not bury the log in
             # tracebacks. The store's message names the server, never its password.
             logger.error("issuer state store unavailable, answered 503: %s", exc)
+            _observe.report(
+                "issuer_failure", "temporarily_unavailable", endpoint=self._kind, status=503
+            )
             rendered = TemporarilyUnavailableError(retry_after=5).to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
         except Exception:
             logger.exception("unexpected error in the issuer")
+            _observe.report("issuer_failure", "server_error", endpoint=self._kind, status=500)
             rendered = ServerError().to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+
+    @property
+    def _kind(self) -> str:
+        # "token", "introspection", "revocation": for records, from the class name.
+        return type(self).__name__.removesuffix("Endpoint").lower()
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:  # pragma: no cover
         raise NotImplementedError
@@ -225,6 +236,7 @@ class _FormEndpoint:
         key = self._limits.address.key(request.client_address or "-")
         wait = self._throttle.wait(self._limits.address, key, now)
         if wait > 0:
+            _observe.report("issuer_throttled", "throttled", limit=self._limits.address.kind)
             raise TooManyRequestsError(retry_after=wait)
         return key
 
@@ -294,9 +306,16 @@ class TokenEndpoint(_FormEndpoint):
         authenticated = self._authenticate(request, form, address_key, now)
         if grant_type not in authenticated.client.grant_types:
             raise UnauthorizedClientError()
-        body = grant.handle(
-            GrantRequest(authenticated.client, form, request.client_address, now, form.resources)
-        )
+        try:
+            body = grant.handle(
+                GrantRequest(
+                    authenticated.client, form, request.client_address, now, form.resources
+                )
+            )
+        except OAuthError as exc:
+            _observe.report("issuer_grant", exc.error, grant_type=grant_type)
+            raise
+        _observe.report("issuer_grant", "issued", grant_type=grant_type)
         return _json_response(200, body, no_store_headers())
 
 

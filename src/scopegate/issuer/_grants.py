@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from scopegate import _observe
 from scopegate.issuer._clients import Client, is_resource, parse_scope
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._errors import (
@@ -477,6 +478,7 @@ class RefreshTokenGrant(_FamilyIssuer):
                 client.client_id,
                 record.family_id,
             )
+            _observe.report("issuer_refresh_reuse", "revoked", client_id=client.client_id)
             raise InvalidGrantError(_BAD_REFRESH)
         if record.state != "active" or now >= record.idle_expires_at:
             raise InvalidGrantError(_BAD_REFRESH)
