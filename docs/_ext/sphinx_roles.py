@@ -35,7 +35,8 @@ def _convert(text: str, obj: griffe.Object) -> str:
         tilde, target = match.group(1), match.group(2).strip().removesuffix("()")
         title = target.rsplit(".", 1)[-1] if tilde else target
         identifier = html.escape(_identifier(target, obj), quote=True)
-        return f'<autoref optional identifier="{identifier}"><code>{html.escape(title)}</code></autoref>'
+        code = f"<code>{html.escape(title)}</code>"
+        return f'<autoref optional identifier="{identifier}">{code}</autoref>'
 
     return _ROLE.sub(link, text)
 
