@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint stress bench docs docs-serve clean
+.PHONY: setup demo test lint stress bench docs docs-serve build-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## make demo: start the issuer and an example API, then play the OAuth clients against them.
+## make demo: OAuth 2.0 played by its three parties: the issuer, example APIs, the clients.
 demo: setup
 	$(BIN)/python examples/demo.py
 
@@ -39,6 +39,10 @@ docs: setup
 ## make docs-serve: serve the site on http://127.0.0.1:8000 while editing docs/.
 docs-serve: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+## make build-smoke: build the sdist and wheel, install each in a fresh venv, smoke-test it.
+build-smoke: setup
+	bash .ci/build-smoke $(BIN)/python
 
 ## make bench: benchmarks; writes benchmarks/RESULTS.md (uses wrk when installed).
 bench: setup
