@@ -400,7 +400,8 @@ def _parse_cli(args: list[str], where: str) -> None:
             code = exc.code
         else:
             code = 0
-    assert code == 0, f"{where}: {stderr.getvalue().strip()}"
+    problem = stderr.getvalue().strip().rsplit("\n", 1)[-1]  # argparse's "error: ..." line
+    assert code == 0, f"{where}: {problem}"
 
 
 def _shell(block: Block, page: Page, *, run: bool) -> None:
