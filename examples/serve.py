@@ -3,6 +3,7 @@
 Usage::
 
     python examples/serve.py NAME --port PORT    # serve until SIGTERM / SIGINT
+    # example NAME (uvicorn) listening on http://127.0.0.1:PORT
     python examples/serve.py --list              # one NAME per line
 
 ASGI examples run under uvicorn, WSGI examples under waitress (multi-threaded). Both
@@ -84,7 +85,12 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve_asgi(app: Any, port: int) -> None:
+def announce(name: str, server: str, port: int) -> None:
+    """Say where the example listens, once the socket is bound."""
+    print(f"example {name} ({server}) listening on http://{HOST}:{port}", flush=True)
+
+
+def serve_asgi(app: Any, port: int, name: str = "app") -> None:
     """Run *app* under uvicorn until SIGTERM / SIGINT.
 
     uvicorn shuts down gracefully on those signals, then re-raises the signal to the
@@ -101,7 +107,9 @@ def serve_asgi(app: Any, port: int) -> None:
         http=head_limited_h11_protocol(),
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
-    uvicorn.Server(config).run()
+    sock = config.bind_socket()  # bound here, so the line below is true when printed
+    announce(name, "uvicorn", int(sock.getsockname()[1]))
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def head_limited_h11_protocol() -> type[Any]:
@@ -171,7 +179,7 @@ def head_limited_h11_protocol() -> type[Any]:
     return HeadLimitedH11Protocol
 
 
-def serve_wsgi(app: Any, port: int) -> None:
+def serve_wsgi(app: Any, port: int, name: str = "app") -> None:
     """Run *app* under waitress with several worker threads until SIGTERM / SIGINT."""
     from waitress.server import create_server
 
@@ -181,6 +189,7 @@ def serve_wsgi(app: Any, port: int) -> None:
     server = create_server(
         app, host=HOST, port=port, threads=WSGI_THREADS, max_request_header_size=MAX_REQUEST_HEAD
     )
+    announce(name, "waitress", int(server.effective_port))
     # waitress's run() loop treats SystemExit as "shut down the task dispatcher".
     try:
         server.run()
@@ -214,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve.py: {args.name}: configuration error: {exc}", file=sys.stderr)
         return 2
     if EXAMPLES[args.name][1] == "asgi":
-        serve_asgi(app, args.port)
+        serve_asgi(app, args.port, args.name)
     else:
-        serve_wsgi(app, args.port)
+        serve_wsgi(app, args.port, args.name)
     return 0
 
 

@@ -278,7 +278,8 @@ def require_any_scope(
 
     Args:
         *scopes: One or more scope names, each a single scope-token (no spaces).
-        acr_values / max_age: Step-up requirements, as for :func:`require_scope`.
+        acr_values: Step-up requirement, as for :func:`require_scope`.
+        max_age: Step-up requirement, as for :func:`require_scope`.
 
     Raises:
         ConfigurationError: At decoration time, for no scopes or a malformed scope.

@@ -8,7 +8,8 @@
     token_format = "jwt"                 # or "opaque" (checked by introspection)
     access_token_ttl = 600
     refresh_token_ttl = 86400
-    signing_key = "keys/issuer.pem"      # generated at start-up when absent
+    signing_key = "keys/issuer.pem"      # a PEM file (scopegate keys generate); omit it
+                                         # and a new key is generated at each start
     allow_password_grant = false
     redis_url = "redis://127.0.0.1:6379/0"
     scope_policy = "strict"              # or "narrow" (RFC 6749 §3.3)

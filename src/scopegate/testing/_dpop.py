@@ -72,8 +72,10 @@ class DPoPKey:
         Args:
             token: The access token it accompanies (adds ``ath``).
             nonce: The server's ``DPoP-Nonce``.
-            jti / iat: Override the fresh random ``jti`` and the current ``iat``.
-            claims / headers: Extra or replacing members (tests of hostile proofs).
+            jti: Overrides the fresh random ``jti``.
+            iat: Overrides the current time as ``iat``.
+            claims: Extra or replacing payload members (tests of hostile proofs).
+            headers: Extra or replacing header members (tests of hostile proofs).
         """
         parts = urlsplit(url)
         payload: dict[str, Any] = {
