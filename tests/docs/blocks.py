@@ -62,7 +62,9 @@ from tests.servers import ROOT, free_port, wait_for_port
 #: What a page's Python blocks find in the environment.
 PAGE_ENV = {"SCOPEGATE_ISSUER": "https://issuer.example", "SCOPEGATE_AUDIENCE": "api://items"}
 SHELL = {"console", "sh", "bash", "shell"}
-KNOWN = {"python", "toml", "json", "text", *SHELL}
+# Not run: plain text, and PromQL (whose metric names are checked against what
+# scopegate.prometheus exports).
+KNOWN = {"python", "toml", "json", "text", "promql", *SHELL}
 #: HTML comments directly above a fence that say how to treat it.
 _MARKER = re.compile(r"^<!--\s*([a-z-]+)(?::\s*(.*?))?\s*-->\s*$")
 _FILE_LINE = re.compile(r"^#\s*([\w./-]+\.(?:py|toml))\s*$")
@@ -232,6 +234,29 @@ def _release(value: Any) -> None:
 # -- evaluation -----------------------------------------------------------------------
 
 
+def _promql(block: Block) -> None:
+    """Every ``scopegate_*`` series a query names is one the Prometheus module exports."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import scopegate.prometheus
+
+    registry = CollectorRegistry()
+    instrumentation = scopegate.prometheus.instrument(registry)
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        instrumentation.uninstrument()
+    suffixes = ("", "_total", "_bucket", "_sum", "_count", "_created")
+    exported = {
+        family.name + suffix
+        for family in text_string_to_metric_families(text)
+        for suffix in suffixes
+    }
+    unknown = sorted(set(re.findall(r"\bscopegate_[a-z0-9_]+", block.source)) - exported)
+    assert not unknown, f"line {block.line}: metrics not exported: {', '.join(unknown)}"
+
+
 def evaluate(example: Example) -> None:
     """Run one block according to its language and markers."""
     block: Block = example.parsed
@@ -244,6 +269,8 @@ def evaluate(example: Example) -> None:
         json.loads(block.source)
     elif block.language in SHELL:
         _shell(block, page, run="run" in block.markers and not block.fragment)
+    elif block.language == "promql":
+        _promql(block)
     elif block.language not in KNOWN:
         raise AssertionError(
             f"a code block without a known language ({block.language or 'none'!r}): use "
