@@ -137,6 +137,9 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "malformed_response": "an active answer with a malformed member",
         # Several issuers (scopegate._issuers).
         "issuer_resolver": "the issuer resolver failed or timed out (503)",
+        # MCP servers (scopegate.integrations.mcp).
+        "body_too_large": "an MCP request body over the gate's cap (413)",
+        "tool_scope": "the token lacks a called tool's scopes (403, the client steps up)",
         # Presets (scopegate.presets).
         "wrong_token_version": "Entra ID: the token's ver is not the expected one",
         "wrong_token_use": "Cognito: token_use is not access",

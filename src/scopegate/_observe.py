@@ -64,11 +64,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scopegate._checks import REASONS as _JWT_REASONS
 from scopegate._errors import REASONS as _ERROR_REASONS
-from scopegate._errors import ConfigurationError
+from scopegate._errors import BearerError, ConfigurationError
+
+if TYPE_CHECKING:
+    from scopegate._token import AccessToken
 
 __all__ = [
     "DIMENSIONS",
@@ -531,6 +534,24 @@ def log_rejection(status: int, error: str, reason: str, where: str) -> None:
     level = _rejection_level
     if level is not None and rejections.isEnabledFor(level):
         rejections.log(level, "%s %s %s (%s)", where, status, error, reason)
+
+
+def refused(error: BearerError, token: AccessToken | None, stage: str = "endpoint") -> None:
+    """Log and report a refusal decided after the guard (a scope decorator, the MCP
+    gate's per-tool check): one ``scopegate.rejections`` line and, with hooks, one
+    ``decision`` record of *stage*."""
+    log_rejection(error.status, error.error or "-", error.reason, stage)
+    if HOOKS:
+        decision(
+            refusal(error.status),
+            error.status,
+            error.reason,
+            "none" if token is None else token_kind(token.token),
+            "none" if token is None else ("dpop" if token.jkt else "bearer"),
+            False,
+            0.0,
+            stage=stage,
+        )
 
 
 def refusal(status: int) -> str:

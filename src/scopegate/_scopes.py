@@ -167,18 +167,7 @@ class Requirement:
                 # A DPoP-bound token only passes the guard with its proof: the request
                 # used DPoP, so the error goes in the DPoP challenge (RFC 9449 §7.1).
                 error.scheme = "DPoP"
-            _observe.log_rejection(error.status, error.error or "-", error.reason, "endpoint")
-            if _observe.HOOKS:
-                _observe.decision(
-                    _observe.refusal(error.status),
-                    error.status,
-                    error.reason,
-                    "none" if token is None else _observe.token_kind(token.token),
-                    "none" if token is None else ("dpop" if token.jkt else "bearer"),
-                    False,
-                    0.0,
-                    stage="endpoint",
-                )
+            _observe.refused(error, token)
             raise
 
     def _check(self, token: AccessToken | None) -> AccessToken:

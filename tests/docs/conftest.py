@@ -8,6 +8,7 @@ page added to docs/ is picked up by itself), and each block is one test item, na
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,44 @@ def pages() -> list[Path]:
 
 
 class PageFile(SybilFile):
-    """One documentation page; its blocks share a namespace, in order."""
+    """One documentation page; its blocks share a namespace, in order.
+
+    A page's code may change process-wide state the way a reader would (register an
+    observability hook, set a log level, add a handler): all of it is put back after
+    the page, so later tests observe what they would without the docs.
+    """
 
     def setup(self) -> None:
+        from scopegate import _observe
+
+        self._hooks = _observe.HOOKS
+        self._rejection_level = _observe._rejection_level
+        self._loggers = {
+            name: (logger.level, list(logger.handlers), logger.propagate)
+            for name, logger in _scopegate_loggers()
+        }
         for document in self.documents:
             document.namespace["__file__"] = str(self.path)
         super().setup()
+
+    def teardown(self) -> None:
+        from scopegate import _observe
+
+        for hook in _observe.HOOKS:
+            if hook not in self._hooks:
+                _observe.remove_hook(hook)
+        _observe._rejection_level = self._rejection_level
+        for name, logger in _scopegate_loggers():
+            level, handlers, propagate = self._loggers.get(name, (logging.NOTSET, [], True))
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+        super().teardown()
+
+
+def _scopegate_loggers() -> list[tuple[str, logging.Logger]]:
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "scopegate"]
+    return [(n, logging.getLogger(n)) for n in ["scopegate", *names]]
 
 
 class Pages(pytest.File):
