@@ -377,8 +377,13 @@ class ProofVerifier:
             _HEADER_CACHE
         )
 
-    def check(self, proof: str, *, method: str, url: str, token: str, now: float) -> Proof:
+    def check(self, proof: str, *, method: str, url: str, token: str | None, now: float) -> Proof:
         """Check *proof* for a request with *method* to *url* presenting *token*.
+
+        Args:
+            token: The access token the proof accompanies (its hash must be the proof's
+                ``ath``); ``None`` for a token request, which presents no access token
+                (RFC 9449 §5: ``ath`` is not checked there).
 
         Raises:
             InvalidDPoPProofError: Any defect (see the module's reason codes).
@@ -430,12 +435,29 @@ class ProofVerifier:
                 raise _fail("dpop_url") from None
         if not now - policy.max_age <= iat <= now + policy.leeway:
             raise _fail("dpop_iat")
-        ath = claims.get("ath")
-        if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
-            raise _fail("dpop_ath")
+        if token is not None:
+            ath = claims.get("ath")
+            if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
+                raise _fail("dpop_ath")
         if policy.nonce is not None and not policy.nonce.accepts(claims.get("nonce")):
             raise UseDPoPNonceError(nonce=policy.nonce.current())
         return Proof(jkt, jti, float(iat))
+
+    def record_flow(self, proof: Proof, now: float) -> Flow[None]:
+        """Record *proof*'s single use in the policy's replay store (RFC 9449 §11.1).
+
+        The entry is keyed by the key's thumbprint and the ``jti`` and lives as long as
+        the proof could be accepted (``iat + max_age + leeway``).
+
+        Raises:
+            InvalidDPoPProofError: ``dpop_replayed``: this proof was used before.
+            ServiceUnavailableError: The store cannot answer (fail closed).
+        """
+        policy = self.policy
+        key = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()[:40]
+        ttl = max(1.0, proof.iat + policy.max_age + policy.leeway - now)
+        if not (yield from policy.replay.first_use_flow(key, ttl)):
+            raise _fail("dpop_replayed")
 
     def _header(self, segment: bytes) -> tuple[str, VerificationKey, str]:
         if len(segment) > MAX_HEADER_LENGTH:
