@@ -22,8 +22,9 @@ What is enforced (RFC 7662 §2.2, §4; see also RFC 9700 §2.3):
   ``leeway``; ``iss`` must equal the
   configured issuer and ``aud`` must name the configured audience when the response
   carries them; a ``token_type`` other than an access token (a refresh token sent as a
-  bearer token) is refused; a sender-constrained token (``cnf``) is refused because a
-  bearer request cannot prove possession.
+  bearer token) is refused, and ``DPoP`` is one only with the key it is bound to
+  (``cnf.jkt``, RFC 9449 §6.2); the guard then accepts such a token only with a proof
+  made with that key, never as a Bearer token.
 * A malformed answer, a non-JSON or non-``application/json`` body, an oversized body, a
   redirect, a 401/403 (our credentials are wrong), a 5xx or a timeout is a 503 with
   ``Retry-After`` (:class:`~scopegate.IntrospectionUnavailableError`), never a 401 that
@@ -479,7 +480,9 @@ class IntrospectionVerifier:
         token_type = claims.get("token_type")
         if token_type is not None and token_type.lower() not in _ACCESS_TOKEN_TYPES:
             # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer.
-            raise InvalidTokenError(reason="wrong_token_type")
+            # A DPoP-bound access token names its key (RFC 9449 §6.2).
+            if token_type.lower() != "dpop" or "cnf" not in claims:
+                raise InvalidTokenError(reason="wrong_token_type")
         exp = claims.get("exp")
         issuer = claims.get("iss")
         try:
