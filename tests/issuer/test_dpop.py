@@ -477,9 +477,7 @@ def test_toml_settings(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_toml_errors_name_file_and_line(
-    tmp_path: Path, text: str, line: int, message: str
-) -> None:
+def test_toml_errors_name_file_and_line(tmp_path: Path, text: str, line: int, message: str) -> None:
     """A mistyped DPoP setting names the file, the line and the table."""
     config = tmp_path / "issuer.toml"
     config.write_text('issuer = "https://auth.example"\naudience = "api"\n' + text)
@@ -580,4 +578,3 @@ def test_two_issuers_sharing_redis_refuse_each_others_proofs(redis_server: Redis
     finally:
         one.close()
         two.close()
-
