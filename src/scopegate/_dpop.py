@@ -62,6 +62,7 @@ from scopegate._jose import (
     JOSEError,
     b64url_decode,
     b64url_encode,
+    is_numeric_date,
     split_compact,
 )
 from scopegate._jsonstrict import StrictJSONError, loads_object
@@ -420,8 +421,9 @@ class ProofVerifier:
             or type(htm) is not str
             or type(htu) is not str
             or len(htu) > 8192
-            or not (type(iat) is int or type(iat) is float)
-            or not math.isfinite(iat)
+            # One NumericDate rule (RFC 7519 §2): a 400-digit iat must not reach float
+            # arithmetic (math.isfinite raised OverflowError on it: a 500).
+            or not is_numeric_date(iat)
         ):
             raise _fail("dpop_claims")
         if htm != method:

@@ -253,6 +253,7 @@ HOSTILE: list[Any] = [
     pytest.param(lambda: {"dpop": KEY.proof("GET", TOKEN_URL)}, "dpop_method", id="wrong-htm"),
     pytest.param(lambda: dpop(iat=time.time() - 300), "dpop_iat", id="stale-iat"),
     pytest.param(lambda: dpop(iat=time.time() + 60), "dpop_iat", id="future-iat"),
+    pytest.param(lambda: dpop(iat=10**400), "dpop_claims", id="iat-beyond-float"),
     pytest.param(lambda: dpop(headers={"alg": "HS256"}), "dpop_alg", id="symmetric-alg"),
     pytest.param(lambda: dpop(headers={"alg": "none"}), "dpop_alg", id="alg-none"),
     pytest.param(lambda: dpop(headers={"typ": "JWT"}), "dpop_type", id="wrong-typ"),
