@@ -11,6 +11,7 @@ own (authlib/authlib#315): it drives the code flow and we add the proof header.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import OAuth2Client
 
 pytestmark = pytest.mark.filterwarnings("ignore:The httpx module is deprecated")
+DOC = ROOT / "docs" / "dpop.md"
+_SNIPPET = re.compile(r"<!-- snippet: ([a-z-]+) -->\n```python\n(.*?)```", re.DOTALL)
 
 AUDIENCE = "api://dpop-e2e"
 SVC = ("svc", "svc-secret-6d1e9a0b")
@@ -247,3 +250,24 @@ def test_authlib_code_flow_gets_a_bound_token(opaque_stack: Stack) -> None:
     assert state
     assert token["token_type"] == "DPoP"
     check_api(opaque_stack.api, token["access_token"])
+
+
+@pytest.mark.parametrize("name", ["issuer-dpopauth", "issuer-plain-httpx"])
+def test_docs_snippets_run_as_written(jwt_stack: Stack, name: str) -> None:
+    """The token-request snippets of docs/dpop.md, with this stack's addresses and
+    credentials: a DPoP token (after the nonce round trip) that gets the items."""
+    code = dict(_SNIPPET.findall(DOC.read_text()))[name]
+    for documented, real in (
+        ("http://127.0.0.1:9000", jwt_stack.issuer),
+        ("http://127.0.0.1:8000", jwt_stack.api),
+        ('("svc-a", "SECRET")', repr(SVC)),
+    ):
+        assert documented in code
+        code = code.replace(documented, real)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/dpop.md", "exec"), namespace)
+    response, items = namespace["response"], namespace["items"]
+    assert isinstance(response, httpx.Response)
+    assert isinstance(items, httpx.Response)
+    assert response.json()["token_type"] == "DPoP"
+    assert items.status_code == 200
