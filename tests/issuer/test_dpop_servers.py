@@ -23,9 +23,11 @@ import httpx
 import jwt
 import pytest
 
+from scopegate.issuer import create_asgi_app, create_wsgi_app
 from scopegate.testing import DPoPAuth, DPoPKey
 from tests.issuer.authz_support import browser_login, pkce, query_of
-from tests.servers import ROOT, free_port, run_process
+from tests.issuer.conftest import SECRET, make_issuer, run_waitress
+from tests.servers import ROOT, free_port, run_asgi, run_process
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -271,3 +273,27 @@ def test_docs_snippets_run_as_written(jwt_stack: Stack, name: str) -> None:
     assert isinstance(items, httpx.Response)
     assert response.json()["token_type"] == "DPoP"
     assert items.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("asgi", id="uvicorn"), pytest.param("wsgi", id="waitress")]
+)
+def test_two_dpop_headers_are_refused_by_both_apps(kind: str) -> None:
+    """Two DPoP fields reach the core joined (RFC 9110 §5.3) and are invalid_dpop_proof
+    under uvicorn and waitress alike; one is a bound token."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    issuer = make_issuer(issuer=base)
+    server = (
+        run_asgi(create_asgi_app(issuer), port)
+        if kind == "asgi"
+        else run_waitress(create_wsgi_app(issuer), port)
+    )
+    url = f"{base}/token"
+    form = {"grant_type": "client_credentials", "scope": "read"}
+    with server:
+        two = [("DPoP", KEY.proof("POST", url)), ("DPoP", KEY.proof("POST", url))]
+        refused = httpx.post(url, data=form, auth=("svc", SECRET), headers=two, timeout=10)
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_dpop_proof")
+        one = httpx.post(url, data=form, auth=("svc", SECRET), headers=two[:1], timeout=10)
+        assert one.json()["token_type"] == "DPoP"

@@ -86,9 +86,7 @@ class GrantRequest:
         Raises:
             InvalidGrantError: *bound* is set, and there is no proof or another key.
         """
-        if bound is not None and (
-            self.proof is None or not hmac.compare_digest(self.proof.jkt, bound)
-        ):
+        if bound is not None and (self.proof is None or self.proof.jkt != bound):
             raise InvalidGrantError(_WRONG_KEY)
 
     def bind(self) -> str | None:

@@ -72,9 +72,9 @@ class Issuer:
     users), the token endpoint (``authorization_code``, ``client_credentials``,
     ``refresh_token`` and, opt-in, ``password``; DPoP-bound tokens for requests with a
     DPoP proof, RFC 9449), RFC 7662 introspection, RFC 7009 revocation, the JWKS and
-    RFC 8414 metadata. :meth:`handle` answers a
-    framework-neutral :class:`HTTPRequest`; use :func:`scopegate.issuer.create_asgi_app`
-    or :func:`scopegate.issuer.create_wsgi_app` to serve it.
+    RFC 8414 metadata. :meth:`handle` answers a framework-neutral :class:`HTTPRequest`;
+    use :func:`scopegate.issuer.create_asgi_app` or
+    :func:`scopegate.issuer.create_wsgi_app` to serve it.
 
     Endpoints, relative to the issuer URL ``https://host/base``: ``/base/authorize``,
     ``/base/token``,
