@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, cast, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from scopegate._cache import BoundedDict, RedisConnection
@@ -426,6 +426,7 @@ class ProofVerifier:
             or not is_numeric_date(iat)
         ):
             raise _fail("dpop_claims")
+        issued = float(cast("float", iat))  # a NumericDate: an int or float in range
         if htm != method:
             raise _fail("dpop_method")
         # The exact string is the common case; normalisation only when it differs.
@@ -435,7 +436,7 @@ class ProofVerifier:
                     raise _fail("dpop_url")
             except ValueError:
                 raise _fail("dpop_url") from None
-        if not now - policy.max_age <= iat <= now + policy.leeway:
+        if not now - policy.max_age <= issued <= now + policy.leeway:
             raise _fail("dpop_iat")
         if token is not None:
             ath = claims.get("ath")
@@ -443,7 +444,7 @@ class ProofVerifier:
                 raise _fail("dpop_ath")
         if policy.nonce is not None and not policy.nonce.accepts(claims.get("nonce")):
             raise UseDPoPNonceError(nonce=policy.nonce.current())
-        return Proof(jkt, jti, float(iat))
+        return Proof(jkt, jti, issued)
 
     def record_flow(self, proof: Proof, now: float) -> Flow[None]:
         """Record *proof*'s single use in the policy's replay store (RFC 9449 §11.1).
