@@ -34,7 +34,6 @@ List each spelling you want public.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import logging
 import re
@@ -687,12 +686,8 @@ class BearerGuard:
         if proof is not None:
             # Recorded only now: only the holder of a valid bound token writes to the
             # replay store, for as long as the proof could be replayed.
-            policy = self.options.dpop
-            assert policy is not None
-            key = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()[:40]
-            ttl = max(1.0, proof.iat + policy.max_age + policy.leeway - time.time())
-            if not (yield from policy.replay.first_use_flow(key, ttl)):
-                raise InvalidDPoPProofError(reason="dpop_replayed")
+            assert self._dpop is not None
+            yield from self._dpop.record_flow(proof, time.time())
         if self._required and not token.scopes >= self._required:
             raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
         if credentials.source == "header" and len(authorization) == 1 and not dpop:

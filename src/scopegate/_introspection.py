@@ -22,8 +22,9 @@ What is enforced (RFC 7662 §2.2, §4; see also RFC 9700 §2.3):
   ``leeway``; ``iss`` must equal the
   configured issuer and ``aud`` must name the configured audience when the response
   carries them; a ``token_type`` other than an access token (a refresh token sent as a
-  bearer token) is refused; a sender-constrained token (``cnf``) is refused because a
-  bearer request cannot prove possession.
+  bearer token) is refused, and ``DPoP`` is one only with the key it is bound to
+  (``cnf.jkt``, RFC 9449 §6.2); the guard then accepts such a token only with a proof
+  made with that key, never as a Bearer token.
 * A malformed answer, a non-JSON or non-``application/json`` body, an oversized body, a
   redirect, a 401/403 (our credentials are wrong), a 5xx or a timeout is a 503 with
   ``Retry-After`` (:class:`~scopegate.IntrospectionUnavailableError`), never a 401 that
@@ -78,7 +79,7 @@ from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._settings import number, string
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 
-__all__ = ["IntrospectionVerifier"]
+__all__ = ["IntrospectionVerifier", "basic_authorization"]
 
 logger = logging.getLogger("scopegate.introspection")
 
@@ -94,6 +95,13 @@ _MAX_RETRY_AFTER = 300
 
 # A view memoised on a cache entry: owner, then the AccessToken fields derived from it.
 _Fields = tuple[str | None, str | None, frozenset[str], int | None, Mapping[str, Any], str | None]
+
+
+def basic_authorization(client_id: str, secret: str) -> str:
+    """The ``Authorization`` value of ``client_secret_basic`` (RFC 6749 §2.3.1): each half
+    is form-urlencoded before the Basic encoding."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
 
 
 class IntrospectionVerifier:
@@ -247,9 +255,7 @@ class IntrospectionVerifier:
         }
         self._form_auth: dict[str, str] = {}
         if auth_method == "client_secret_basic":
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-            pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
-            self._headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+            self._headers["authorization"] = basic_authorization(client_id, client_secret)
         else:
             self._form_auth = {"client_id": client_id, "client_secret": client_secret}
         self._flight = Flight()
@@ -536,8 +542,13 @@ class IntrospectionVerifier:
                 raise self._malformed("a date, string or aud", log) from None
             raise
         token_type = claims.get("token_type")
-        if token_type is not None and token_type.lower() not in _ACCESS_TOKEN_TYPES:
-            # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer.
+        # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer. A
+        # DPoP-bound access token names the key it is bound to (RFC 9449 §6.2).
+        if (
+            token_type is not None
+            and token_type.lower() not in _ACCESS_TOKEN_TYPES
+            and (token_type.lower() != "dpop" or "cnf" not in claims)
+        ):
             raise InvalidTokenError(reason="wrong_token_type")
         exp = claims.get("exp")
         issuer = claims.get("iss")

@@ -281,6 +281,11 @@ ATTACKS: list[Any] = [
         id="future-iat",
     ),
     pytest.param(
+        lambda: dpop_request(TOKEN, KEY.proof("GET", URL, token=TOKEN, iat=10**400)),
+        (401, "invalid_dpop_proof"),
+        id="iat-beyond-float",
+    ),
+    pytest.param(
         lambda: dpop_request(TOKEN, _private_jwk_proof(TOKEN)),
         (401, "invalid_dpop_proof"),
         id="private-jwk",
