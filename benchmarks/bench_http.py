@@ -1392,7 +1392,7 @@ def profile_markdown(runs: dict[str, dict[str, Any]], gc_runs: dict[str, dict[st
             )
         parts.append(
             "CPython GC in the scopegate server during the same runs (`gc.callbacks`, CPU "
-            "time of each collection):\n\n"
+            "time of each collection; the max pause is since the server started):\n\n"
             + _harness.markdown_table(
                 [
                     "run",

@@ -14,8 +14,8 @@ another's interpreter), each writing JSON that this script collects:
 
 It prints issue 18's goals table (and the issue-6 figures still tracked), each figure
 from this run, and writes it with every suite's tables, the machine description and the
-load average around each suite to ``benchmarks/RESULTS.md``. A full run takes about 17
-minutes; ``--dev`` is a shortened real run (about 6 minutes, figures not to be quoted);
+load average around each suite to ``benchmarks/RESULTS.md``. A full run takes about 15
+minutes; ``--dev`` is a shortened real run (about 3 minutes, figures not to be quoted);
 ``--quick`` is a smoke run. Neither writes anything unless ``--output`` is given.
 
 Usage::
@@ -789,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument(
         "--dev",
         action="store_true",
-        help="shortened real run (about 6 min): every section renders, figures are rough",
+        help="shortened real run (about 3 min): every section renders, figures are rough",
     )
     parser.add_argument("--skip-http", action="store_true", help="no server/wrk suites")
     parser.add_argument("--only", default="", help="comma-separated suite names")
