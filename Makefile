@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint stress bench clean
+.PHONY: setup demo test lint stress bench docs docs-serve build-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## make demo: start the issuer and an example API, then play the OAuth clients against them.
+## make demo: OAuth 2.0 played by its three parties: the issuer, example APIs, the clients.
 demo: setup
 	$(BIN)/python examples/demo.py
 
@@ -32,10 +32,22 @@ lint: setup
 stress: setup
 	$(BIN)/python -m pytest tests/stress -p no:cacheprovider
 
+## make docs: build the documentation site into site/ (strict: a broken link or reference fails).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## make docs-serve: serve the site on http://127.0.0.1:8000 while editing docs/.
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+## make build-smoke: build the sdist and wheel, install each in a fresh venv, smoke-test it.
+build-smoke: setup
+	bash .ci/build-smoke $(BIN)/python
+
 ## make bench: benchmarks; writes benchmarks/RESULTS.md (uses wrk when installed).
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist site

@@ -13,6 +13,9 @@ The ``*_app()`` factories build the apps from the key material in
 
 from __future__ import annotations
 
+import gc
+import os
+import time
 from typing import Any
 
 import _fixtures
@@ -264,3 +267,88 @@ def flask_scopegate_mw_app() -> Any:
 
 def flask_authlib_app() -> Any:
     return flask_authlib(_material())
+
+
+# --- factories for the issue-18 suites (token-size matrix, profile under load) ------------
+
+#: Environment variable read by :func:`starlette_scopegate_sized_app`: the verified-token
+#: cache size of the token-size matrix server (default 1000, so 3000 strided unique tokens
+#: per variant always miss).
+CACHE_SIZE_ENV = "SCOPEGATE_BENCH_CACHE_SIZE"
+#: The route of :func:`starlette_scopegate_gc_app` that reports the GC counters (no auth).
+GC_PATH = "/__gc"
+
+
+def starlette_scopegate_sized_app() -> Any:
+    """Starlette + scopegate (+ ``@require_scope``) with ``cache_size`` from the environment."""
+    from starlette.applications import Starlette
+
+    from scopegate._jwt import JWTVerifier
+    from scopegate.asgi import BearerAuthMiddleware
+
+    material = _material()
+    verifier = JWTVerifier(
+        issuer=_fixtures.ISSUER,
+        audience=_fixtures.AUDIENCE,
+        keys=material.jwks,
+        cache_size=int(os.environ.get(CACHE_SIZE_ENV, "1000")),
+    )
+    inner = Starlette(routes=_starlette_routes(protected_scope=True))
+    return BearerAuthMiddleware(inner, verifier=verifier, exclude_paths=("/bare",))
+
+
+class GCCounters:
+    """CPython GC activity seen through :data:`gc.callbacks`: collections, objects
+    collected, and the CPU time of each collection (``time.thread_time``) per generation."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.collected = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.max_pause = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any], _clock: Any = time.thread_time) -> None:
+        if phase == "start":
+            self._started = _clock()
+            return
+        gen = int(info.get("generation", 0))
+        spent = _clock() - self._started
+        self.collections[gen] += 1
+        self.collected[gen] += int(info.get("collected", 0))
+        self.seconds[gen] += spent
+        if spent > self.max_pause[gen]:
+            self.max_pause[gen] = spent
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "collections": list(self.collections),
+            "collected": list(self.collected),
+            "seconds": list(self.seconds),
+            "max_pause_s": list(self.max_pause),
+            "threshold": list(gc.get_threshold()),
+        }
+
+
+def starlette_scopegate_gc_app() -> Any:
+    """Starlette + scopegate as :func:`starlette_scopegate_app` (default cache), plus GC
+    counters installed in :data:`gc.callbacks` and reported as JSON on ``GET /__gc``
+    (excluded from authentication; read by the profile-under-load suite)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from scopegate.asgi import BearerAuthMiddleware
+
+    counters = GCCounters()
+    gc.callbacks.append(counters)
+
+    async def gc_stats(request: Request) -> JSONResponse:
+        return JSONResponse(counters.snapshot())
+
+    routes = [*_starlette_routes(protected_scope=True), Route(GC_PATH, gc_stats)]
+    inner = Starlette(routes=routes)
+    return BearerAuthMiddleware(
+        inner, verifier=scopegate_verifier(_material()), exclude_paths=("/bare", GC_PATH)
+    )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,57 @@ _VERSION = "2"
 # than an hour of validity is left, plenty for a full run.
 _LIFETIME = 86000
 _MIN_LEFT = 3600
+#: Unique tokens per token-size variant: served by an app whose verified-token cache
+#: holds 1000 (``SCOPEGATE_BENCH_CACHE_SIZE``), so a cycled list of 3000 always misses.
+VARIANT_TOKENS = 3000
+#: Scope names beyond the default three: ``s000:r`` .. ``s999:r`` (6 characters each,
+#: so a 500-scope token stays well under the 8 KB token limit).
+SCOPE_VOCABULARY = tuple(f"s{i:03d}:r" for i in range(1000))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A token shape of the token-size matrix: how many scopes, or padded to a size."""
+
+    id: str
+    label: str
+    scopes: int = 3
+    pad_to: int | None = None  # total token length in bytes (an extra ``pad`` claim)
+
+
+#: The token-size matrix (issue 18): 5 / 100 / 500 scopes; 1 / 4 / 7 KB (padded).
+VARIANTS = (
+    Variant("scopes-5", "5 scopes", scopes=5),
+    Variant("scopes-100", "100 scopes", scopes=100),
+    Variant("scopes-500", "500 scopes", scopes=500),
+    Variant("pad-1k", "padded to 1 KB", pad_to=1024),
+    Variant("pad-4k", "padded to 4 KB", pad_to=4096),
+    Variant("pad-7k", "padded to 7 KB", pad_to=7168),
+)
+
+
+def variant(variant_id: str) -> Variant:
+    """The :class:`Variant` called *variant_id*."""
+    for v in VARIANTS:
+        if v.id == variant_id:
+            return v
+    raise KeyError(variant_id)
+
+
+def scope_string(count: int) -> str:
+    """``items:read items:write profile`` followed by the first scope names, *count* in all."""
+    base = SCOPE.split()
+    return " ".join([*base, *SCOPE_VOCABULARY[: max(0, count - len(base))]][:count])
+
+
+def random_scope_string(index: int, count: int = 500) -> str:
+    """A scope string not seen before: ``items:read`` and *count* - 1 names drawn from the
+    vocabulary, shuffled. Seeded by *index*, so each line of a token file has its own
+    string while the set of scope names stays bounded (as with real users' grants)."""
+    rng = random.Random(index)
+    names = rng.sample(SCOPE_VOCABULARY, count - 1)
+    names.insert(rng.randrange(count), "items:read")
+    return " ".join(names)
 
 
 def default_dir() -> Path:
@@ -163,25 +216,93 @@ def generate(root: Path, *, unique: int = UNIQUE_TOKENS) -> None:
     (root / "jwks.json").write_text(json.dumps(jwks))
     (root / "tokens.json").write_text(json.dumps(tokens))
     material = Material(root, keys, jwks, tokens)
+    for derived in root.glob("variant_*.txt"):
+        derived.unlink()
+    for derived in root.glob("scopes_*.txt"):
+        derived.unlink()
     material.unique_path.write_text("")
     if unique:
         _write_unique(material, unique)
     (root / "meta.json").write_text(json.dumps({"version": _VERSION, "exp": now + _LIFETIME}))
 
 
-def _write_unique(material: Material, count: int) -> None:
+def _issued_at(material: Material) -> int:
+    """The ``iat`` of the material (so every token file expires with ``meta.json``)."""
+    meta = material.root / "meta.json"
+    if meta.exists():
+        return int(json.loads(meta.read_text())["exp"]) - _LIFETIME
+    return int(time.time())
+
+
+def _append_tokens(
+    material: Material, path: Path, count: int, payload: Callable[[int, int], dict[str, Any]]
+) -> list[str]:
+    """Make sure *path* holds at least *count* RS256 tokens; ``payload(now, index)`` gives
+    the claims of the token on line *index*. Returns the first *count* tokens."""
     key = material.private["RS256"]
-    now = (
-        int(json.loads((material.root / "meta.json").read_text())["exp"]) - _LIFETIME
-        if (material.root / "meta.json").exists()
-        else int(time.time())
+    now = _issued_at(material)
+    have = path.read_text().split() if path.exists() else []
+    if len(have) < count:
+        with path.open("a") as out:
+            for index in range(len(have), count):
+                token = mint("RS256", key, "bench-rs256", payload(now, index))
+                out.write(token + "\n")
+                have.append(token)
+        path.chmod(0o600)
+    return have[:count]
+
+
+def _write_unique(material: Material, count: int) -> None:
+    _append_tokens(material, material.unique_path, count, lambda now, _i: claims(now))
+
+
+def _pad_length(material: Material, target: int, base: dict[str, Any]) -> int:
+    """Length of the ``pad`` claim that brings a token to about *target* bytes."""
+    key = material.private["RS256"]
+    pad = 0
+    for _ in range(4):  # base64url is 4/3 of the JSON: converge in a few steps
+        size = len(mint("RS256", key, "bench-rs256", {**base, "pad": "x" * pad}))
+        if abs(size - target) <= 3:
+            break
+        pad = max(0, pad + (target - size) * 3 // 4)
+    return pad
+
+
+def _variant_claims(material: Material, v: Variant) -> Callable[[int, int], dict[str, Any]]:
+    extra: dict[str, Any] = {"scope": scope_string(v.scopes)}
+    if v.pad_to is not None:
+        filler = "0123456789abcdef" * (v.pad_to // 16 + 1)
+        extra["pad"] = filler[: _pad_length(material, v.pad_to, claims(_issued_at(material)))]
+    return lambda now, _i: claims(now, **extra)
+
+
+def variant_files(material: Material, variant_id: str, unique: int) -> tuple[Path, Path]:
+    """(repeated-token file, unique-token file) of a matrix variant, minted on first use
+    and cached next to the other material: one token, then *unique* tokens."""
+    v = variant(variant_id)
+    make = _variant_claims(material, v)
+    repeated = material.root / f"variant_{v.id}_repeated.txt"
+    many = material.root / f"variant_{v.id}.txt"
+    _append_tokens(material, repeated, 1, make)
+    _append_tokens(material, many, unique, make)
+    return repeated, many
+
+
+def new_scope_tokens(material: Material, count: int) -> list[str]:
+    """RS256 tokens with 500 scopes, each with a scope string of its own (see
+    :func:`random_scope_string`), for the "scope string not seen before" figure."""
+    path = material.root / "scopes_500_new.txt"
+    return _append_tokens(
+        material,
+        path,
+        count,
+        lambda now, index: claims(now, scope=random_scope_string(index)),
     )
-    have = material.unique_tokens() if material.unique_path.exists() else []
-    with material.unique_path.open("a") as out:
-        for _ in range(count - len(have)):
-            out.write(mint("RS256", key, "bench-rs256", claims(now)) + "\n")
 
 
 if __name__ == "__main__":
     m = load()
     print(f"material in {m.root}: {len(m.unique_tokens())} unique RS256 tokens")
+    for v in VARIANTS:
+        _rep, _many = variant_files(m, v.id, VARIANT_TOKENS)
+        print(f"  {v.label}: {len(_rep.read_text().split()[0])} bytes")

@@ -12,6 +12,13 @@ on, every lookup a miss); the anchor Starlette AuthenticationMiddleware + PyJWT.
 bare Flask; Flask + scopegate (repeated token, uncached); Flask + Authlib
 ResourceProtector.
 
+Observability (issue 16): the cache-hit case again with a no-op hook, with
+``scopegate.prometheus`` instrumented, and with ``scopegate.otel`` instrumented on the
+SDK (no span processor, no metric reader: the cost of making the spans and metrics)
+and on the API's no-op providers. Hooks are process-wide, so each of these cases
+installs its hook only while its own samples run; the figures are differences from the
+no-hook cache hit measured in the same round.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_inproc.py [--rounds 41] [--target 0.025] [--json OUT]
@@ -40,6 +47,13 @@ FLASK_HIT = "wsgi · flask + scopegate ScopeGate, repeated token (cache hit)"
 FLASK_AUTHLIB = "wsgi · flask + Authlib ResourceProtector"
 #: Issue-6 target: repeated-token middleware cost over a bare Starlette request.
 MIDDLEWARE_TARGET_US = 3.0
+ASGI_HIT = "asgi · starlette + scopegate, repeated token (cache hit)"
+HOOK_NOOP = "asgi · cache hit + a no-op hook"
+HOOK_PROMETHEUS = "asgi · cache hit + scopegate.prometheus"
+HOOK_OTEL_SDK = "asgi · cache hit + scopegate.otel (SDK, no exporter)"
+HOOK_OTEL_API = "asgi · cache hit + scopegate.otel (API no-op providers)"
+#: Issue-16 target: Prometheus on costs at most this much more per cached hit.
+PROMETHEUS_TARGET_US = 1.0
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -168,6 +182,50 @@ def _expect(name: str, got: tuple[Any, bytes], status: str, body: bytes | None =
         raise AssertionError(f"{name}: unexpected response {got[0]} {got[1][:80]!r}")
 
 
+def hooked(case: _harness.Case, hook: Any) -> _harness.Case:
+    """*case* with *hook* registered only while its samples run (hooks are global)."""
+    from scopegate import add_hook, remove_hook
+
+    def run(n: int) -> float:
+        add_hook(hook)
+        try:
+            return case.run(n)
+        finally:
+            remove_hook(hook)
+
+    return _harness.Case(case.name, run, case.group)
+
+
+def observability_hooks() -> dict[str, Any]:
+    """The hooks measured: a no-op, Prometheus and OpenTelemetry (instrumented once, then
+    detached: each case attaches its hook while it runs)."""
+    hooks: dict[str, Any] = {HOOK_NOOP: lambda record: None}
+    if _have("scopegate.prometheus") and _have("prometheus_client"):
+        import prometheus_client
+
+        import scopegate.prometheus
+
+        prometheus = scopegate.prometheus.instrument(prometheus_client.CollectorRegistry())
+        prometheus.uninstrument()
+        hooks[HOOK_PROMETHEUS] = prometheus.hook
+    if _have("scopegate.otel") and _have("opentelemetry.sdk"):
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.trace import NoOpTracerProvider
+
+        import scopegate.otel
+
+        for name, tracer, meter in (
+            (HOOK_OTEL_SDK, TracerProvider(), MeterProvider()),
+            (HOOK_OTEL_API, NoOpTracerProvider(), NoOpMeterProvider()),
+        ):
+            otel = scopegate.otel.instrument(tracer, meter)
+            otel.uninstrument()
+            hooks[name] = otel.hook
+    return hooks
+
+
 def _have(module: str) -> bool:
     try:
         __import__(module)
@@ -201,6 +259,18 @@ def build_cases(
             repeated,
             b"user-1234",
         )
+        if _have("scopegate._observe"):
+            for name, hook in observability_hooks().items():
+                app = _apps.starlette_scopegate(material, cached=True)
+                case = asgi_case(loop, name, app, itertools.repeat(asgi_scope("/protected", token)))
+                cases.append(hooked(case, hook))
+                from scopegate import add_hook, remove_hook
+
+                add_hook(hook)
+                try:
+                    _expect(name, asgi_check(loop, app, asgi_scope("/protected", token)), "200")
+                finally:
+                    remove_hook(hook)
         add_asgi(
             "asgi · starlette + scopegate + @require_scope, repeated token",
             _apps.starlette_scopegate(material, cached=True, require_scope=True),
@@ -286,6 +356,20 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
                 "met": diff["median"] <= MIDDLEWARE_TARGET_US,
             }
         )
+    for name in (HOOK_NOOP, HOOK_PROMETHEUS, HOOK_OTEL_SDK, HOOK_OTEL_API):
+        if name in stats and ASGI_HIT in stats:
+            extra = _harness.difference(stats, name, ASGI_HIT)
+            prometheus = name == HOOK_PROMETHEUS
+            targets.append(
+                {
+                    "figure": f"{name}: cost over the same cache hit without hooks"
+                    + ("" if prometheus else " (info)"),
+                    "value": extra,
+                    "shown": _harness.fmt_summary(extra, prefix="+", digits=2) + " µs",
+                    "target": f"≤ {PROMETHEUS_TARGET_US} µs" if prometheus else "-",
+                    "met": extra["median"] <= PROMETHEUS_TARGET_US if prometheus else None,
+                }
+            )
     for name in (FLASK_HIT,):
         if name in stats and FLASK_AUTHLIB in stats:
             speed = _harness.ratio(stats, FLASK_AUTHLIB, name)  # time ratio = speed ratio inverted

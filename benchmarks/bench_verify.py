@@ -38,8 +38,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 TITLE = "Per-token validation cost (µs/token)"
-#: Issue-6 targets: uncached validation ÷ raw verify.
-TARGETS = {"RS256": 1.5, "ES256": 1.3, "EdDSA": 1.3}
+#: Goals: uncached validation ÷ raw verify (RS256: issue 18; ES256/EdDSA: still tracked
+#: from issue 6).
+TARGETS = {"RS256": 1.3, "ES256": 1.3, "EdDSA": 1.3}
+GROUPS = {"RS256": "issue 18", "ES256": "issue 6", "EdDSA": "issue 6"}
 REQUIRED = ["exp", "iat", "nbf", "sub", "jti", "iss", "aud"]
 
 
@@ -208,7 +210,9 @@ def report(stats: dict[str, _harness.Stat], algs: tuple[str, ...]) -> dict[str, 
             value = _harness.ratio(stats, unc, raw)
             targets.append(
                 {
-                    "figure": f"{alg} uncached validation ÷ raw verify",
+                    "key": f"{alg.lower()} uncached",
+                    "group": GROUPS[alg],
+                    "figure": f"{alg} uncached validation ÷ raw verify, in-process",
                     "value": value,
                     "shown": _harness.fmt_summary(value),
                     "target": f"≤ {TARGETS[alg]}",
@@ -218,6 +222,8 @@ def report(stats: dict[str, _harness.Stat], algs: tuple[str, ...]) -> dict[str, 
             vs = _harness.ratio(stats, unc, dec)
             targets.append(
                 {
+                    "key": f"{alg.lower()} vs pyjwt",
+                    "group": "info",
                     "figure": f"{alg} uncached validation ÷ jwt.decode (info)",
                     "value": vs,
                     "shown": _harness.fmt_summary(vs),

@@ -1,6 +1,8 @@
-"""Pieces shared by the framework-free examples (asgi_app.py, wsgi_app.py).
+"""Pieces shared by the examples.
 
-Only data and JSON helpers live here; each example shows its own middleware set-up.
+Data and JSON helpers for the framework-free examples (asgi_app.py, wsgi_app.py), each
+of which shows its own middleware set-up; and :func:`with_metrics`, which serve.py
+applies to every example (``SCOPEGATE_METRICS``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,14 @@ import json
 import os
 from typing import Any
 
-from scopegate import AccessToken, GuardOptions, TokenVerifier, from_env, options_from_env
+from scopegate import (
+    AccessToken,
+    ConfigurationError,
+    GuardOptions,
+    TokenVerifier,
+    from_env,
+    options_from_env,
+)
 
 #: The items served by GET /items.
 ITEMS: list[dict[str, Any]] = [
@@ -70,3 +79,26 @@ def parse_json_object(body: bytes) -> dict[str, Any] | None:
     except RecursionError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def with_metrics(app: Any, kind: str) -> Any:
+    """*app*, serving Prometheus metrics at ``GET /metrics`` when ``SCOPEGATE_METRICS`` is
+    ``prometheus`` (*kind*: ``"asgi"`` or ``"wsgi"``).
+
+    The metrics are mounted in front of the app, so a scrape needs no token. Unset (or
+    empty) means no metrics; any other value stops the example at start-up.
+
+    Raises:
+        ConfigurationError: ``SCOPEGATE_METRICS`` has another value.
+    """
+    value = os.environ.get("SCOPEGATE_METRICS", "")
+    if not value:
+        return app
+    if value != "prometheus":
+        raise ConfigurationError(f"SCOPEGATE_METRICS must be 'prometheus' or unset, not {value!r}")
+    import scopegate.prometheus
+
+    scopegate.prometheus.instrument()
+    if kind == "asgi":
+        return scopegate.prometheus.mount_asgi(app)
+    return scopegate.prometheus.mount_wsgi(app)

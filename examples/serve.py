@@ -3,6 +3,7 @@
 Usage::
 
     python examples/serve.py NAME --port PORT    # serve until SIGTERM / SIGINT
+    # example NAME (uvicorn) listening on http://127.0.0.1:PORT
     python examples/serve.py --list              # one NAME per line
 
 ASGI examples run under uvicorn, WSGI examples under waitress (multi-threaded). Both
@@ -15,12 +16,18 @@ factory, preferred: nothing is read from the environment at import) or a module-
 ``app``, then add one entry ``"<name>": ("<name>_app", "asgi" | "wsgi")`` to
 :data:`EXAMPLES` below. Every example reads the ``SCOPEGATE_*`` environment variables
 (see ``scopegate._config``) and implements the routes of the examples contract.
+
+Every example logs one line per refused request at INFO on stderr (the
+``scopegate.rejections`` logger: status, error and reason code, never the token), and
+with ``SCOPEGATE_METRICS=prometheus`` serves ``GET /metrics`` without authentication
+(:func:`_common.with_metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 from http import HTTPStatus
@@ -58,14 +65,32 @@ def load_app(name: str) -> Any:
         sys.path.insert(0, examples_dir)
     module = importlib.import_module(module_name)
     factory = getattr(module, "create_app", None)
-    return factory() if callable(factory) else module.app
+    app = factory() if callable(factory) else module.app
+    from _common import with_metrics
+
+    return with_metrics(app, EXAMPLES[name][1])
+
+
+def log_to_stderr() -> None:
+    """scopegate's log lines (INFO and up) on stderr: one line per refused request, and
+    the authorization server's trouble (each incident once)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    library = logging.getLogger("scopegate")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve_asgi(app: Any, port: int) -> None:
+def announce(name: str, server: str, port: int) -> None:
+    """Say where the example listens, once the socket is bound."""
+    print(f"example {name} ({server}) listening on http://{HOST}:{port}", flush=True)
+
+
+def serve_asgi(app: Any, port: int, name: str = "app") -> None:
     """Run *app* under uvicorn until SIGTERM / SIGINT.
 
     uvicorn shuts down gracefully on those signals, then re-raises the signal to the
@@ -82,7 +107,9 @@ def serve_asgi(app: Any, port: int) -> None:
         http=head_limited_h11_protocol(),
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
-    uvicorn.Server(config).run()
+    sock = config.bind_socket()  # bound here, so the line below is true when printed
+    announce(name, "uvicorn", int(sock.getsockname()[1]))
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def head_limited_h11_protocol() -> type[Any]:
@@ -152,7 +179,7 @@ def head_limited_h11_protocol() -> type[Any]:
     return HeadLimitedH11Protocol
 
 
-def serve_wsgi(app: Any, port: int) -> None:
+def serve_wsgi(app: Any, port: int, name: str = "app") -> None:
     """Run *app* under waitress with several worker threads until SIGTERM / SIGINT."""
     from waitress.server import create_server
 
@@ -162,6 +189,7 @@ def serve_wsgi(app: Any, port: int) -> None:
     server = create_server(
         app, host=HOST, port=port, threads=WSGI_THREADS, max_request_header_size=MAX_REQUEST_HEAD
     )
+    announce(name, "waitress", int(server.effective_port))
     # waitress's run() loop treats SystemExit as "shut down the task dispatcher".
     try:
         server.run()
@@ -186,11 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     # Installed first so a signal during start-up also ends the process cleanly.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    app = load_app(args.name)
+    log_to_stderr()
+    from scopegate import ConfigurationError
+
+    try:
+        app = load_app(args.name)
+    except ConfigurationError as exc:
+        print(f"serve.py: {args.name}: configuration error: {exc}", file=sys.stderr)
+        return 2
     if EXAMPLES[args.name][1] == "asgi":
-        serve_asgi(app, args.port)
+        serve_asgi(app, args.port, args.name)
     else:
-        serve_wsgi(app, args.port)
+        serve_wsgi(app, args.port, args.name)
     return 0
 
 

@@ -12,7 +12,8 @@ with exact RFC 6750 errors, in any ASGI or WSGI app::
 
 Adapters are imported by path: :mod:`scopegate.asgi`, :mod:`scopegate.wsgi`,
 ``scopegate.integrations.{starlette,fastapi,flask,django}``, :mod:`scopegate.issuer`,
-:mod:`scopegate.testing`, :mod:`scopegate.presets`.
+:mod:`scopegate.testing`, :mod:`scopegate.presets`, and the metrics and traces of
+:mod:`scopegate.prometheus` and :mod:`scopegate.otel` (hooks: :func:`add_hook`).
 """
 
 from scopegate._cache import IntrospectionCache, MemoryCache, RedisCache, RedisConnection
@@ -46,6 +47,7 @@ from scopegate._guard import BearerGuard, GuardOptions, RequestView
 from scopegate._introspection import IntrospectionVerifier
 from scopegate._issuers import IssuerRouter
 from scopegate._jwt import JWTVerifier
+from scopegate._observe import Record, add_hook, remove_hook, set_rejection_log_level
 from scopegate._resource import ProtectedResource
 from scopegate._scopes import Requirement, require_any_scope, require_scope
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
@@ -80,6 +82,7 @@ __all__ = [
     "MissingTokenError",
     "NonceSource",
     "ProtectedResource",
+    "Record",
     "RedisCache",
     "RedisConnection",
     "RedisReplayStore",
@@ -92,10 +95,13 @@ __all__ = [
     "TokenVerifier",
     "UseDPoPNonceError",
     "__version__",
+    "add_hook",
     "current_token",
     "from_env",
     "options_from_env",
+    "remove_hook",
     "require_any_scope",
     "require_scope",
+    "set_rejection_log_level",
     "settings_from_env",
 ]

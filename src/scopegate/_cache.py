@@ -18,8 +18,10 @@ Two backends ship:
   process and host. It also lets processes coalesce: while one process introspects a
   token, the others wait briefly for its answer instead of asking too (a short
   ``SET NX PX`` lock). When Redis is down every operation degrades to a cache miss, a
-  warning is logged at most once per ``log_interval``, and Redis is tried again after
-  ``retry_interval``: a cache outage never fails a request.
+  warning is logged when the outage starts (and at most once per ``log_interval`` while
+  it lasts), the recovery at INFO, and Redis is tried again after ``retry_interval``: a
+  cache outage never fails a request. With hooks, each operation that could not use
+  Redis is a ``redis_fallback`` record (:mod:`scopegate._observe`).
 
 Redis work is written once, as flows of :class:`RedisConnection` commands (one effect
 that runs on the sync client in threads and on the async client on a loop; see
@@ -39,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from scopegate import _observe
 from scopegate._errors import ConfigurationError
 from scopegate._flow import Flow, arun, run
 from scopegate._settings import number
@@ -309,8 +312,9 @@ class RedisConnection:
     sends its commands through :meth:`command`, an effect that the flow drivers run on
     the sync client in threads and on the async client on an event loop. After a Redis
     error, :meth:`available` is false for ``retry_interval`` seconds (callers degrade
-    as they must: a cache misses, a replay store fails closed), and one warning is
-    logged per ``log_interval``.
+    as they must: a cache misses, a replay store fails closed). The outage is logged on
+    ``scopegate.cache`` once when it starts (WARNING, with the exception's class only;
+    again at most once per ``log_interval`` while it lasts), the recovery at INFO.
 
     Args:
         url: ``redis://`` / ``rediss://`` URL; clients for both worlds are made from it.
@@ -319,8 +323,10 @@ class RedisConnection:
             With neither it nor ``url``, async calls run the sync client in a thread.
         socket_timeout: Seconds for connecting to and answering from Redis (own clients).
         retry_interval: After an error, seconds during which Redis is not tried.
-        log_interval: At most one "Redis unavailable" warning per this many seconds.
-        purpose: Named in log lines ("introspection cache", "DPoP replay store").
+        log_interval: While Redis stays down, at most one more "unavailable" warning per
+            this many seconds.
+        purpose: Named in log lines and ``redis_fallback`` records ("Redis cache",
+            "DPoP replay store"; fixed text, never a URL).
 
     Raises:
         ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
@@ -352,7 +358,6 @@ class RedisConnection:
         self.purpose = purpose
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._retry_interval = retry_interval
-        self._log_interval = log_interval
         # Our circuit breaker decides when to try again; redis-py's own retries with
         # backoff would stall every request while Redis is down.
         self._client_kwargs: dict[str, Any] = {
@@ -371,9 +376,15 @@ class RedisConnection:
         self._own_async_client = async_client is None and url is not None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._down_until = 0.0
-        self._degraded = False
-        self._last_log = -math.inf
         self._state_lock = threading.Lock()
+        self._incident = _observe.Incident(
+            logger,
+            purpose,
+            failure="unavailable",
+            recovery="available again",
+            remind=log_interval,
+        )
+        self._fallback = _observe.parts("redis_fallback", "unavailable", purpose=purpose)
 
     def __repr__(self) -> str:
         # The URL may carry a password: never show it.
@@ -384,34 +395,26 @@ class RedisConnection:
         return _Command(self, args)
 
     def available(self) -> bool:
-        """False while the circuit breaker is open after an error."""
-        return self._down_until <= time.monotonic()
+        """False while the circuit breaker is open after an error (call it right before
+        an operation: a ``False`` is reported as a ``redis_fallback`` record)."""
+        if self._down_until <= time.monotonic():
+            return True
+        if _observe.HOOKS:
+            _observe.emit_parts(self._fallback)
+        return False
 
     def failed(self, exc: BaseException) -> None:
-        """Record a Redis error: open the breaker, log at most once per interval."""
-        now = time.monotonic()
+        """Record a Redis error: open the breaker, log it once per incident."""
         with self._state_lock:
-            self._down_until = now + self._retry_interval
-            self._degraded = True
-            should_log = now - self._last_log >= self._log_interval
-            if should_log:
-                self._last_log = now
-        if should_log:
-            # The exception class only: redis-py messages may echo the URL.
-            logger.warning(
-                "%s unavailable (%s); retrying in %.1fs",
-                self.purpose,
-                type(exc).__name__,
-                self._retry_interval,
-            )
+            self._down_until = time.monotonic() + self._retry_interval
+        if _observe.HOOKS:
+            _observe.emit_parts(self._fallback)
+        # The exception class only: redis-py messages may echo the URL.
+        self._incident.failed("%s; retrying in %.1fs", type(exc).__name__, self._retry_interval)
 
     def recovered(self) -> None:
         """Record a successful command after errors."""
-        if self._degraded:
-            with self._state_lock:
-                was, self._degraded = self._degraded, False
-            if was:
-                logger.info("%s available again", self.purpose)
+        self._incident.recovered()
 
     def _aclient(self) -> Any:
         if not self._own_async_client:

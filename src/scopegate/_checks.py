@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from scopegate._errors import InvalidTokenError
-from scopegate._jose import MAX_NUMERIC_DATE, is_numeric_date
+from scopegate._jose import MAX_NUMERIC_DATE, is_numeric_date, is_thumbprint
 
 __all__ = [
     "REASONS",
@@ -106,8 +106,6 @@ FORBIDDEN_HEADERS = frozenset({"b64", "zip", "cty", "enc"})
 # kid is attacker-controlled: bounded, printable, only ever used as a dict key.
 KID = re.compile(r"[\x20-\x7e]{1,256}")
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "MISSING"})()
-# A DPoP confirmation: exactly {"jkt": <base64url SHA-256 thumbprint>} (RFC 9449 §6.1).
-_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _bad_strings(claims: Mapping[str, Any], names: tuple[str, ...]) -> bool:
@@ -125,12 +123,8 @@ def _is_audience(aud: Any) -> bool:
 
 
 def _is_jkt(cnf: Any) -> bool:
-    return (
-        type(cnf) is dict
-        and len(cnf) == 1
-        and type(cnf.get("jkt")) is str
-        and _JKT.fullmatch(cnf["jkt"]) is not None
-    )
+    # A DPoP confirmation: exactly {"jkt": <base64url SHA-256 thumbprint>} (RFC 9449 §6.1).
+    return type(cnf) is dict and len(cnf) == 1 and is_thumbprint(cnf.get("jkt"))
 
 
 @dataclass(frozen=True, slots=True)

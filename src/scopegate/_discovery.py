@@ -46,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from scopegate import _observe
 from scopegate._errors import ConfigurationError, KeySetUnavailableError, ServiceUnavailableError
 from scopegate._flow import Flight, Flow, HTTPRunner, arun, run
 from scopegate._jsonstrict import StrictJSONError, loads_object
@@ -56,6 +57,7 @@ __all__ = [
     "check_endpoint_url",
     "discovery_urls",
     "metadata_flow",
+    "redacted",
 ]
 
 logger = logging.getLogger("scopegate.discovery")
@@ -72,6 +74,17 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def redacted(url: str) -> str:
+    """*url* without userinfo, query or fragment, for log lines (either may hold secrets)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        return "<unparsable URL>"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def check_endpoint_url(url: object) -> bool:
@@ -148,7 +161,6 @@ def metadata_flow(
             raise error(reason="discovery_http_status")
         document = _json_document(response, error, "discovery_malformed")
         if document.get("issuer") != issuer:
-            logger.error("discovery document at %s names another issuer", url)
             raise error(reason="discovery_issuer_mismatch")
         return document
     raise error(reason="discovery_http_status")  # pragma: no cover - loop always returns
@@ -181,7 +193,8 @@ class ServerMetadata:
 
     A failed refresh keeps serving the previous document (retrying at most every
     ``retry_interval`` seconds); without a previous document the error is raised.
-    Concurrent fetches are coalesced (threads and tasks alike).
+    Concurrent fetches are coalesced (threads and tasks alike). Trouble is logged on
+    ``scopegate.discovery`` once per incident (WARNING, then DEBUG), the recovery at INFO.
     """
 
     def __init__(
@@ -207,6 +220,12 @@ class ServerMetadata:
         self._fetched_at = float("-inf")
         self._failed_at: float | None = None
         self._flight = Flight()
+        where = redacted(issuer)
+        self._incident = _observe.Incident(logger, f"metadata discovery for {where}")
+        # A document that came but lacks a usable endpoint is a trouble of its own.
+        self._endpoints = _observe.Incident(
+            logger, f"metadata of {where}", failure="is unusable", recovery="is usable again"
+        )
 
     def __repr__(self) -> str:
         return f"ServerMetadata({self.issuer!r}, kind={self.kind!r})"
@@ -243,19 +262,32 @@ class ServerMetadata:
         now = self._timer()
         if self._failed_at is not None and now - self._failed_at < self.retry_interval:
             return self._stale_or_raise(None)
+        started = _observe.timer()
         try:
             document = yield from metadata_flow(self.issuer, self.kind, error=self.error)
         except ServiceUnavailableError as exc:
             self._failed_at = self._timer()
+            if _observe.HOOKS:
+                self._report("failed", exc.reason, started)
+            self._incident.failed(
+                "%s; %s",
+                exc.reason,
+                "using the previous document" if self._document is not None else "no document",
+            )
             return self._stale_or_raise(exc)
         self._document, self._fetched_at, self._failed_at = document, self._timer(), None
+        if _observe.HOOKS:
+            self._report("ok", None, started)
+        self._incident.recovered()
         return document
+
+    def _report(self, outcome: str, reason: str | None, started: float) -> None:
+        _observe.report(
+            "discovery_fetch", outcome, reason, _observe.timer() - started, kind=self.kind
+        )
 
     def _stale_or_raise(self, exc: ServiceUnavailableError | None) -> dict[str, Any]:
         if self._document is not None:
-            logger.warning(
-                "metadata refresh for %s failed; using the previous document", self.issuer
-            )
             return self._document
         if exc is not None:
             raise exc
@@ -275,7 +307,8 @@ class ServerMetadata:
         """Endpoint *name* of *document*, checked with :func:`check_endpoint_url`."""
         url = document.get(name)
         if not isinstance(url, str) or not check_endpoint_url(url):
-            logger.error("metadata of %s has no usable %s", self.issuer, name)
+            # The member's name is one of ours (jwks_uri...), never the document's value.
+            self._endpoints.failed("discovery_bad_endpoint (no usable %s)", name)
             if document is self._document:
                 # The document is the fault: treat it as a failed fetch, so it is fetched
                 # again after retry_interval (as Retry-After announces) instead of being
@@ -285,6 +318,7 @@ class ServerMetadata:
             raise self.error(
                 reason="discovery_bad_endpoint", retry_after=max(1, int(self.retry_interval))
             )
+        self._endpoints.recovered()
         return url
 
     def get(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, cast, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from scopegate._cache import BoundedDict, RedisConnection
@@ -62,6 +62,7 @@ from scopegate._jose import (
     JOSEError,
     b64url_decode,
     b64url_encode,
+    is_numeric_date,
     split_compact,
 )
 from scopegate._jsonstrict import StrictJSONError, loads_object
@@ -377,8 +378,13 @@ class ProofVerifier:
             _HEADER_CACHE
         )
 
-    def check(self, proof: str, *, method: str, url: str, token: str, now: float) -> Proof:
+    def check(self, proof: str, *, method: str, url: str, token: str | None, now: float) -> Proof:
         """Check *proof* for a request with *method* to *url* presenting *token*.
+
+        Args:
+            token: The access token the proof accompanies (its hash must be the proof's
+                ``ath``); ``None`` for a token request, which presents no access token
+                (RFC 9449 §5: ``ath`` is not checked there).
 
         Raises:
             InvalidDPoPProofError: Any defect (see the module's reason codes).
@@ -415,10 +421,12 @@ class ProofVerifier:
             or type(htm) is not str
             or type(htu) is not str
             or len(htu) > 8192
-            or not (type(iat) is int or type(iat) is float)
-            or not math.isfinite(iat)
+            # One NumericDate rule (RFC 7519 §2): a 400-digit iat must not reach float
+            # arithmetic (math.isfinite raised OverflowError on it: a 500).
+            or not is_numeric_date(iat)
         ):
             raise _fail("dpop_claims")
+        issued = float(cast("float", iat))  # a NumericDate: an int or float in range
         if htm != method:
             raise _fail("dpop_method")
         # The exact string is the common case; normalisation only when it differs.
@@ -428,14 +436,31 @@ class ProofVerifier:
                     raise _fail("dpop_url")
             except ValueError:
                 raise _fail("dpop_url") from None
-        if not now - policy.max_age <= iat <= now + policy.leeway:
+        if not now - policy.max_age <= issued <= now + policy.leeway:
             raise _fail("dpop_iat")
-        ath = claims.get("ath")
-        if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
-            raise _fail("dpop_ath")
+        if token is not None:
+            ath = claims.get("ath")
+            if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
+                raise _fail("dpop_ath")
         if policy.nonce is not None and not policy.nonce.accepts(claims.get("nonce")):
             raise UseDPoPNonceError(nonce=policy.nonce.current())
-        return Proof(jkt, jti, float(iat))
+        return Proof(jkt, jti, issued)
+
+    def record_flow(self, proof: Proof, now: float) -> Flow[None]:
+        """Record *proof*'s single use in the policy's replay store (RFC 9449 §11.1).
+
+        The entry is keyed by the key's thumbprint and the ``jti`` and lives as long as
+        the proof could be accepted (``iat + max_age + leeway``).
+
+        Raises:
+            InvalidDPoPProofError: ``dpop_replayed``: this proof was used before.
+            ServiceUnavailableError: The store cannot answer (fail closed).
+        """
+        policy = self.policy
+        key = hashlib.sha256(f"{proof.jkt}:{proof.jti}".encode()).hexdigest()[:40]
+        ttl = max(1.0, proof.iat + policy.max_age + policy.leeway - now)
+        if not (yield from policy.replay.first_use_flow(key, ttl)):
+            raise _fail("dpop_replayed")
 
     def _header(self, segment: bytes) -> tuple[str, VerificationKey, str]:
         if len(segment) > MAX_HEADER_LENGTH:

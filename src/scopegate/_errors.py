@@ -31,15 +31,18 @@ logs and diagnostics, equally free of attacker input.
 
 from __future__ import annotations
 
+import http
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from scopegate._jose import is_scope_token
 
 __all__ = [
+    "REASONS",
     "BearerError",
     "ConfigurationError",
     "HTTPResponse",
@@ -56,18 +59,99 @@ __all__ = [
     "UseDPoPNonceError",
 ]
 
+#: Reason codes of every error a request can end in, except the JWT rule table's
+#: (:data:`scopegate._checks.REASONS`), and what each means. Together the two tables are
+#: the complete, stable vocabulary of ``BearerError.reason`` that logs, records and
+#: metrics use (a metric label takes only these values); a code is defined once.
+REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        # The defaults of the error classes (an error raised without a reason).
+        "missing_token": "no bearer credentials (none sent, or another scheme)",
+        "invalid_request": "a malformed request (InvalidRequestError without a reason)",
+        "invalid_token": "an invalid token (InvalidTokenError without a reason)",
+        "invalid_dpop_proof": "an invalid DPoP proof (InvalidDPoPProofError without a reason)",
+        "temporarily_unavailable": "a dependency is down (ServiceUnavailableError without "
+        "a reason)",
+        # Token transport (RFC 6750 §2, scopegate._bearer).
+        "token_too_long": "the presented token is longer than the guard's cap",
+        "malformed_bearer": "the Authorization value breaks the b64token grammar",
+        "empty_bearer": "'Bearer' without a token",
+        "multiple_methods": "the token was sent by more than one method (400)",
+        "duplicate_authorization": "more than one Authorization field (400)",
+        "repeated_parameter": "the access_token parameter is repeated (400)",
+        "empty_parameter": "the access_token parameter is empty (400)",
+        # The guard and the endpoint requirements.
+        "method_not_allowed": "an RFC 9728 metadata document asked for with a method "
+        "other than GET or HEAD (400)",
+        "verifier_error": "a custom verifier raised a non-scopegate exception (fail closed)",
+        "unsupported_token_format": "a JWT or opaque token with no verifier for its kind",
+        "insufficient_scope": "the token lacks a required scope (403)",
+        "insufficient_user_authentication": "acr or auth_time falls short of a step-up "
+        "requirement (RFC 9470)",
+        "dpop_required": "DPoP is required and the token came as a Bearer token",
+        "dpop_binding": "the proof's key is not the key the token is bound to (cnf.jkt)",
+        # DPoP proofs (RFC 9449, scopegate._dpop).
+        "dpop_missing": "no DPoP header with an Authorization: DPoP token",
+        "dpop_multiple": "more than one DPoP header",
+        "dpop_too_long": "the proof is over max_proof_length",
+        "dpop_malformed": "the proof is not a compact JWS of strict JSON objects",
+        "dpop_type": "the proof's typ is not dpop+jwt",
+        "dpop_alg": "the proof's alg is missing, symmetric, none, or not allowed",
+        "dpop_key": "the proof's jwk is missing, private, or not usable for its alg",
+        "dpop_signature": "the proof's signature does not verify",
+        "dpop_claims": "the proof's jti, htm, htu or iat is missing or mistyped",
+        "dpop_method": "htm is not the request method",
+        "dpop_url": "htu is not the request URL",
+        "dpop_iat": "the proof's iat is outside the accepted window",
+        "dpop_ath": "ath is missing or not the token's hash",
+        "dpop_replayed": "this proof was already used with this key",
+        "dpop_nonce": "the proof lacks the server's current nonce (use_dpop_nonce)",
+        "dpop_replay_store_full": "the memory replay store is full (503)",
+        "dpop_replay_unavailable": "the Redis replay store cannot be reached (503)",
+        # Signing keys (503, scopegate._jwks).
+        "jwks_unreachable": "the JWKS could not be fetched (connection, DNS, timeout)",
+        "jwks_too_large": "the JWKS body is over the size cap",
+        "jwks_http_status": "the JWKS answered with a status other than 200",
+        "jwks_malformed": "the JWKS is not a usable JSON key set",
+        "jwks_unavailable": "an unexpected failure while getting the keys",
+        # Metadata discovery (503, scopegate._discovery).
+        "discovery_unreachable": "the metadata could not be fetched",
+        "discovery_http_status": "the metadata answered with a status other than 200",
+        "discovery_malformed": "the metadata is not a strict JSON object",
+        "discovery_issuer_mismatch": "the metadata names another issuer",
+        "discovery_bad_endpoint": "the needed endpoint is missing or not an allowed URL",
+        "discovery_unavailable": "a recent metadata failure is not retried yet",
+        # Introspection (RFC 7662, scopegate._introspection): 401 ...
+        "inactive": "the authorization server says the token is not active",
+        "wrong_token_type": "not an access token (a refresh token; Keycloak: not Bearer)",
+        # ... and 503.
+        "unreachable": "the introspection endpoint could not be reached",
+        "timeout": "the introspection call timed out",
+        "response_too_large": "the introspection answer is over the size cap",
+        "redirect": "the introspection endpoint answered with a redirect",
+        "http_status": "the introspection endpoint answered with another error status",
+        "content_type": "the introspection answer is not application/json",
+        "not_json": "the introspection answer is not a strict JSON object",
+        "bad_active": "the introspection answer's active member is not a boolean",
+        "rejected_credentials": "the introspection endpoint refused our client credentials",
+        "malformed_response": "an active answer with a malformed member",
+        # Several issuers (scopegate._issuers).
+        "issuer_resolver": "the issuer resolver failed or timed out (503)",
+        # MCP servers (scopegate.integrations.mcp).
+        "body_too_large": "an MCP request body over the gate's cap (413)",
+        "tool_scope": "the token lacks a called tool's scopes (403, the client steps up)",
+        # Presets (scopegate.presets).
+        "wrong_token_version": "Entra ID: the token's ver is not the expected one",
+        "wrong_token_use": "Cognito: token_use is not access",
+        "wrong_client": "Cognito: the client_id is not one of the allowed app clients",
+    }
+)
+
 # RFC 6750 §3: error_description and scope values are limited to these characters.
 _SAFE_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
-_REASON_PHRASES = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    503: "Service Unavailable",
-}
+_REASON_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +172,10 @@ class HTTPResponse:
     def status_line(self) -> str:
         """``"401 Unauthorized"``: the status as WSGI's ``start_response`` wants it."""
         return f"{self.status} {_REASON_PHRASES.get(self.status, 'Error')}"
+
+    def json(self) -> Any:
+        """The body parsed as JSON (for tests and embedding)."""
+        return json.loads(self.body)
 
 
 class ScopegateError(Exception):

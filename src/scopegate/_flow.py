@@ -281,7 +281,8 @@ class HTTPRunner:
             The overall deadline is then checked between body chunks only.
         async_client: An ``httpx.AsyncClient`` likewise (the deadline holds in full: the
             async exchange runs under :func:`asyncio.timeout`).
-        transport / async_transport: Transports for the private clients (tests).
+        transport: Transport for the private sync client (tests).
+        async_transport: Transport for the private async client (tests).
     """
 
     def __init__(

@@ -22,12 +22,17 @@ What is enforced (RFC 7662 §2.2, §4; see also RFC 9700 §2.3):
   ``leeway``; ``iss`` must equal the
   configured issuer and ``aud`` must name the configured audience when the response
   carries them; a ``token_type`` other than an access token (a refresh token sent as a
-  bearer token) is refused; a sender-constrained token (``cnf``) is refused because a
-  bearer request cannot prove possession.
+  bearer token) is refused, and ``DPoP`` is one only with the key it is bound to
+  (``cnf.jkt``, RFC 9449 §6.2); the guard then accepts such a token only with a proof
+  made with that key, never as a Bearer token.
 * A malformed answer, a non-JSON or non-``application/json`` body, an oversized body, a
   redirect, a 401/403 (our credentials are wrong), a 5xx or a timeout is a 503 with
   ``Retry-After`` (:class:`~scopegate.IntrospectionUnavailableError`), never a 401 that
-  would make clients throw good tokens away. Each is logged without the token.
+  would make clients throw good tokens away. Failures are logged on
+  ``scopegate.introspection`` once per incident (WARNING with the reason code, ERROR
+  for refused credentials; DEBUG while it lasts), the recovery at INFO, never with the
+  token or a secret. With hooks, each call is an ``introspection`` record and each
+  request's use of the cache a ``cache`` record (:mod:`scopegate._observe`).
 
 Caching: the key is SHA-256 of the full token, partitioned by endpoint and client id.
 A positive answer is kept for ``min(exp - now, cache_ttl)`` (``cache_ttl`` is the
@@ -47,14 +52,21 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 
+from scopegate import _observe
 from scopegate._bearer import is_b64token
-from scopegate._cache import CacheEntry, IntrospectionCache, MemoryCache, SharedIntrospectionCache
+from scopegate._cache import (
+    CacheEntry,
+    IntrospectionCache,
+    MemoryCache,
+    RedisCache,
+    SharedIntrospectionCache,
+)
 from scopegate._checks import Policy, compile_checks
-from scopegate._discovery import DiscoveryKind, ServerMetadata, check_endpoint_url
+from scopegate._discovery import DiscoveryKind, ServerMetadata, check_endpoint_url, redacted
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
@@ -67,7 +79,7 @@ from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._settings import number, string
 from scopegate._token import DEFAULT_SCOPE_CLAIMS, AccessToken, ScopeMapping
 
-__all__ = ["IntrospectionVerifier"]
+__all__ = ["IntrospectionVerifier", "basic_authorization"]
 
 logger = logging.getLogger("scopegate.introspection")
 
@@ -85,12 +97,11 @@ _MAX_RETRY_AFTER = 300
 _Fields = tuple[str | None, str | None, frozenset[str], int | None, Mapping[str, Any], str | None]
 
 
-def _redacted(url: str) -> str:
-    # Log lines name the endpoint without userinfo or query (either may hold secrets).
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def basic_authorization(client_id: str, secret: str) -> str:
+    """The ``Authorization`` value of ``client_secret_basic`` (RFC 6749 §2.3.1): each half
+    is form-urlencoded before the Basic encoding."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
 
 
 class IntrospectionVerifier:
@@ -218,6 +229,22 @@ class IntrospectionVerifier:
         )
         # A memory cache answers synchronously: the async hit path skips a coroutine.
         self._sync_cache = isinstance(self._cache, MemoryCache)
+        backend = (
+            "memory"
+            if self._sync_cache
+            else "redis"
+            if isinstance(self._cache, RedisCache)
+            else "other"
+        )
+        # The cache records, built once (a hit is the hot path of opaque tokens).
+        self._hit = _observe.parts("cache", "hit", backend=backend)
+        self._miss = _observe.parts("cache", "miss", backend=backend)
+        where = (
+            f"at {redacted(introspection_uri)}"
+            if introspection_uri is not None
+            else f"discovered from {redacted(issuer or '')}"
+        )
+        self._incident = _observe.Incident(logger, f"token introspection {where}")
         # Partition: one cache may serve verifiers of several endpoints or clients, and
         # an answer given to one of them must not be reused by another (attacks H-15).
         partition = f"{introspection_uri or ''}\n{issuer or ''}\n{client_id}".encode()
@@ -228,16 +255,14 @@ class IntrospectionVerifier:
         }
         self._form_auth: dict[str, str] = {}
         if auth_method == "client_secret_basic":
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-            pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
-            self._headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+            self._headers["authorization"] = basic_authorization(client_id, client_secret)
         else:
             self._form_auth = {"client_id": client_id, "client_secret": client_secret}
         self._flight = Flight()
 
     def __repr__(self) -> str:
         where = self.introspection_uri or f"discovered from {self.issuer}"
-        return f"IntrospectionVerifier({_redacted(where) if self.introspection_uri else where})"
+        return f"IntrospectionVerifier({redacted(where) if self.introspection_uri else where})"
 
     # -- construction from the environment -----------------------------------------
 
@@ -290,33 +315,51 @@ class IntrospectionVerifier:
         if not self._sync_cache:
             return None
         try:
-            return self._memory_hit(self._key(token), token)
+            return self._memory_hit(self._key(token), token, probe=True)
         except BearerError:
             return None
 
     def _key(self, token: str) -> str:
         return self._prefix + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
-    def _memory_hit(self, key: str, token: str) -> AccessToken | None:
+    def _memory_hit(self, key: str, token: str, *, probe: bool = False) -> AccessToken | None:
         entry = self._cache.get(key)
         if entry is None:
             return None
         view = entry.view
         # Hot path (an in-memory hit this verifier already judged), inlined.
         if type(view) is tuple and view[0] is self and entry.until > self._clock():
+            if _observe.HOOKS:
+                _observe.emit_parts(self._hit)
             subject, client_id, scopes, expires_at, claims, issuer = view[1]
             return AccessToken(subject, client_id, scopes, expires_at, claims, issuer, token)
-        return self._use(entry, token)
+        if probe and not entry.active:
+            return None  # a negative answer is reported when verify() gives it
+        return self._used(entry, token)
+
+    def _used(self, entry: CacheEntry, token: str) -> AccessToken | None:
+        """:meth:`_use`, reported as a cache hit when the entry answered."""
+        try:
+            result = self._use(entry, token)
+        except BearerError:  # a cached "inactive": the cache answered
+            if _observe.HOOKS:
+                _observe.emit_parts(self._hit)
+            raise
+        if result is not None and _observe.HOOKS:
+            _observe.emit_parts(self._hit)
+        return result
 
     def verify_flow(self, token: str, key: str | None = None) -> Flow[AccessToken]:
         """Verify *token*: the cache, then one coalesced introspection (either driver)."""
         key = key or self._key(token)
         if not self._sync_cache:
             entry = yield Call(self._cache.get, self._cache.aget, key)
-            hit = None if entry is None else self._use(entry, token)
+            hit = None if entry is None else self._used(entry, token)
             if hit is not None:
                 return hit
         self._check_format(token)
+        if _observe.HOOKS:
+            _observe.emit_parts(self._miss)
         fresh: AccessToken = yield self._flight.join(
             key, lambda: self._fill_flow(token, key), self._runner
         )
@@ -381,8 +424,7 @@ class IntrospectionVerifier:
             if result is not None:
                 return result
         try:
-            claims = yield from self._flow(token)
-            entry, ttl, outcome = self._conclude(claims, token)
+            entry, ttl, outcome = yield from self._ask_flow(token)
             if entry is not None:
                 yield Call(cache.set, cache.aset, key, entry, ttl)
         except Exception:
@@ -392,6 +434,29 @@ class IntrospectionVerifier:
         if isinstance(outcome, BearerError):
             raise outcome
         return outcome
+
+    def _ask_flow(
+        self, token: str
+    ) -> Flow[tuple[CacheEntry | None, float, AccessToken | BearerError]]:
+        """One introspection call and its judgement, logged and reported."""
+        started = _observe.timer()
+        try:
+            claims = yield from self._flow(token)
+        except IntrospectionUnavailableError as exc:
+            if _observe.HOOKS:
+                duration = _observe.timer() - started
+                _observe.report("introspection", "failed", exc.reason, duration)
+            raise
+        entry, ttl, outcome = self._conclude(claims, token)
+        if isinstance(outcome, IntrospectionUnavailableError):
+            result = "failed"
+        else:
+            self._incident.recovered()  # a usable answer, whatever it says
+            result = "active" if claims["active"] is True else "inactive"
+        if _observe.HOOKS:
+            reason = outcome.reason if isinstance(outcome, BearerError) else None
+            _observe.report("introspection", result, reason, _observe.timer() - started)
+        return entry, ttl, outcome
 
     def _unlock_flow(self, key: str, handle: str) -> Flow[None]:
         # A release that never happens (a cancelled request) is harmless: the lock
@@ -477,8 +542,13 @@ class IntrospectionVerifier:
                 raise self._malformed("a date, string or aud", log) from None
             raise
         token_type = claims.get("token_type")
-        if token_type is not None and token_type.lower() not in _ACCESS_TOKEN_TYPES:
-            # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer.
+        # RFC 7662 lets refresh tokens be introspected: one must not pass as a bearer. A
+        # DPoP-bound access token names the key it is bound to (RFC 9449 §6.2).
+        if (
+            token_type is not None
+            and token_type.lower() not in _ACCESS_TOKEN_TYPES
+            and (token_type.lower() != "dpop" or "cnf" not in claims)
+        ):
             raise InvalidTokenError(reason="wrong_token_type")
         exp = claims.get("exp")
         issuer = claims.get("iss")
@@ -517,34 +587,34 @@ class IntrospectionVerifier:
                 reason = "timeout"
             else:
                 reason = "unreachable"
-            raise self._unavailable(reason, endpoint) from exc
-        return self._parse(response, endpoint)
+            raise self._unavailable(reason) from exc
+        return self._parse(response)
 
-    def _parse(self, response: httpx.Response, endpoint: str) -> dict[str, Any]:
+    def _parse(self, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         if status != 200:
             if status in (401, 403):
                 # Our own credentials were refused: an operator must fix the config.
-                logger.error(
-                    "token introspection at %s refused our client credentials (HTTP %d); "
-                    "answering 503",
-                    _redacted(endpoint),
+                self._incident.failed(
+                    "rejected_credentials: the endpoint refused our client credentials "
+                    "(HTTP %d); answering 503",
                     status,
+                    level=logging.ERROR,
                 )
                 raise IntrospectionUnavailableError(reason="rejected_credentials")
             reason = "redirect" if 300 <= status < 400 else "http_status"
-            raise self._unavailable(reason, endpoint, status, self._retry_after(response))
+            raise self._unavailable(reason, status, self._retry_after(response))
         ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
             # A captive portal or proxy page is not an answer (attacks H-7).
-            raise self._unavailable("content_type", endpoint, status)
+            raise self._unavailable("content_type", status)
         try:
             body = loads_object(response.content)
         except StrictJSONError as exc:
-            raise self._unavailable("not_json", endpoint, status) from exc
+            raise self._unavailable("not_json", status) from exc
         if type(body.get("active")) is not bool:
             # RFC 7662 §2.2: active is REQUIRED and a boolean; "false" must not pass.
-            raise self._unavailable("bad_active", endpoint, status)
+            raise self._unavailable("bad_active", status)
         # A member sent as null means "not given".
         return {name: value for name, value in body.items() if value is not None}
 
@@ -555,22 +625,18 @@ class IntrospectionVerifier:
             return max(1, min(int(value), _MAX_RETRY_AFTER))
         return 5
 
-    @staticmethod
     def _unavailable(
-        reason: str, endpoint: str, status: int | None = None, retry_after: int = 5
+        self, reason: str, status: int | None = None, retry_after: int = 5
     ) -> IntrospectionUnavailableError:
-        logger.warning(
-            "token introspection at %s failed (%s%s); answering 503",
-            _redacted(endpoint),
-            reason,
-            f", HTTP {status}" if status is not None else "",
+        self._incident.failed(
+            "%s%s; answering 503", reason, f" (HTTP {status})" if status is not None else ""
         )
         return IntrospectionUnavailableError(reason=reason, retry_after=retry_after)
 
-    @staticmethod
-    def _malformed(member: str, log: bool) -> IntrospectionUnavailableError:
+    def _malformed(self, member: str, log: bool) -> IntrospectionUnavailableError:
         if log:
-            logger.warning(
-                "token introspection answer has a malformed %s member; answering 503", member
+            # The member's name is ours (a fixed list), never one from the answer.
+            self._incident.failed(
+                "malformed_response (a malformed %s member); answering 503", member
             )
         return IntrospectionUnavailableError(reason="malformed_response")

@@ -7,6 +7,7 @@
   :func:`encode_compact` to sign one;
 * the scope-token grammar (RFC 6749 §3.3) and scope strings;
 * NumericDate (RFC 7519 §2), bounded to what an authorization server can mean;
+* the shape of an RFC 7638 SHA-256 thumbprint (``cnf.jkt``, ``dpop_jkt``);
 * :data:`MAX_TOKEN_LENGTH`, the default cap on a token's length.
 
 The verifier, the issuer, the testing kit and the command line all use these; no other
@@ -34,6 +35,7 @@ __all__ = [
     "is_numeric_date",
     "is_scope_string",
     "is_scope_token",
+    "is_thumbprint",
     "looks_like_jws",
     "split_compact",
 ]
@@ -175,6 +177,15 @@ def encode_compact(
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # The bytes of a scope string: scope-token characters and the space separating them.
 _SCOPE_STRING_BYTES = bytes(b for b in range(0x20, 0x7F) if b not in (0x22, 0x5C))
+
+
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def is_thumbprint(value: object) -> bool:
+    """True when *value* looks like an RFC 7638 SHA-256 JWK thumbprint: base64url of 32
+    bytes (43 characters), as in ``cnf.jkt`` (RFC 9449 §6.1) and ``dpop_jkt`` (§10)."""
+    return type(value) is str and _THUMBPRINT.fullmatch(value) is not None
 
 
 def is_scope_token(value: object) -> bool:

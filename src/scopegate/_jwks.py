@@ -17,14 +17,19 @@ could help, :meth:`JWKSCache.key_flow` (one flow, run by either driver of
   cancelling one waiting task does not cancel the fetch.
 * **Failures**: down, timeout, 3xx, non-200, non-JSON, oversized, or a set without a
   usable key is a failed fetch. With keys fetched less than ``ttl + stale_if_error``
-  seconds ago, those keys keep being used (a warning is logged); without them the
-  request gets :class:`~scopegate.KeySetUnavailableError` (503), never
-  ``invalid_token``. After a failure the next attempt waits ``retry_interval`` seconds
-  (``min(cooldown, 5)``), so an outage does not become a request storm.
+  seconds ago, those keys keep being used; without them the request gets
+  :class:`~scopegate.KeySetUnavailableError` (503), never ``invalid_token``. After a
+  failure the next attempt waits ``retry_interval`` seconds (``min(cooldown, 5)``), so
+  an outage does not become a request storm.
 * **Key identity**: unchanged keys keep their object across refreshes, so a verified-
   token cache can drop entries whose key left the set (:meth:`JWKSCache.current`).
 * **Clock**: every timer runs on ``time.monotonic``: stepping the wall clock neither
   keeps removed keys alive nor delays new ones.
+* **Logs and records**: a failing JWKS is logged on ``scopegate.jwks`` once per
+  incident (WARNING with the reason code, then DEBUG), its recovery at INFO, a changed
+  key set at INFO with the numbers of keys added and removed. With hooks, each fetch is
+  a ``jwks_fetch`` record and each change a ``key_rotation`` record
+  (:mod:`scopegate._observe`).
 
 ``reason`` codes of the 503 (:class:`~scopegate.KeySetUnavailableError`)::
 
@@ -47,7 +52,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from scopegate._discovery import ServerMetadata, check_endpoint_url
+from scopegate import _observe
+from scopegate._discovery import ServerMetadata, check_endpoint_url, redacted
 from scopegate._errors import (
     ConfigurationError,
     InvalidTokenError,
@@ -134,6 +140,12 @@ class JWKSCache:
         self._lock = threading.Lock()
         self._negative: dict[str, float] = {}
         self._flight = Flight()
+        if jwks_uri is not None:
+            where = f"from {redacted(jwks_uri)}"
+        else:
+            assert metadata is not None
+            where = f"for {redacted(metadata.issuer)}"
+        self._incident = _observe.Incident(logger, f"JWKS fetch {where}")
         #: Number of fetch attempts (diagnostics and tests).
         self.fetch_count = 0
 
@@ -174,12 +186,14 @@ class JWKSCache:
         return keys.reuse(self._state.keys)
 
     def _refresh_flow(self, generation: int, for_kid: bool) -> Flow[None]:
-        if self._state.generation != generation:
+        state = self._state
+        if state.generation != generation:
             return  # a refresh finished between our decision and our turn: reuse it
         now = self._timer()
         if for_kid:
             self._kid_refresh_at = now
         self.fetch_count += 1
+        started = _observe.timer()
         try:
             keys = yield from self.fetch_flow()
         except Exception as exc:
@@ -188,6 +202,30 @@ class JWKSCache:
             self._store(None, exc)
         else:
             self._store(keys, None)
+        if _observe.HOOKS:
+            cause = (
+                "unknown_kid"
+                if for_kid
+                else "retry"
+                if state.failed
+                else "initial"
+                if state.keys is None
+                else "ttl"
+            )
+            self._report(state, cause, _observe.timer() - started)
+
+    def _report(self, old: _State, cause: str, duration: float) -> None:
+        new = self._state
+        if new.failed:
+            _observe.report("jwks_fetch", "failed", new.reason, duration, keys=0, cause=cause)
+            return
+        keys = new.keys
+        assert keys is not None
+        _observe.report("jwks_fetch", "ok", None, duration, keys=len(keys), cause=cause)
+        if old.keys is not None:
+            added, removed = _changes(old.keys, keys)
+            if added or removed:
+                _observe.report("key_rotation", "rotated", added=added, removed=removed)
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -288,11 +326,18 @@ class JWKSCache:
                     old.keys, old.fetched_at, now, True, old.generation + 1, reason
                 )
         if error is not None:
-            logger.warning(
-                "JWKS fetch failed (%s); %s",
-                getattr(error, "reason", type(error).__name__),
+            self._incident.failed(
+                "%s; %s",
+                self._state.reason,
                 "serving the previous keys" if old.keys is not None else "no keys available",
             )
+            return
+        self._incident.recovered()
+        if old.keys is not None and keys is not None:
+            added, removed = _changes(old.keys, keys)
+            if added or removed:
+                # Numbers only: kids are the AS's, but a count is all an operator needs.
+                logger.info("JWKS changed: %d key(s) added, %d removed", added, removed)
 
     # -- the key, with I/O when needed ---------------------------------------------------
 
@@ -346,3 +391,11 @@ class JWKSCache:
         """Close the private runner's clients (a runner passed in is left open)."""
         if self._own_runner:
             await self.runner.aclose()
+
+
+def _changes(old: KeySet, new: KeySet) -> tuple[int, int]:
+    """Keys added to and removed from *old* in *new* (unchanged keys keep their object
+    across refreshes, see ``KeySet.reuse``, so identity tells them apart)."""
+    added = sum(1 for key in new.keys if key not in old)
+    removed = sum(1 for key in old.keys if key not in new)
+    return added, removed

@@ -202,7 +202,9 @@ class JWTVerifier:
         client_id_claims: Claims read, in order, for the client id.
         claims_validator: Called with the claims after every built-in check; raises
             :class:`~scopegate.InvalidTokenError` to reject.
-        jwks_ttl / jwks_cooldown / stale_if_error: See :class:`~scopegate._jwks.JWKSCache`.
+        jwks_ttl: Seconds fetched keys are used; see :class:`~scopegate._jwks.JWKSCache`.
+        jwks_cooldown: Least seconds between refreshes for an unknown ``kid``.
+        stale_if_error: Seconds past the TTL old keys serve while the JWKS is unreachable.
         http_timeout: Seconds per network phase when a private runner is made.
         runner: A shared :class:`~scopegate._flow.HTTPRunner` (not closed by us).
         cache_verified: Keep verified tokens in memory (``exp`` re-checked on hits).

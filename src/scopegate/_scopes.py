@@ -167,18 +167,7 @@ class Requirement:
                 # A DPoP-bound token only passes the guard with its proof: the request
                 # used DPoP, so the error goes in the DPoP challenge (RFC 9449 §7.1).
                 error.scheme = "DPoP"
-            _observe.log_rejection(error.status, error.error or "-", error.reason, "endpoint")
-            if _observe.HOOKS:
-                _observe.decision(
-                    _observe.refusal(error.status),
-                    status=error.status,
-                    reason=error.reason,
-                    kind="none" if token is None else _observe.token_kind(token.token),
-                    scheme="none" if token is None else ("dpop" if token.jkt else "bearer"),
-                    cached=False,
-                    duration=0.0,
-                    stage="endpoint",
-                )
+            _observe.refused(error, token)
             raise
 
     def _check(self, token: AccessToken | None) -> AccessToken:
@@ -278,7 +267,8 @@ def require_any_scope(
 
     Args:
         *scopes: One or more scope names, each a single scope-token (no spaces).
-        acr_values / max_age: Step-up requirements, as for :func:`require_scope`.
+        acr_values: Step-up requirement, as for :func:`require_scope`.
+        max_age: Step-up requirement, as for :func:`require_scope`.
 
     Raises:
         ConfigurationError: At decoration time, for no scopes or a malformed scope.

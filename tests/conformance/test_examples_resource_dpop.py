@@ -5,12 +5,12 @@ environment, as real processes.
   companion issuer: the example serves the metadata document at both well-known paths
   and every 401 and 403 challenge points at it. The API keeps accepting the issuer's
   audience (``SCOPEGATE_AUDIENCE`` lists both), since the companion issuer mints for one.
-* ``SCOPEGATE_DPOP``, with keys from a JWKS the test controls (``IssuerServer``, through
-  ``SCOPEGATE_JWKS_URI``) so it can mint DPoP-bound tokens: two processes of each example
-  serve one API at one public URL and share a replay store through
-  ``SCOPEGATE_REDIS_URL``. The first (``allowed``) names that URL as its
-  ``SCOPEGATE_RESOURCE``; the second (``required``) as its ``SCOPEGATE_PUBLIC_URL``. A
-  proof used at the first is refused by the second.
+* ``SCOPEGATE_DPOP``, against the companion issuer, which binds the tokens it issues to
+  the key of the token request's DPoP proof (``DPoPAuth`` at its token endpoint, RFC
+  9449 §5): two processes of each example serve one API at one public URL and share a
+  replay store through ``SCOPEGATE_REDIS_URL``. The first (``allowed``) names that URL
+  as its ``SCOPEGATE_RESOURCE``; the second (``required``) as its
+  ``SCOPEGATE_PUBLIC_URL``. A proof used at the first is refused by the second.
 """
 
 from __future__ import annotations
@@ -22,8 +22,16 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from scopegate.testing import DPoPAuth, DPoPKey, IssuerServer
-from tests.conformance._stack import AUDIENCE, EXAMPLES, Issuer, Issuers, run_example
+from scopegate.testing import DPoPAuth, DPoPKey
+from tests.conformance._stack import (
+    AUDIENCE,
+    EXAMPLES,
+    SERVICE_CLIENT,
+    Issuer,
+    Issuers,
+    fetch_token,
+    run_example,
+)
 from tests.core.test_resource import validate_metadata
 from tests.servers import RedisServer, free_port
 
@@ -111,13 +119,6 @@ def test_challenges_point_at_the_metadata(resource_app: ResourceDeployment) -> N
 
 
 @pytest.fixture(scope="module")
-def keys() -> Iterator[IssuerServer]:
-    """The JWKS the DPoP examples trust: an IssuerServer, which mints bound tokens."""
-    with IssuerServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
     """One redis-server shared by the examples' replay stores."""
     server = RedisServer()
@@ -135,37 +136,46 @@ class DPoPPair:
     name: str
     public: str
     second: str
-    keys: IssuerServer
+    issuer: Issuer
 
     def token(self, scopes: str = "items:read", *, bound: bool = True) -> str:
-        claims = {"cnf": {"jkt": KEY.jkt}} if bound else {}
-        return self.keys.make_token(scopes, audience=self.public, **claims)
+        """A client_credentials token from the companion issuer, bound to KEY (a DPoP
+        proof on the token request) or a plain Bearer token."""
+        if not bound:
+            return fetch_token(self.issuer, scopes)
+        response = httpx.post(
+            str(self.issuer.metadata["token_endpoint"]),
+            data={"grant_type": "client_credentials", "scope": scopes},
+            auth=DPoPAuth(None, KEY, client=SERVICE_CLIENT),
+            timeout=10,
+        )
+        response.raise_for_status()
+        assert response.json()["token_type"] == "DPoP"
+        return str(response.json()["access_token"])
 
 
 @pytest.fixture(scope="module", params=EXAMPLES)
 def dpop_pair(
-    request: pytest.FixtureRequest, keys: IssuerServer, redis: RedisServer
+    request: pytest.FixtureRequest, issuers: Issuers, redis: RedisServer
 ) -> Iterator[DPoPPair]:
-    """Example NAME twice: SCOPEGATE_DPOP=allowed with SCOPEGATE_RESOURCE, and
-    SCOPEGATE_DPOP=required with SCOPEGATE_PUBLIC_URL, one Redis replay store."""
+    """Example NAME twice, trusting the companion issuer (JWT mode): SCOPEGATE_DPOP=allowed
+    with SCOPEGATE_RESOURCE, and SCOPEGATE_DPOP=required with SCOPEGATE_PUBLIC_URL, one
+    Redis replay store."""
+    issuer = issuers.get("jwt")
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    common = {
-        "SCOPEGATE_ISSUER": keys.issuer,
-        "SCOPEGATE_JWKS_URI": keys.jwks_uri,
-        "SCOPEGATE_REDIS_URL": redis.url,
-    }
-    first = {**common, "SCOPEGATE_DPOP": "allowed", "SCOPEGATE_RESOURCE": public}
-    second = {
+    common = {"SCOPEGATE_REDIS_URL": redis.url}
+    first = {
         **common,
-        "SCOPEGATE_DPOP": "required",
-        "SCOPEGATE_AUDIENCE": public,
-        "SCOPEGATE_PUBLIC_URL": public,
+        "SCOPEGATE_DPOP": "allowed",
+        "SCOPEGATE_RESOURCE": public,
+        "SCOPEGATE_AUDIENCE": f"{AUDIENCE},{public}",
     }
+    second = {**common, "SCOPEGATE_DPOP": "required", "SCOPEGATE_PUBLIC_URL": public}
     with contextlib.ExitStack() as stack:
-        stack.enter_context(run_example(request.param, None, port=port, env=first))
-        other = stack.enter_context(run_example(request.param, None, env=second))
-        yield DPoPPair(request.param, public, other, keys)
+        stack.enter_context(run_example(request.param, issuer, port=port, env=first))
+        other = stack.enter_context(run_example(request.param, issuer, env=second))
+        yield DPoPPair(request.param, public, other, issuer)
 
 
 @pytest.mark.redis

@@ -39,7 +39,10 @@ ISSUER = LocalIssuer()
 
 def bound_token(key: DPoPKey = KEY, **claims: Any) -> str:
     """A token bound to *key* (``cnf.jkt``)."""
-    return ISSUER.make_token(["items:read"], cnf={"jkt": key.jkt}, **claims)
+    # A day: module-level tokens are minted at import, long before late tests run.
+    return ISSUER.make_token(
+        ["items:read"], cnf={"jkt": key.jkt}, **{"expires_in": 86400, **claims}
+    )
 
 
 @pytest.mark.parametrize(
@@ -227,7 +230,7 @@ def _private_jwk_proof(token: str) -> str:
 
 TOKEN = bound_token()
 OTHER_TOKEN = bound_token(OTHER)
-UNBOUND = ISSUER.make_token(["items:read"])
+UNBOUND = ISSUER.make_token(["items:read"], expires_in=86400)
 URL = ORIGIN + "/items"
 
 #: (id, make request) -> the expected (status, error code in the challenge)
@@ -276,6 +279,11 @@ ATTACKS: list[Any] = [
         lambda: dpop_request(TOKEN, KEY.proof("GET", URL, token=TOKEN, iat=time.time() + 3600)),
         (401, "invalid_dpop_proof"),
         id="future-iat",
+    ),
+    pytest.param(
+        lambda: dpop_request(TOKEN, KEY.proof("GET", URL, token=TOKEN, iat=10**400)),
+        (401, "invalid_dpop_proof"),
+        id="iat-beyond-float",
     ),
     pytest.param(
         lambda: dpop_request(TOKEN, _private_jwk_proof(TOKEN)),

@@ -197,3 +197,20 @@ def test_middlewares_serve_the_metadata_through_real_servers() -> None:
             assert f'resource_metadata="{METADATA}"' in refused.headers["www-authenticate"]
             ok = httpx.get(base + "/mcp", headers={"Authorization": f"Bearer {mint(aud=RESOURCE)}"})
             assert ok.status_code == 200
+            # A browser client's CORS preflight for the document (MCP inspectors send
+            # their own headers): 204 with the allow headers, no token needed.
+            preflight = httpx.request(
+                "OPTIONS",
+                base + METADATA.removeprefix("http://127.0.0.1:8000"),
+                headers={
+                    "Origin": "https://inspector.example",
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "mcp-protocol-version",
+                },
+            )
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == "*"
+            assert "GET" in preflight.headers["access-control-allow-methods"]
+            assert preflight.headers["access-control-allow-headers"] == "*"
+            posted = httpx.post(base + sorted(resource().paths)[0])
+            assert posted.status_code == 400

@@ -2,7 +2,8 @@
 
 Requests of every shape (method, content type, query, body bytes, repeated and empty
 parameters, Basic credentials with bad base64, no colon, bad percent-escapes, non-UTF-8)
-reach the sans-io :meth:`Issuer.handle`. Each answer is a documented RFC 6749 §5.2 /
+reach the sans-io :meth:`Issuer.handle`, as do token requests with hostile DPoP proofs
+(validly signed, any JSON inside). Each answer is a documented RFC 6749 §5.2 / RFC 9449 /
 RFC 7662 / RFC 7009 outcome with the no-store headers; never a 500, never a secret,
 password or refresh token in the body, a header or a log record.
 """
@@ -13,6 +14,7 @@ import base64
 import itertools
 import json
 import logging
+import time
 import warnings
 from typing import Any
 from urllib.parse import quote_plus, urlencode
@@ -21,9 +23,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scopegate._jose import encode_compact
 from scopegate.issuer import Client, Issuer, IssuerConfig, User
 from scopegate.issuer._endpoints import HTTPRequest, HTTPResponse
+from scopegate.testing import DPoPKey
 from tests.fuzz.profile import count, fuzz_settings
+from tests.fuzz.strategies import header_text, json_values
 
 ISSUER_URL = "https://issuer.fuzz.test"
 SECRET = "ClientSecretCanary-9d1"
@@ -39,6 +44,7 @@ ERRORS = {
     "invalid_scope",
     "invalid_target",  # RFC 8707 §2: a resource the client may not ask for
     "temporarily_unavailable",
+    "invalid_dpop_proof",  # RFC 9449 §5
 }
 _addresses = itertools.count()
 
@@ -186,6 +192,8 @@ def _send(issuer: Issuer, request: dict[str, Any]) -> HTTPResponse:
     headers = {"content-type": request["content_type"]} if request["content_type"] else {}
     if request["authorization"] is not None:
         headers["authorization"] = request["authorization"]
+    if request.get("dpop") is not None:
+        headers["dpop"] = request["dpop"]
     return issuer.handle(
         HTTPRequest(
             method=request["method"],
@@ -368,3 +376,74 @@ def test_password_grant(username: str, password: str, caplog: pytest.LogCaptureF
         assert body["refresh_token"] not in caplog.text
     elif username and password:
         assert body["error"] in ("invalid_grant", "temporarily_unavailable")
+
+
+# -- DPoP proofs at the token endpoint (RFC 9449 §4.3, §5) ---------------------------------
+
+DPOP_KEY = DPoPKey.generate()
+PUBLIC_JWK = {k: v for k, v in DPOP_KEY.key.public_jwk().items() if k in ("kty", "crv", "x", "y")}
+TOKEN_URL = ISSUER_URL + "/token"
+_HEADER_MEMBERS = ("typ", "alg", "jwk")
+_CLAIM_MEMBERS = ("jti", "htm", "htu", "iat", "nonce", "ath")
+_DELETE = object()
+member_values = st.one_of(
+    st.sampled_from([_DELETE, 10**400, -(10**400), 1e308, -1, 0, True, "", "POST", TOKEN_URL]),
+    json_values,
+)
+
+
+@st.composite
+def proofs(draw: st.DrawFn) -> str:
+    """A DPoP header: junk text, a valid proof with a few characters changed, or a proof
+    validly signed by the key in its header with members replaced by any JSON."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(header_text)
+    valid = DPOP_KEY.proof("POST", TOKEN_URL)
+    if kind == 1:
+        where = draw(st.integers(0, len(valid) - 1))
+        return valid[:where] + draw(st.text(max_size=3)) + valid[where + 1 :]
+    header: dict[str, Any] = {"typ": "dpop+jwt", "alg": "ES256", "jwk": PUBLIC_JWK}
+    claims: dict[str, Any] = {
+        "jti": draw(st.text(min_size=1, max_size=12)),
+        "htm": "POST",
+        "htu": TOKEN_URL,
+        "iat": int(time.time()),
+    }
+    names = draw(st.lists(st.sampled_from(_HEADER_MEMBERS + _CLAIM_MEMBERS), max_size=3))
+    for name in names:
+        target = header if name in _HEADER_MEMBERS else claims
+        value = draw(member_values)
+        if value is _DELETE:
+            target.pop(name, None)
+        else:
+            target[name] = value
+    return encode_compact(header, claims, DPOP_KEY.key.signature)
+
+
+@fuzz_settings(dev=300, ci=3000)
+@given(proof=proofs())
+def test_dpop_proofs_total(proof: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Any DPoP header gets a bound token or 400 invalid_dpop_proof; never a 500, never
+    the proof in a log record."""
+    count("issuer.dpop_proofs")
+    caplog.clear()
+    form = urlencode([("grant_type", "client_credentials"), ("scope", "items:read")]).encode()
+    response = _send(
+        ISSUER,
+        {
+            "method": "POST",
+            "path": "/token",
+            "content_type": "application/x-www-form-urlencoded",
+            "query": "",
+            "authorization": basic("svc", SECRET),
+            "body": form,
+            "dpop": proof,
+        },
+    )
+    body = check_response(response, caplog)
+    if response.status == 200:
+        assert body["token_type"] == "DPoP"
+    else:
+        assert (response.status, body["error"]) == (400, "invalid_dpop_proof")
+    assert len(proof) < 20 or proof not in caplog.text

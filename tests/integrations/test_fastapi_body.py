@@ -111,9 +111,13 @@ def raw_post_head(base_url: str, path: str, extra: bytes = b"", body: bytes = b"
     return what the server answers within 5 s, without sending the rest."""
     port = int(base_url.rsplit(":", 1)[1])
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {TEN_MB}\r\n"
-    ).encode() + extra + b"\r\n"
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {TEN_MB}\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
     answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head + body)

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.anyio
 
 BASE = "http://127.0.0.1:8000"
 ISS = LocalIssuer(issuer=ISSUER, audience=RESOURCE)
-READER = ISS.make_token(["items:read"], sub="alice")
+# Minted at import: valid for a day, however late in the session the tests run.
+READER = ISS.make_token(["items:read"], sub="alice", expires_in=86400)
 
 
 def server(auth: Any = None) -> FastMCP:

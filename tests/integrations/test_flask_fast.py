@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,8 @@ from scopegate.integrations.flask import ScopeGate, current_token, get_current_t
 from tests.core.tokens import mint, static_verifier
 from tests.servers import run_wsgi
 
-TOKEN = mint(scope="items:read items:write")
+# Minted at import: valid for a day, however late in the session the tests run.
+TOKEN = mint(scope="items:read items:write", exp=int(time.time()) + 86400)
 
 
 def build_app() -> Flask:

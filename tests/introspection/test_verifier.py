@@ -386,6 +386,9 @@ MALFORMED = [
     pytest.param(
         _json(active(token_type="refresh_token")), INVALID, "wrong_token_type", id="h12-refresh"
     ),
+    pytest.param(
+        _json(active(token_type="DPoP")), INVALID, "wrong_token_type", id="h12-dpop-without-cnf"
+    ),
     pytest.param(_json(active(aud="someone-else")), INVALID, "wrong_audience", id="h13-aud"),
     pytest.param(_json(active(aud=["x", "y"])), INVALID, "wrong_audience", id="h13-aud-list"),
     pytest.param(_json(active(iss="https://evil.example")), INVALID, "wrong_issuer", id="h13-iss"),
@@ -514,6 +517,7 @@ def test_retry_after_from_the_as_is_passed_on(
     [
         pytest.param(active(token_type="Bearer"), id="bearer"),
         pytest.param(active(token_type="access_token"), id="access-token"),
+        pytest.param(active(token_type="DPoP", cnf={"jkt": "A" * 43}), id="dpop-bound"),
         pytest.param(active(aud=["other", "api"]), id="aud-list-with-ours"),
         pytest.param(active(aud="api"), id="aud-string"),
         pytest.param(active(iss="https://as.example"), id="iss-equal"),

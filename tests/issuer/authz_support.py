@@ -14,6 +14,8 @@ from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
+
 from scopegate.issuer import (
     Client,
     HTTPRequest,
@@ -177,3 +179,21 @@ def auth_params(
 
 def location(response: HTTPResponse) -> str:
     return dict(response.headers)["location"]
+
+
+def browser_login(
+    base: str, authorize_url: str, username: str = "alice", password: str = "alice-pw"
+) -> httpx.Response:
+    """What a browser does: GET the form, POST the credentials (cookies kept), no redirects."""
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        page = browser.get(authorize_url)
+        assert page.status_code == 200, page.text
+        assert page.headers["x-frame-options"] == "DENY"
+        return browser.post(
+            f"{base}/authorize",
+            data={
+                "request_token": form_token(page.text),
+                "username": username,
+                "password": password,
+            },
+        )

@@ -20,6 +20,7 @@ from scopegate.issuer import Issuer, RedisStore, create_wsgi_app
 from tests.issuer.authz_support import (
     WEB_CB,
     auth_params,
+    browser_login,
     build_issuer,
     form_token,
     pkce,
@@ -49,24 +50,6 @@ def serve(kind: str, **settings: Any) -> Iterator[tuple[str, Issuer]]:
     else:
         with run_waitress(create_wsgi_app(issuer), port=port) as url:
             yield url, issuer
-
-
-def browser_login(
-    base: str, authorize_url: str, username: str = "alice", password: str = "alice-pw"
-) -> httpx.Response:
-    """What a browser does: GET the form, POST the credentials (cookies kept), no redirects."""
-    with httpx.Client(follow_redirects=False, timeout=30) as browser:
-        page = browser.get(authorize_url)
-        assert page.status_code == 200, page.text
-        assert page.headers["x-frame-options"] == "DENY"
-        return browser.post(
-            f"{base}/authorize",
-            data={
-                "request_token": form_token(page.text),
-                "username": username,
-                "password": password,
-            },
-        )
 
 
 @pytest.mark.parametrize(

@@ -638,6 +638,7 @@ def test_metadata_document(call: Caller) -> None:
         ],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
         "authorization_response_iss_parameter_supported": True,
         "scopes_supported": ["read", "write"],
     }

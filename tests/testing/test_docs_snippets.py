@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def _slug(heading: str) -> str:
 def test_docs_links_resolve() -> None:
     """Every relative link between docs pages points to an existing page and heading."""
     docs = DOC.parent
-    pages = {p.name: p.read_text() for p in docs.glob("*.md")}
+    pages = {p.relative_to(docs).as_posix(): p.read_text() for p in docs.rglob("*.md")}
     anchors = {
         name: {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
         for name, text in pages.items()
@@ -115,7 +116,10 @@ def test_docs_links_resolve() -> None:
             if "://" in target:
                 continue
             page, _, anchor = target.partition("#")
-            page = page or name
+            if page:
+                page = posixpath.normpath(posixpath.join(posixpath.dirname(name), page))
+            else:
+                page = name
             if page not in pages or (anchor and anchor not in anchors[page]):
                 broken.append(f"{name} -> {target}")
     assert broken == []

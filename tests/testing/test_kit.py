@@ -16,6 +16,8 @@ from scopegate.testing import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     OMIT,
+    DPoPAuth,
+    DPoPKey,
     IssuerServer,
     LocalIssuer,
     SigningKey,
@@ -235,3 +237,64 @@ def test_public_api_is_sorted() -> None:
     assert kit.__all__ == sorted(kit.__all__, key=order)
     for name in kit.__all__:
         assert hasattr(kit, name)
+
+
+# -- DPoPAuth at a token endpoint ----------------------------------------------------------
+
+
+def _decoded(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    return jwt.get_unverified_header(proof), jwt.decode(proof, options={"verify_signature": False})
+
+
+def test_dpop_auth_for_a_token_request() -> None:
+    """token=None: a proof for POST to the token URL without ath, Basic client auth
+    (form-urlencoded halves), no Authorization: DPoP."""
+    key = DPoPKey.generate()
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.headers))
+        return httpx.Response(200, json={"access_token": "t", "token_type": "DPoP"})
+
+    auth = DPoPAuth(None, key, client=("svc a", "p:w"))
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        client.post("https://as.example/token?x=1", data={"grant_type": "x"}, auth=auth)
+    header, claims = _decoded(seen[0]["dpop"])
+    assert header["typ"] == "dpop+jwt"
+    assert (claims["htm"], claims["htu"]) == ("POST", "https://as.example/token")
+    assert "ath" not in claims
+    assert seen[0]["authorization"] == "Basic c3ZjK2E6cCUzQXc="
+    assert "p:w" not in repr(auth)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "retried"),
+    [
+        pytest.param(400, "use_dpop_nonce", True, id="as-nonce"),
+        pytest.param(400, "invalid_grant", False, id="as-other-error"),
+        pytest.param(200, None, False, id="success"),
+    ],
+)
+def test_dpop_auth_retries_once_on_an_authorization_server_nonce(
+    status: int, error: str | None, retried: bool
+) -> None:
+    """RFC 9449 §8: a 400 use_dpop_nonce (JSON body) is retried once with the nonce; any
+    other answer with a DPoP-Nonce is not retried (a code must not be sent twice), but
+    its nonce is kept for the next request."""
+    key = DPoPKey.generate()
+    proofs: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        proofs.append(request.headers["dpop"])
+        if len(proofs) == 1:
+            body = {"error": error} if error else {"access_token": "t"}
+            return httpx.Response(status, json=body, headers={"DPoP-Nonce": "n-1"})
+        return httpx.Response(200, json={"access_token": "t"})
+
+    auth = DPoPAuth(None, key)
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        client.post("https://as.example/token", data={"grant_type": "x"}, auth=auth)
+        assert len(proofs) == (2 if retried else 1)
+        client.post("https://as.example/token", data={"grant_type": "x"}, auth=auth)
+    assert "nonce" not in _decoded(proofs[0])[1]
+    assert [_decoded(p)[1]["nonce"] for p in proofs[1:]] == ["n-1"] * (len(proofs) - 1)

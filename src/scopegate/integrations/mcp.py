@@ -76,7 +76,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.mcp needs the MCP Python SDK: pip install 'scopegate[mcp]'"
     ) from exc
 
-from scopegate import asgi
+from scopegate import _observe, asgi
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
@@ -117,7 +117,15 @@ DEFAULT_MAX_BODY: Final = 4 * 1024 * 1024
 INSUFFICIENT_SCOPE_CODE: Final = -32003
 
 _NO_ID: Any = object()
-_TOO_LARGE = InvalidRequestError("The request body is too large", reason="body_too_large")
+
+
+class _BodyTooLargeError(InvalidRequestError):
+    """413: a request body over the gate's cap (no authentication challenge)."""
+
+    status = 413
+
+
+_TOO_LARGE = _BodyTooLargeError("The request body is too large", reason="body_too_large")
 
 
 def issued_resource(token: AccessToken, resource: str | None) -> str | None:
@@ -443,10 +451,11 @@ class MCPGate(BearerAuthMiddleware):
                 return messages, b"".join(chunks)
 
     def _too_large(self) -> HTTPResponse:
+        _observe.refused(_TOO_LARGE, None, "guard")
         rendered = _TOO_LARGE.to_response(self.guard.realm)
         # A body-size refusal is no authentication challenge.
         headers = tuple(h for h in rendered.headers if h[0] != "www-authenticate")
-        return HTTPResponse(413, headers, rendered.body)
+        return HTTPResponse(rendered.status, headers, rendered.body)
 
     def _refusal(self, token: AccessToken | None, body: bytes) -> HTTPResponse | None:
         """The 401/403 for the first ``tools/call`` in *body* the token may not make."""
@@ -473,6 +482,7 @@ class MCPGate(BearerAuthMiddleware):
                     error = InsufficientScopeError(scopes, reason="tool_scope")
                 except InsufficientUserAuthenticationError as step_up:
                     error = step_up
+            _observe.refused(error, token)
             rendered = self.guard.render(error)
             if rpc_id is _NO_ID:
                 return rendered

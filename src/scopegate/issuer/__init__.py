@@ -4,10 +4,11 @@ Grants: ``authorization_code`` with PKCE (RFC 6749 §4.1, RFC 7636 S256, RFC 920
 the configured users through a minimal login form, ``client_credentials`` (RFC 6749
 §4.4), ``refresh_token`` with rotation and reuse detection (RFC 6749 §6, RFC 9700
 §4.14.2) and, opt-in and discouraged, ``password`` (RFC 6749 §4.3, RFC 9700 §2.4); RFC
-8707 resource indicators on all of them. Tokens: RFC 9068 JWT access tokens (RS256,
-ES256, EdDSA) or opaque ones. Endpoints: authorization, token, RFC 7662 introspection,
-RFC 7009 revocation, JWKS, RFC 8414 metadata; served by a Starlette app or a WSGI app
-over one sans-io core.
+8707 resource indicators and DPoP (RFC 9449: tokens bound to the key of the request's
+proof; ``dpop_jkt`` at the authorization endpoint) on all of them. Tokens: RFC 9068 JWT
+access tokens (RS256, ES256, EdDSA) or opaque ones. Endpoints: authorization, token,
+RFC 7662 introspection, RFC 7009 revocation, JWKS, RFC 8414 metadata; served by a
+Starlette app or a WSGI app over one sans-io core.
 
 Example::
 
@@ -41,6 +42,7 @@ from scopegate.issuer._endpoints import (
 )
 from scopegate.issuer._errors import (
     InvalidClientError,
+    InvalidDPoPProofError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -52,6 +54,7 @@ from scopegate.issuer._errors import (
     TooManyRequestsError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
+    UseDPoPNonceError,
 )
 from scopegate.issuer._grants import (
     AuthorizationCodeGrant,
@@ -82,6 +85,7 @@ __all__ = [
     "InsecureGrantWarning",
     "IntrospectionEndpoint",
     "InvalidClientError",
+    "InvalidDPoPProofError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
@@ -110,6 +114,7 @@ __all__ = [
     "TooManyRequestsError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
+    "UseDPoPNonceError",
     "User",
     "UserStore",
     "create_asgi_app",

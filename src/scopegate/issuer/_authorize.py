@@ -19,7 +19,7 @@ Rules, in the order they are applied:
    (``unauthorized_client``), a missing ``code_challenge`` or a method other than
    ``S256`` (``invalid_request``, RFC 7636 §4.4.1; plain is refused, RFC 9700 §2.1.1),
    scopes (``invalid_scope``), resources (``invalid_target``, RFC 8707 §2), repeated
-   parameters (``invalid_request``).
+   parameters or a malformed ``dpop_jkt`` (``invalid_request``).
 3. The form carries a one-time token naming the pending request, and the response sets
    a cookie (``HttpOnly``, ``SameSite=Strict``, the endpoint's path) whose hash is
    stored with it: a post is honoured only with both, once (CSRF, RFC 6749 §10.12). A
@@ -31,6 +31,8 @@ Rules, in the order they are applied:
 5. The code is 256 random bits, stored hashed for ``authorization_code_ttl`` seconds
    (default 60), bound to the client, redirect URI, PKCE challenge, scopes and
    resources, and redeemable once (:class:`~scopegate.issuer._grants.AuthorizationCodeGrant`).
+   With ``dpop_jkt`` (RFC 9449 §10, the thumbprint of the client's DPoP key) it is
+   bound to that key too: only a token request with a proof made with it redeems it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from scopegate._jose import is_thumbprint
 from scopegate.issuer._clients import Client, ClientStore
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._endpoints import (
@@ -238,6 +241,9 @@ class AuthorizationEndpoint:
             client.effective_default_scopes,
             narrow=narrows(self._config, client),
         )
+        dpop_jkt = form.get("dpop_jkt")
+        if dpop_jkt is not None and not is_thumbprint(dpop_jkt):
+            raise _RedirectError("invalid_request", "The dpop_jkt parameter is malformed")
         default = client.audience or self._config.audience
         audience = resolve_resources(resources, client.allowed_resources(default), default)
         pending = LoginRequestRecord(
@@ -249,6 +255,7 @@ class AuthorizationEndpoint:
             audience=audience,
             browser_hash="",
             expires_at=int(now) + _LOGIN_TTL,
+            dpop_jkt=dpop_jkt,
         )
         return self._show_form(client, pending, now)
 
@@ -384,6 +391,7 @@ class AuthorizationEndpoint:
             acr=user.acr or self._config.acr,
             family_id=family_id,
             expires_at=int(now) + self._config.authorization_code_ttl,
+            dpop_jkt=pending.dpop_jkt,
         )
         self._store.save_authorization_code(token_hash(code), record, keep_until, now)
         params = {"code": code}

@@ -176,6 +176,9 @@ class Client:
         scope_policy: ``"strict"`` (a scope outside the allowed ones is
             ``invalid_scope``) or ``"narrow"`` (grant the allowed part, RFC 6749 §3.3);
             ``None`` follows the issuer's ``scope_policy``.
+        dpop_required: Every token request must carry a DPoP proof, so every token it
+            gets is bound to its key (RFC 9449 §5.2 ``dpop_bound_access_tokens``); a
+            request without one is ``invalid_request``.
 
     Raises:
         ConfigurationError: A value of the wrong type or an unknown grant or method.
@@ -195,6 +198,7 @@ class Client:
     resources: frozenset[str] = frozenset()
     scope_policy: Literal["strict", "narrow"] | None = None
     redirect_uris: tuple[str, ...] = ()
+    dpop_required: bool = False
 
     def __post_init__(self, auth_method: AuthMethod | None) -> None:
         if (
@@ -228,7 +232,7 @@ class Client:
             if not defaults <= self.scopes:
                 raise SettingError("default_scopes", "default_scopes must be a subset of scopes")
             object.__setattr__(self, "default_scopes", defaults)
-        for name in ("introspect", "refresh_tokens", "disabled"):
+        for name in ("introspect", "refresh_tokens", "disabled", "dpop_required"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(name, f"{name} must be true or false (a boolean)")
         if self.audience is not None and not isinstance(self.audience, str):

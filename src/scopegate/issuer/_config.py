@@ -8,13 +8,16 @@
     token_format = "jwt"                 # or "opaque" (checked by introspection)
     access_token_ttl = 600
     refresh_token_ttl = 86400
-    signing_key = "keys/issuer.pem"      # generated at start-up when absent
+    signing_key = "keys/issuer.pem"      # a PEM file (scopegate keys generate); omit it
+                                         # and a new key is generated at each start
     allow_password_grant = false
     redis_url = "redis://127.0.0.1:6379/0"
     scope_policy = "strict"              # or "narrow" (RFC 6749 §3.3)
     cors_origins = ["http://127.0.0.1:8000"]
     authorization_code_ttl = 60
     acr = "urn:scopegate:pwd"
+    dpop_algorithms = ["ES256", "EdDSA", "PS256", "RS256"]   # RFC 9449 proofs accepted
+    dpop_nonce = false                   # require server nonces in proofs (RFC 9449 §8)
 
     [[clients]]
     id = "svc-a"
@@ -28,6 +31,7 @@
     token_endpoint_auth_method = "none"
     grant_types = ["authorization_code", "refresh_token"]
     redirect_uris = ["http://127.0.0.1:8765/callback"]
+    dpop_required = true                 # token requests must carry a DPoP proof
 
     [[users]]
     username = "alice"
@@ -53,7 +57,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from scopegate._dpop import DEFAULT_ALGORITHMS
 from scopegate._errors import ConfigurationError
+from scopegate._keys import SUPPORTED_ALGORITHMS, check_algorithms
 from scopegate.issuer._clients import Client, is_loopback
 from scopegate.issuer._errors import SettingError
 from scopegate.issuer._users import User, stable_user_id
@@ -190,6 +196,11 @@ class IssuerConfig:
             may call the token endpoint and read the metadata and JWKS cross-origin;
             ``("*",)`` for any origin (never with credentials). Empty (default): no CORS
             on the token endpoint; metadata and JWKS stay readable from any origin.
+        dpop_algorithms: The signature algorithms of DPoP proofs the token endpoint
+            accepts (RFC 9449 §5.1 ``dpop_signing_alg_values_supported``): asymmetric
+            only. A token request with a valid proof gets tokens bound to its key.
+        dpop_nonce: Require a server nonce in every DPoP proof (RFC 9449 §8): a proof
+            without the current one gets 400 ``use_dpop_nonce`` with a ``DPoP-Nonce``.
 
     Raises:
         ConfigurationError: A value of the wrong type (a string for a boolean...) or an
@@ -220,6 +231,8 @@ class IssuerConfig:
     authorization_code_ttl: int = 60
     acr: str = "urn:scopegate:pwd"
     cors_origins: tuple[str, ...] = ()
+    dpop_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    dpop_nonce: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in _SETTING_KINDS.items():
@@ -256,6 +269,7 @@ class IssuerConfig:
         if not self.acr or not self.acr.isprintable():
             raise SettingError("acr", "acr must be a non-empty printable string")
         object.__setattr__(self, "cors_origins", _check_origins(self.cors_origins))
+        object.__setattr__(self, "dpop_algorithms", _check_dpop_algorithms(self.dpop_algorithms))
 
     @property
     def insecure_transport(self) -> bool:
@@ -290,6 +304,19 @@ def _check_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
                 'http://127.0.0.1:8000 (lower case, no path, no trailing slash), or ["*"]',
             )
     return values
+
+
+def _check_dpop_algorithms(algorithms: tuple[str, ...]) -> tuple[str, ...]:
+    """Asymmetric JWS algorithms only (RFC 9449 §4.2: never ``none`` or a MAC)."""
+    try:
+        check_algorithms(algorithms)
+    except ConfigurationError:
+        raise SettingError(
+            "dpop_algorithms",
+            "dpop_algorithms must list asymmetric algorithms, some of "
+            + ", ".join(sorted(SUPPORTED_ALGORITHMS)),
+        ) from None
+    return tuple(dict.fromkeys(algorithms))
 
 
 _HINTS = typing.get_type_hints(IssuerConfig)
@@ -338,6 +365,7 @@ _CLIENT_KINDS: dict[str, Kind] = {
     "resources": "list of strings",
     "scope_policy": ("strict", "narrow"),
     "redirect_uris": "list of strings",
+    "dpop_required": "boolean",
 }
 _USER_KINDS: dict[str, Kind] = {
     "username": "string",
@@ -468,6 +496,7 @@ def _client(source: _Source, table: Mapping[str, Any], index: int) -> Client:
             resources=frozenset(table.get("resources", [])),
             scope_policy=table.get("scope_policy"),
             redirect_uris=tuple(table.get("redirect_uris", [])),
+            dpop_required=table.get("dpop_required", False),
             **extra,
         )
     except SettingError as exc:

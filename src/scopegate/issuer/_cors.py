@@ -31,10 +31,16 @@ class CORSPolicy:
         origins: Exact origins, or ``("*",)``.
         methods: The endpoint's methods (``("POST",)``, ``("GET", "HEAD")``).
         headers: Request headers a caller may send (lower case).
+        exposed: Response headers beyond the CORS-safelisted ones a caller may read
+            (``Access-Control-Expose-Headers``), such as ``dpop-nonce``.
     """
 
     def __init__(
-        self, origins: tuple[str, ...], methods: tuple[str, ...], headers: tuple[str, ...]
+        self,
+        origins: tuple[str, ...],
+        methods: tuple[str, ...],
+        headers: tuple[str, ...],
+        exposed: tuple[str, ...] = (),
     ) -> None:
         self._any = origins == ("*",)
         self._origins = frozenset(origins)
@@ -42,6 +48,9 @@ class CORSPolicy:
         self._headers = frozenset(headers)
         self._allow_methods = ", ".join(methods)
         self._allow_headers = ", ".join(headers)
+        self._expose: tuple[tuple[str, str], ...] = (
+            (("access-control-expose-headers", ", ".join(exposed)),) if exposed else ()
+        )
 
     def _allowed(self, origin: str | None) -> str | None:
         if origin is None:
@@ -82,12 +91,16 @@ class CORSPolicy:
         )
 
     def decorate(self, request: HTTPRequest, response: HTTPResponse) -> HTTPResponse:
-        """Add ``Access-Control-Allow-Origin`` (allowed origins only) and ``Vary``."""
+        """Add ``Access-Control-Allow-Origin`` and ``-Expose-Headers`` (allowed origins
+        only) and ``Vary``."""
         if self._any:
-            extra: tuple[tuple[str, str], ...] = (("access-control-allow-origin", "*"),)
+            extra: tuple[tuple[str, str], ...] = (
+                ("access-control-allow-origin", "*"),
+                *self._expose,
+            )
         else:
             allowed = self._allowed(request.header("origin"))
             extra = (("vary", "Origin"),)
             if allowed is not None:
-                extra = (("access-control-allow-origin", allowed), *extra)
+                extra = (("access-control-allow-origin", allowed), *self._expose, *extra)
         return HTTPResponse(response.status, response.headers + extra, response.body)

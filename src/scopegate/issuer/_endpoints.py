@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from scopegate import _observe
+from scopegate._errors import HTTPResponse
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._clients import AuthenticatedClient, ClientAuthenticator
 from scopegate.issuer._config import IssuerConfig
+from scopegate.issuer._dpop import TokenEndpointDPoP
 from scopegate.issuer._errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -98,19 +101,6 @@ class HTTPRequest:
     def header(self, name: str) -> str | None:
         """A header value by lower-case name."""
         return self.headers.get(name)
-
-
-@dataclass(frozen=True)
-class HTTPResponse:
-    """A framework-neutral response."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body parsed as JSON (for tests and embedding)."""
-        return json.loads(self.body)
 
 
 def _json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...]) -> HTTPResponse:
@@ -216,18 +206,28 @@ class _FormEndpoint:
         try:
             return self._handle(request, self._clock())
         except OAuthError as exc:
+            _observe.report("issuer_failure", exc.error, endpoint=self._kind, status=exc.status)
             rendered = exc.to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
         except StoreUnavailableError as exc:
             # One line per failed request: an outage must not bury the log in
             # tracebacks. The store's message names the server, never its password.
             logger.error("issuer state store unavailable, answered 503: %s", exc)
+            _observe.report(
+                "issuer_failure", "temporarily_unavailable", endpoint=self._kind, status=503
+            )
             rendered = TemporarilyUnavailableError(retry_after=5).to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
         except Exception:
             logger.exception("unexpected error in the issuer")
+            _observe.report("issuer_failure", "server_error", endpoint=self._kind, status=500)
             rendered = ServerError().to_response(self._realm)
             return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+
+    @property
+    def _kind(self) -> str:
+        # "token", "introspection", "revocation": for records, from the class name.
+        return type(self).__name__.removesuffix("Endpoint").lower()
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:  # pragma: no cover
         raise NotImplementedError
@@ -237,6 +237,7 @@ class _FormEndpoint:
         key = self._limits.address.key(request.client_address or "-")
         wait = self._throttle.wait(self._limits.address, key, now)
         if wait > 0:
+            _observe.report("issuer_throttled", "throttled", limit=self._limits.address.kind)
             raise TooManyRequestsError(retry_after=wait)
         return key
 
@@ -279,7 +280,8 @@ class TokenEndpoint(_FormEndpoint):
     """The token endpoint (RFC 6749 §3.2): dispatches to the enabled grants.
 
     Order of checks: request format → ``grant_type`` known and enabled → client
-    authentication → client registered for the grant → the grant's own checks.
+    authentication → client registered for the grant → the DPoP proof, if any (RFC
+    9449 §5), and one present if the client requires it → the grant's own checks.
     """
 
     def __init__(
@@ -290,9 +292,11 @@ class TokenEndpoint(_FormEndpoint):
         limits: Limits,
         clock: Callable[[], float],
         grants: Mapping[str, Grant],
+        dpop: TokenEndpointDPoP,
     ) -> None:
         super().__init__(config, authenticator, throttle, limits, clock)
         self._grants = dict(grants)
+        self._dpop = dpop
 
     def _handle(self, request: HTTPRequest, now: float) -> HTTPResponse:
         address_key = self._check_address(request, now)
@@ -304,12 +308,27 @@ class TokenEndpoint(_FormEndpoint):
         if grant is None:
             raise UnsupportedGrantTypeError()
         authenticated = self._authenticate(request, form, address_key, now)
-        if grant_type not in authenticated.client.grant_types:
+        client = authenticated.client
+        if grant_type not in client.grant_types:
             raise UnauthorizedClientError()
-        body = grant.handle(
-            GrantRequest(authenticated.client, form, request.client_address, now, form.resources)
-        )
-        return _json_response(200, body, no_store_headers())
+        proof = self._dpop.check(request.header("dpop"), now)
+        if proof is None and client.dpop_required:
+            # RFC 9449 §5.2 (dpop_bound_access_tokens): refused. invalid_dpop_proof is
+            # for a proof that is there and wrong (§5); a missing one is a request
+            # missing what it requires, RFC 6749 §5.2's invalid_request.
+            raise InvalidRequestError("A DPoP proof is required for this client")
+        try:
+            body = grant.handle(
+                GrantRequest(client, form, request.client_address, now, form.resources, proof)
+            )
+        except OAuthError as exc:
+            _observe.report("issuer_grant", exc.error, grant_type=grant_type)
+            raise
+        _observe.report("issuer_grant", "issued", grant_type=grant_type)
+        headers = no_store_headers()
+        if proof is not None:
+            headers += self._dpop.response_headers()
+        return _json_response(200, body, headers)
 
 
 _TOO_MANY_LOOKUPS = "Too many lookups of unknown or inactive tokens; retry later"
@@ -415,7 +434,7 @@ class IntrospectionEndpoint(_TokenLookup):
                 or (now >= item.idle_expires_at)
             ):
                 return inactive
-            return {
+            refresh: dict[str, Any] = {
                 "active": True,
                 "scope": " ".join(item.scopes),
                 "client_id": item.client_id,
@@ -425,6 +444,9 @@ class IntrospectionEndpoint(_TokenLookup):
                 "iss": self._config.issuer,
                 "token_type": "refresh_token",
             }
+            if item.jkt is not None:
+                refresh["cnf"] = {"jkt": item.jkt}
+            return refresh
         info: TokenInfo = item
         if not client.introspect and info.client_id != client.client_id:
             return inactive
@@ -440,6 +462,10 @@ class IntrospectionEndpoint(_TokenLookup):
             "jti": info.jti,
             "token_type": "Bearer",
         }
+        if info.jkt is not None:
+            # RFC 9449 §6.2: the key a bound token must be presented with.
+            payload["cnf"] = {"jkt": info.jkt}
+            payload["token_type"] = "DPoP"  # noqa: S105 - a token type, not a secret
         if info.username is not None:
             payload["username"] = info.username
         # RFC 9470 §6 (step-up): how and when the user authenticated.

@@ -14,12 +14,18 @@ sent with ``Cache-Control: no-store`` and ``Pragma: no-cache``. The hierarchy::
         ├── UnsupportedGrantTypeError   400 ``unsupported_grant_type``
         ├── InvalidScopeError           400 ``invalid_scope``
         ├── InvalidTargetError          400 ``invalid_target`` (RFC 8707 §2)
+        ├── InvalidDPoPProofError       400 ``invalid_dpop_proof`` (RFC 9449 §5)
+        │   └── UseDPoPNonceError       400 ``use_dpop_nonce`` + ``DPoP-Nonce`` (§8)
         ├── TooManyRequestsError        429 ``temporarily_unavailable`` + ``Retry-After``
         ├── TemporarilyUnavailableError 503 ``temporarily_unavailable`` + ``Retry-After``
         └── ServerError                 500 ``server_error``
     StoreUnavailableError               the state store cannot be reached (-> 503)
     ConfigurationError
     └── SettingError                    one named setting is wrong (load_config adds the line)
+
+The DPoP errors are the authorization server's form of RFC 9449 §5: the error is in the
+JSON body, with no ``WWW-Authenticate`` challenge (that is the resource server's form,
+:class:`scopegate.InvalidDPoPProofError`).
 
 The authorization endpoint's errors (RFC 6749 §4.1.2.1) use the same codes but travel
 in the redirect (or, when the redirect URI cannot be trusted, on an HTML page); see
@@ -44,6 +50,7 @@ from scopegate._errors import (
 
 __all__ = [
     "InvalidClientError",
+    "InvalidDPoPProofError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
@@ -57,6 +64,7 @@ __all__ = [
     "TooManyRequestsError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
+    "UseDPoPNonceError",
     "no_store_headers",
 ]
 
@@ -179,6 +187,41 @@ class InvalidTargetError(OAuthError):
 
     error = "invalid_target"
     default_description = "The requested resource is invalid or not allowed"
+
+
+class InvalidDPoPProofError(OAuthError):
+    """400 ``invalid_dpop_proof``: the token request's DPoP proof is invalid (RFC 9449 §5).
+
+    Args:
+        reason: A fixed code for logs: the proof check that failed (``dpop_signature``,
+            ``dpop_url``, ``dpop_replayed``...; see :mod:`scopegate._dpop`).
+    """
+
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid"
+
+    def __init__(self, description: str | None = None, *, reason: str = "dpop_invalid") -> None:
+        super().__init__(description)
+        self.reason = reason
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """400 ``use_dpop_nonce`` with the nonce to use in ``DPoP-Nonce`` (RFC 9449 §8).
+
+    Args:
+        nonce: The server's current nonce.
+    """
+
+    error = "use_dpop_nonce"
+    default_description = "The DPoP proof must carry the server's nonce"
+
+    def __init__(self, *, nonce: str) -> None:
+        super().__init__(reason="dpop_nonce")
+        self.nonce = nonce
+
+    def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
+        """The nonce the client must put in its next proof."""
+        return (("dpop-nonce", self.nonce),)
 
 
 class _RetryAfterError(OAuthError):

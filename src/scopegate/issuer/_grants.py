@@ -4,6 +4,13 @@ opt-in) and refresh token.
 Each grant receives an already authenticated client that is registered for it (the
 endpoint checks both first, so an unauthorised client never reaches a password check;
 issuer spec PW-6) and returns the RFC 6749 §5.1 response members.
+
+DPoP (RFC 9449 §5): when the request carried a valid proof, each grant calls
+:meth:`GrantRequest.bind` once it has validated the request and before it stores or
+mints anything; the access token is then bound to the proof's key (``token_type``
+``DPoP``), and so is a public client's refresh token. A refresh token or a code that is
+already bound (:meth:`GrantRequest.require_key`) is redeemed only with a proof made with
+its key: ``invalid_grant`` otherwise.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from scopegate import _observe
 from scopegate.issuer._clients import Client, is_resource, parse_scope
 from scopegate.issuer._config import IssuerConfig
+from scopegate.issuer._dpop import TokenRequestProof
 from scopegate.issuer._errors import (
     InvalidGrantError,
     InvalidRequestError,
@@ -52,6 +61,7 @@ __all__ = [
 logger = logging.getLogger("scopegate.issuer")
 _BAD_REFRESH = "The refresh token is invalid, expired or revoked"
 _BAD_CODE = "The authorization code is invalid, expired or already used"
+_WRONG_KEY = "The grant is bound to a DPoP key this request does not prove"
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class GrantRequest:
 
     Attributes:
         resources: The ``resource`` parameters, in request order (RFC 8707 §2).
+        proof: Its DPoP proof, checked except for replay (RFC 9449 §5), or ``None``.
     """
 
     client: Client
@@ -67,6 +78,31 @@ class GrantRequest:
     address: str | None
     now: float
     resources: tuple[str, ...] = ()
+    proof: TokenRequestProof | None = None
+
+    def require_key(self, bound: str | None) -> None:
+        """Refuse the request unless its proof is made with the key *bound*: that of a
+        DPoP-bound refresh token (RFC 9449 §5) or of a code's ``dpop_jkt`` (§10).
+
+        Raises:
+            InvalidGrantError: *bound* is set, and there is no proof or another key.
+        """
+        if bound is not None and (self.proof is None or self.proof.jkt != bound):
+            raise InvalidGrantError(_WRONG_KEY)
+
+    def bind(self) -> str | None:
+        """Record the proof's single use; the key thumbprint to bind the tokens to.
+
+        Call it once the request is validated, before anything is stored or minted.
+
+        Returns:
+            The proof key's thumbprint, or ``None`` without a proof (Bearer tokens).
+
+        Raises:
+            InvalidDPoPProofError: The proof was used before (replay).
+            TemporarilyUnavailableError: The replay store cannot answer.
+        """
+        return None if self.proof is None else self.proof.claim()
 
 
 class Grant(Protocol):
@@ -148,7 +184,8 @@ def _response(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "access_token": token.value,
-        "token_type": "Bearer",
+        # RFC 9449 §5: "DPoP" tells the client its token is bound to its key.
+        "token_type": "Bearer" if token.jkt is None else "DPoP",
         "expires_in": token.expires_in,
         "scope": " ".join(sorted(scopes)),
     }
@@ -183,6 +220,7 @@ class ClientCredentialsGrant:
             scopes=scopes,
             audience=audience,
             now=request.now,
+            jkt=request.bind(),
         )
         assert token is not None  # no refresh family, so it cannot have been revoked
         return _response(token, scopes)
@@ -210,6 +248,7 @@ class _FamilyIssuer:
         acr: str | None,
         now: float,
         family_id: str | None = None,
+        jkt: str | None = None,
     ) -> RefreshTokenRecord:
         iat = int(now)
         if base is None:
@@ -229,6 +268,7 @@ class _FamilyIssuer:
             username=username,
             auth_time=auth_time,
             acr=acr,
+            jkt=jkt,
         )
 
     def issue_for_user(
@@ -241,8 +281,12 @@ class _FamilyIssuer:
         auth_time: int,
         now: float,
         family_id: str | None = None,
+        jkt: str | None = None,
     ) -> dict[str, Any]:
         """Access (and refresh) token for a user who has just authenticated.
+
+        With *jkt* (from :meth:`GrantRequest.bind`) the access token is bound to that
+        DPoP key, and so is a public client's refresh token (RFC 9449 §5).
 
         With *family_id* (an authorization code's, started when the code was made), the
         tokens join that family, so a replay of the code revokes them. The code was
@@ -264,6 +308,7 @@ class _FamilyIssuer:
                 acr=acr,
                 now=now,
                 family_id=family_id,
+                jkt=jkt if client.public else None,
             )
         refresh = secrets.token_urlsafe(32) if record is not None else None
         code_family = family_id is not None
@@ -280,6 +325,7 @@ class _FamilyIssuer:
             username=user.username,
             auth_time=auth_time,
             acr=acr,
+            jkt=jkt,
         )
         if token is None:
             if family_id is None:  # pragma: no cover - a brand-new family is never revoked
@@ -295,6 +341,7 @@ class _FamilyIssuer:
                 username=user.username,
                 auth_time=auth_time,
                 acr=acr,
+                jkt=jkt,
             )
             assert token is not None  # not linked to a family: cannot be refused
             self._tokens.discard(token, now)
@@ -350,6 +397,7 @@ class PasswordGrant(_FamilyIssuer):
             audience=audience,
             auth_time=int(request.now),
             now=request.now,
+            jkt=request.bind(),
         )
 
 
@@ -422,6 +470,7 @@ class AuthorizationCodeGrant(_FamilyIssuer):
             raise InvalidGrantError(_BAD_CODE)
         bound = audience_tuple(record.audience)
         audience = resolve_resources(request.resources, frozenset(bound), record.audience)
+        request.require_key(record.dpop_jkt)
         return self.issue_for_user(
             client,
             user,
@@ -430,6 +479,7 @@ class AuthorizationCodeGrant(_FamilyIssuer):
             auth_time=record.auth_time,
             now=now,
             family_id=record.family_id,
+            jkt=request.bind(),
         )
 
 
@@ -470,6 +520,9 @@ class RefreshTokenGrant(_FamilyIssuer):
         if record is None or record.client_id != client.client_id:
             # Another client's token is refused and left untouched (RFC 6749 §10.4).
             raise InvalidGrantError(_BAD_REFRESH)
+        # A bound token is worthless without its key: checked before reuse detection, so
+        # a thief without the key cannot even revoke the family.
+        request.require_key(record.jkt)
         if record.state == "rotated":
             self._store.revoke_family(record.family_id, now)
             logger.warning(
@@ -477,6 +530,7 @@ class RefreshTokenGrant(_FamilyIssuer):
                 client.client_id,
                 record.family_id,
             )
+            _observe.report("issuer_refresh_reuse", "revoked", client_id=client.client_id)
             raise InvalidGrantError(_BAD_REFRESH)
         if record.state != "active" or now >= record.idle_expires_at:
             raise InvalidGrantError(_BAD_REFRESH)
@@ -500,6 +554,10 @@ class RefreshTokenGrant(_FamilyIssuer):
         if not request.resources and len(still_allowed) < len(set(granted)):
             raise InvalidTargetError()  # the client lost a resource since the grant
         audience = resolve_resources(request.resources, still_allowed, record.audience)
+        # RFC 9449 §5: the new access token is bound to this request's proof; a public
+        # client's refresh token too (a confidential client's stays unbound: its
+        # client authentication already constrains it).
+        jkt = request.bind()
         successor = self.new_record(
             record,
             client=client,
@@ -510,6 +568,7 @@ class RefreshTokenGrant(_FamilyIssuer):
             auth_time=record.auth_time,
             acr=record.acr,
             now=now,
+            jkt=jkt if client.public else None,
         )
         # Mint first (linked to the family), then rotate: the compare-and-set winner can
         # no longer fail afterwards, so exactly one concurrent request gets a 200. A loser
@@ -525,6 +584,7 @@ class RefreshTokenGrant(_FamilyIssuer):
             username=record.username,
             auth_time=record.auth_time,
             acr=record.acr,
+            jkt=jkt,
         )
         if token is None:
             raise InvalidGrantError(_BAD_REFRESH)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from scopegate._dpop import MemoryReplayStore, NonceSource, ReplayStore
 from scopegate._errors import ConfigurationError
 from scopegate._signing import SigningKey, SigningKeySet
 from scopegate.issuer._authorize import AuthorizationEndpoint
@@ -23,6 +24,7 @@ from scopegate.issuer._clients import (
 )
 from scopegate.issuer._config import IssuerConfig, LoadedConfig
 from scopegate.issuer._cors import CORSPolicy
+from scopegate.issuer._dpop import TokenEndpointDPoP, nonce_secret
 from scopegate.issuer._endpoints import (
     HTTPRequest,
     HTTPResponse,
@@ -53,8 +55,10 @@ _NOT_FOUND = HTTPResponse(404, (("content-type", "application/json"),), b'{"erro
 # Request headers a browser may send to the metadata and JWKS (the MCP TypeScript client
 # sends MCP-Protocol-Version with its metadata requests, which makes them preflighted).
 _DOC_HEADERS = ("mcp-protocol-version",)
-# Swagger UI's "Authorize" sends X-Requested-With with its token request.
-_TOKEN_HEADERS = ("authorization", "content-type", "x-requested-with")
+# Swagger UI's "Authorize" sends X-Requested-With with its token request; a browser
+# client using DPoP sends its proof, and reads the server's nonce (RFC 9449 §8).
+_TOKEN_HEADERS = ("authorization", "content-type", "dpop", "x-requested-with")
+_TOKEN_EXPOSED = ("dpop-nonce",)
 
 
 class InsecureGrantWarning(UserWarning):
@@ -66,10 +70,11 @@ class Issuer:
 
     Serves the authorization endpoint (the code grant with PKCE, for the configured
     users), the token endpoint (``authorization_code``, ``client_credentials``,
-    ``refresh_token`` and, opt-in, ``password``), RFC 7662 introspection, RFC 7009
-    revocation, the JWKS and RFC 8414 metadata. :meth:`handle` answers a
-    framework-neutral :class:`HTTPRequest`; use :func:`scopegate.issuer.create_asgi_app`
-    or :func:`scopegate.issuer.create_wsgi_app` to serve it.
+    ``refresh_token`` and, opt-in, ``password``; DPoP-bound tokens for requests with a
+    DPoP proof, RFC 9449), RFC 7662 introspection, RFC 7009 revocation, the JWKS and
+    RFC 8414 metadata. :meth:`handle` answers a framework-neutral :class:`HTTPRequest`;
+    use :func:`scopegate.issuer.create_asgi_app` or
+    :func:`scopegate.issuer.create_wsgi_app` to serve it.
 
     Endpoints, relative to the issuer URL ``https://host/base``: ``/base/authorize``,
     ``/base/token``,
@@ -87,6 +92,9 @@ class Issuer:
         clock: Seconds since the epoch (tests inject a fake clock).
         sleep: How a request waits for concurrent attempts on its brute-force counters
             to be judged (see :mod:`scopegate.issuer._throttle`).
+        dpop_replay: Where the token endpoint remembers used DPoP proofs; by default
+            the store's (:meth:`RedisStore.replay_store`) when it has one, else a
+            :class:`~scopegate.MemoryReplayStore` (one process only).
 
     Raises:
         ConfigurationError: Inconsistent settings.
@@ -110,6 +118,7 @@ class Issuer:
         store: IssuerStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        dpop_replay: ReplayStore | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -188,12 +197,22 @@ class Issuer:
             "code_challenge_methods_supported": ["S256"],  # plain is refused (RFC 9700 §2.1.1)
             "authorization_response_iss_parameter_supported": True,  # RFC 9207
         }
+        if dpop_replay is None:
+            replay_store = getattr(self.store, "replay_store", None)
+            dpop_replay = replay_store() if callable(replay_store) else MemoryReplayStore()
+        nonce = None
+        if config.dpop_nonce:
+            nonce = NonceSource(nonce_secret(self._keys.current), clock=clock)
+        dpop = TokenEndpointDPoP(config, document["token_endpoint"], dpop_replay, nonce)
+        document["dpop_signing_alg_values_supported"] = dpop.algorithms  # RFC 9449 §5.1
         if isinstance(self._clients, MemoryClientStore):
             scopes = sorted({s for client in self._clients for s in client.scopes})
             if scopes:  # RFC 8414 §3.2: claims with zero elements are omitted
                 document["scopes_supported"] = scopes
 
-        self.token_endpoint = TokenEndpoint(config, authenticator, throttle, limits, clock, grants)
+        self.token_endpoint = TokenEndpoint(
+            config, authenticator, throttle, limits, clock, grants, dpop
+        )
         self.introspection_endpoint = IntrospectionEndpoint(
             config, authenticator, throttle, limits, clock, tokens, self.store
         )
@@ -222,7 +241,9 @@ class Issuer:
             self.jwks_path: documents,
         }
         if config.cors_origins:
-            self._cors[self.token_path] = CORSPolicy(config.cors_origins, ("POST",), _TOKEN_HEADERS)
+            self._cors[self.token_path] = CORSPolicy(
+                config.cors_origins, ("POST",), _TOKEN_HEADERS, _TOKEN_EXPOSED
+            )
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
+from scopegate._cache import RedisConnection
+from scopegate._dpop import RedisReplayStore
 from scopegate._errors import ConfigurationError
 from scopegate.issuer._errors import StoreUnavailableError
 
@@ -102,6 +104,7 @@ class AccessTokenRecord:
     username: str | None = None
     auth_time: int | None = None
     acr: str | None = None
+    jkt: str | None = None  # the DPoP key it is bound to (cnf.jkt, RFC 9449 §6)
 
     def to_json(self) -> str:
         """Compact JSON for storage."""
@@ -121,7 +124,8 @@ class RefreshTokenRecord:
     """A refresh token's grant: client, user, original scope, family and lifetimes.
 
     ``expires_at`` is the family's absolute expiry (rotation never extends it, RT-8);
-    ``idle_expires_at`` moves forward with each rotation.
+    ``idle_expires_at`` moves forward with each rotation. ``jkt`` is the DPoP key a
+    public client's refresh token is bound to (RFC 9449 §5): a refresh must prove it.
     """
 
     client_id: str
@@ -135,6 +139,7 @@ class RefreshTokenRecord:
     username: str | None = None
     auth_time: int | None = None
     acr: str | None = None
+    jkt: str | None = None
     state: RefreshState = field(default="active", compare=False)
 
     def to_json(self) -> str:
@@ -156,9 +161,10 @@ class RefreshTokenRecord:
 class AuthorizationCodeRecord:
     """What an authorization code stands for (RFC 6749 §4.1.2; never the code itself).
 
-    Bound to the client, the exact redirect URI, the PKCE challenge (RFC 7636 §4.4) and
-    the resources (RFC 8707 §2.1); ``family_id`` names the refresh family its tokens
-    join, so a replay can revoke them.
+    Bound to the client, the exact redirect URI, the PKCE challenge (RFC 7636 §4.4), the
+    resources (RFC 8707 §2.1) and, with ``dpop_jkt``, the DPoP key that must redeem it
+    (RFC 9449 §10); ``family_id`` names the refresh family its tokens join, so a replay
+    can revoke them.
     """
 
     client_id: str
@@ -172,6 +178,7 @@ class AuthorizationCodeRecord:
     acr: str | None
     family_id: str
     expires_at: int
+    dpop_jkt: str | None = None
 
     def to_json(self) -> str:
         """Compact JSON for storage."""
@@ -203,6 +210,7 @@ class LoginRequestRecord:
     browser_hash: str
     expires_at: int
     tries: int = 0
+    dpop_jkt: str | None = None
 
     def to_json(self) -> str:
         """Compact JSON for storage."""
@@ -912,6 +920,12 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
+
+    def replay_store(self) -> RedisReplayStore:
+        """A DPoP replay store on this store's Redis client, under its key prefix, so
+        every issuer process sharing the store refuses a proof any of them has seen."""
+        connection = RedisConnection(client=self._client, purpose="issuer DPoP replay store")
+        return RedisReplayStore(connection=connection, prefix=f"{self._p}dpop:")
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cachetools import TTLCache
 
+from scopegate import _observe
 from scopegate.issuer._store import AttemptCounter, IssuerStore, Settlement
 
 if TYPE_CHECKING:
@@ -304,10 +305,12 @@ class Throttle:
                 continue  # another request changed a counter first: read again
             limit, retry_after, in_flight = refusal
             if not in_flight or waited >= _MAX_WAIT:
+                _observe.report("issuer_throttled", "throttled", limit=limit.kind)
                 raise Throttled(limit, retry_after)
             self._sleep(_POLL)
             waited += _POLL
             now = self.now()
+        _observe.report("issuer_throttled", "throttled", limit=slots[0][0].kind)
         raise Throttled(slots[0][0], 1)
 
     def is_known(self, client_id: str, address: str | None, now: float) -> bool:

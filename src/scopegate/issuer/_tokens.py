@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scopegate._errors import BearerError
@@ -31,12 +31,17 @@ __all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
 
 @dataclass(frozen=True)
 class IssuedAccessToken:
-    """A freshly minted access token (the value is hidden from ``repr``)."""
+    """A freshly minted access token (the value is hidden from ``repr``).
 
-    value: str
+    Attributes:
+        jkt: The DPoP key it is bound to (``cnf.jkt``), or ``None`` for a Bearer token.
+    """
+
+    value: str = field(repr=False)
     expires_in: int
     jti: str
     expires_at: int
+    jkt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class TokenInfo:
     opaque_key: str | None
     auth_time: int | None = None
     acr: str | None = None
+    jkt: str | None = None
 
 
 class TokenFactory:
@@ -93,8 +99,13 @@ class TokenFactory:
         username: str | None = None,
         auth_time: int | None = None,
         acr: str | None = None,
+        jkt: str | None = None,
     ) -> IssuedAccessToken | None:
-        """Mint an access token; ``None`` if its refresh family was revoked meanwhile."""
+        """Mint an access token; ``None`` if its refresh family was revoked meanwhile.
+
+        With *jkt* the token is bound to that DPoP key: ``cnf.jkt`` in a JWT, and in the
+        record of an opaque token, which introspection reports (RFC 9449 §6).
+        """
         iat = int(now)
         ttl = self._config.access_token_ttl
         exp = iat + ttl
@@ -114,10 +125,11 @@ class TokenFactory:
                 username=username,
                 auth_time=auth_time,
                 acr=acr,
+                jkt=jkt,
             )
             if not self._store.save_access_token(token_hash(value), record, now):
                 return None
-            return IssuedAccessToken(value, ttl, jti, exp)
+            return IssuedAccessToken(value, ttl, jti, exp, jkt)
         if family_id is not None and not self._store.link_jti(family_id, jti, exp, now):
             return None
         claims: dict[str, Any] = {
@@ -136,13 +148,15 @@ class TokenFactory:
             claims["auth_time"] = auth_time
         if acr is not None:
             claims["acr"] = acr
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         key = self._keys().current
         header = self._headers.get(key.kid)
         if header is None:
             # The protected header is the same for every token of a key: encode it once.
             header = self._headers[key.kid] = key.header_segment()
         value = encode_compact(header, claims, key.signature)
-        return IssuedAccessToken(value, ttl, jti, exp)
+        return IssuedAccessToken(value, ttl, jti, exp, jkt)
 
     def discard(self, token: IssuedAccessToken, now: float) -> None:
         """Invalidate a token that was minted but never handed out."""
@@ -177,6 +191,7 @@ class TokenFactory:
             opaque_key=key,
             auth_time=record.auth_time,
             acr=record.acr,
+            jkt=record.jkt,
         )
 
     def _jwt_verifier(self) -> JWTVerifier:
@@ -206,6 +221,7 @@ class TokenFactory:
         if exp <= now or self._store.is_jti_revoked(claims["jti"], now):
             return None
         scope = claims.get("scope", "")
+        cnf = claims.get("cnf")  # the verifier admits only {"jkt": thumbprint}
         return TokenInfo(
             client_id=claims["client_id"],
             subject=str(claims["sub"]),
@@ -218,4 +234,5 @@ class TokenFactory:
             opaque_key=None,
             auth_time=claims.get("auth_time"),
             acr=claims.get("acr"),
+            jkt=cnf["jkt"] if isinstance(cnf, dict) else None,
         )
