@@ -299,7 +299,7 @@ class IntrospectionVerifier:
             hit = self._memory_hit(key, token)
             if hit is not None:
                 return hit
-        return run(self.verify_flow(token, key), self._runner)
+        return run(self._after_memory_flow(token, key), self._runner)
 
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`; never blocks the event loop."""
@@ -308,7 +308,7 @@ class IntrospectionVerifier:
             hit = self._memory_hit(key, token)
             if hit is not None:
                 return hit
-        return await arun(self.verify_flow(token, key), self._runner)
+        return await arun(self._after_memory_flow(token, key), self._runner)
 
     def cached(self, token: str) -> AccessToken | None:
         """The token from the in-memory cache, or ``None`` (no I/O, never raises)."""
@@ -350,8 +350,23 @@ class IntrospectionVerifier:
         return result
 
     def verify_flow(self, token: str, key: str | None = None) -> Flow[AccessToken]:
-        """Verify *token*: the cache, then one coalesced introspection (either driver)."""
+        """Verify *token* behind :meth:`cached` (either driver runs it).
+
+        :meth:`cached` answers only what this verifier accepted; a cached negative
+        answer ("inactive") is judged here, so it is never introspected again.
+        """
         key = key or self._key(token)
+        if self._sync_cache:
+            entry = self._cache.get(key)
+            hit = None if entry is None else self._used(entry, token)
+            if hit is not None:
+                return hit
+        result: AccessToken = yield from self._after_memory_flow(token, key)
+        return result
+
+    def _after_memory_flow(self, token: str, key: str) -> Flow[AccessToken]:
+        """Verify *token* once the in-memory cache (if any) has no answer: the shared
+        cache, then one coalesced introspection."""
         if not self._sync_cache:
             entry = yield Call(self._cache.get, self._cache.aget, key)
             hit = None if entry is None else self._used(entry, token)
