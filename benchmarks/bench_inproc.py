@@ -362,7 +362,7 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
             prometheus = name == HOOK_PROMETHEUS
             targets.append(
                 {
-                    "figure": f"{name}: cost over the same cache hit without hooks"
+                    "figure": f"Issue 16: {name}: cost over the same cache hit without hooks"
                     + ("" if prometheus else " (info)"),
                     "value": extra,
                     "shown": _harness.fmt_summary(extra, prefix="+", digits=2) + " µs",

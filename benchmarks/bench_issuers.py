@@ -129,7 +129,7 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
         value = _harness.difference(stats, case, base)
         targets.append(
             {
-                "figure": f"Routing by issuer, {figure} (µs)",
+                "figure": f"Issue 15: routing by issuer, {figure} (µs)",
                 "value": value,
                 "shown": _harness.fmt_summary(value, prefix="+"),
                 "target": f"≤ {budget:g} µs",

@@ -276,7 +276,7 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
     figure = _harness.ratio(stats, GATE, SDK)
     targets = [
         {
-            "figure": "MCP tool call, cached token: scopegate MCPGate ÷ SDK bearer auth (trivial "
+            "figure": "Issue 12: MCP tool call, cached token: MCPGate ÷ SDK bearer auth (trivial "
             "verifier), in-process",
             "value": figure,
             "shown": _harness.fmt_summary(figure),

@@ -64,6 +64,9 @@ FULL: dict[str, list[str]] = {
     "tokens": ["--entries", "10000", "--rounds", "21"],
     "introspection": [],
     "issuer": [],
+    "dpop": ["--rounds", "31", "--target", "0.03"],
+    "issuers": ["--rounds", "41", "--target", "0.03"],
+    "mcp": ["--rounds", "41", "--target", "0.025"],
     # 19 configs x (2 s warm-up + 5 rounds x 5 s): about 9 minutes.
     "http": ["--phase", "headline", "--rounds", "5", "--duration", "5", "--warmup", "2"],
     # 13 configs x (1 s + 3 x 4 s): about 3 minutes (plus minting 18 000 tokens once a day).
@@ -78,6 +81,9 @@ DEV: dict[str, list[str]] = {
     "tokens": ["--entries", "10000", "--rounds", "7"],
     "introspection": ["--quick"],
     "issuer": ["--quick"],
+    "dpop": ["--rounds", "5", "--target", "0.01"],
+    "issuers": ["--rounds", "5", "--target", "0.01"],
+    "mcp": ["--rounds", "5", "--target", "0.01"],
     "http": ["--phase", "headline", "--rounds", "1", "--duration", "3", "--warmup", "1"],
     "http-matrix": ["--phase", "matrix", "--rounds", "1", "--duration", "2", "--warmup", "1"],
     "http-profile": ["--phase", "profile", "--duration", "5", "--warmup", "1"],
@@ -89,6 +95,9 @@ SCRIPTS = {
     "tokens": ("bench_tokens.py", 300),
     "introspection": ("bench_introspection.py", 120),
     "issuer": ("bench_issuer.py", 120),
+    "dpop": ("bench_dpop.py", 240),
+    "issuers": ("bench_issuers.py", 240),
+    "mcp": ("bench_mcp.py", 240),
     "http": ("bench_http.py", 1200),
     "http-matrix": ("bench_http.py", 600),
     "http-profile": ("bench_http.py", 300),
@@ -758,7 +767,7 @@ def render(
         "comparison from server CPU per request (robust when the server core is not "
         "saturated on a shared box).",
         "",
-        "### Still tracked from issue 6, and information",
+        "### The other issues' figures, issue 6, and information",
         "",
         target_table(rest) if rest else "_None in this run._",
         "",

@@ -95,6 +95,19 @@ def test_mcp_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     assert any("MCPGate ÷ SDK bearer auth" in t["figure"] for t in data["targets"])
 
 
+def test_dpop_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
+    """bench_dpop times a DPoP request against its parts, the replay stores, and the
+    hostile tokens against a bad signature, with a figure for each issue's goal."""
+    data = run_script("bench_dpop.py", ["--quick"], bench_env, tmp_path)
+    cases = {row["case"] for row in data["rows"]}
+    assert "DPoP request: guard.decide, token uncached" in cases
+    assert "replay check: memory store" in cases
+    assert any(c.startswith("hostile: header-") for c in cases)
+    figures = " ".join(t["figure"] for t in data["targets"])
+    assert "DPoP request ÷ (token verification + proof signature)" in figures
+    assert "costliest token anyone can send" in figures
+
+
 def test_profile_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
     """bench_profile produces the component table and the three profiles."""
     data = run_script("bench_profile.py", ["--quick"], bench_env, tmp_path)
