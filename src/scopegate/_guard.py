@@ -47,6 +47,7 @@ from scopegate import _observe
 from scopegate._bearer import (
     NO_CREDENTIALS,
     Credentials,
+    Scheme,
     extract_token,
     is_form_content_type,
     parse_credentials,
@@ -662,7 +663,7 @@ class BearerGuard:
         if probe is None or len(authorization) != 1 or request.query:
             return PENDING
         credentials = self._known.get(authorization[0])
-        if credentials is None or (
+        if credentials is None or credentials.scheme != "bearer" or (
             request.method in _BODY_METHODS and self._wants_body(request, True)
         ):
             return PENDING
@@ -759,8 +760,10 @@ class BearerGuard:
             yield from self._dpop.record_flow(proof, time.time())
         if self._required and not token.scopes >= self._required:
             raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
-        if remember and credentials.source == "header" and len(authorization) == 1 and not dpop:
-            self._remember(authorization[0], raw, token)
+        if remember and credentials.source == "header" and len(authorization) == 1:
+            # DPoP headers too: the parse is skipped next time; the fast path still
+            # leaves them to this flow (their proof is new on every request).
+            self._remember(authorization[0], raw, token, credentials.scheme)
         return token
 
     def _probed(self, raw: str) -> AccessToken | None:
@@ -811,14 +814,16 @@ class BearerGuard:
             host = hosts[0] if hosts else ""
         return f"{scheme}://{host}"
 
-    def _remember(self, value: str, raw: str, token: AccessToken) -> None:
+    def _remember(self, value: str, raw: str, token: AccessToken, scheme: Scheme) -> None:
         # Only values whose token was verified and then seen again (a verifier cache hit)
         # are kept: neither garbage nor a stream of one-use tokens churns the memo. The
         # memo keeps the very str the verifier cached (token.token) when it is the same
         # token, so the cache lookup of a remembered request compares by identity.
         if value not in self._known:
             cached = token.token
-            self._known.put(value, Credentials(cached if cached == raw else raw, "header"))
+            self._known.put(
+                value, Credentials(cached if cached == raw else raw, "header", scheme)
+            )
 
     # -- rendering -------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ def test_memo_is_bounded() -> None:
     """The memo never grows past its bound; the oldest values go first."""
     guard = BearerGuard(ProbingVerifier())
     for i in range(_guard._KNOWN_HEADERS + 10):
-        guard._remember(f"Bearer t{i}", f"t{i}", TOKENS[GOOD])
+        guard._remember(f"Bearer t{i}", f"t{i}", TOKENS[GOOD], "bearer")
     memo = guard._known
     assert len(memo) <= _guard._KNOWN_HEADERS
     assert "Bearer t0" not in memo
