@@ -43,7 +43,7 @@ from scopegate._errors import (
     UseDPoPNonceError,
 )
 from scopegate._flow import HTTPRunner
-from scopegate._guard import BearerGuard, GuardOptions, RequestView
+from scopegate._guard import BearerGuard, GuardOptions, Pending, RequestView
 from scopegate._introspection import IntrospectionVerifier
 from scopegate._issuers import IssuerRouter
 from scopegate._jwt import JWTVerifier
@@ -81,6 +81,7 @@ __all__ = [
     "MemoryReplayStore",
     "MissingTokenError",
     "NonceSource",
+    "Pending",
     "ProtectedResource",
     "Record",
     "RedisCache",
