@@ -349,6 +349,12 @@ def starlette_scopegate_gc_app() -> Any:
 
     routes = [*_starlette_routes(protected_scope=True), Route(GC_PATH, gc_stats)]
     inner = Starlette(routes=routes)
-    return BearerAuthMiddleware(
+    app = BearerAuthMiddleware(
         inner, verifier=scopegate_verifier(_material()), exclude_paths=("/bare", GC_PATH)
     )
+    if os.environ.get("SCOPEGATE_BENCH_GC_FREEZE") == "1":
+        # Everything built so far (modules, the app, the keys) leaves the collector's
+        # generations: full collections then walk only what requests created.
+        gc.collect()
+        gc.freeze()
+    return app

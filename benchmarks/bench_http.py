@@ -225,6 +225,14 @@ SERVERS = (
         env=(("SCOPEGATE_BENCH_CACHE_SIZE", str(MATRIX_CACHE_SIZE)),),
     ),
     Server("uvicorn starlette scopegate (GC counters)", "uvicorn", "starlette_scopegate_gc_app"),
+    # The same app, its start-up heap moved out of the collector's way with gc.freeze():
+    # what the GC strategy in docs/scaling.md recommends, measured beside the default.
+    Server(
+        "uvicorn starlette scopegate (GC counters, gc.freeze)",
+        "uvicorn",
+        "starlette_scopegate_gc_app",
+        env=(("SCOPEGATE_BENCH_GC_FREEZE", "1"),),
+    ),
 )
 
 UVI_BARE = "uvicorn starlette bare"
@@ -360,6 +368,7 @@ def matrix_configs(variants: Sequence[_fixtures.Variant]) -> list[Config]:
 
 
 PROFILE_SERVER = "uvicorn starlette scopegate (GC counters)"
+PROFILE_SERVER_FROZEN = "uvicorn starlette scopegate (GC counters, gc.freeze)"
 PROFILE_RUNS = {
     # column label -> config
     "bare": Config(UVI_BARE, "uvicorn starlette bare", "/protected", "repeated", False),
@@ -373,6 +382,13 @@ PROFILE_RUNS = {
     "unique tokens": Config(
         "uvicorn starlette + scopegate (GC counters), unique token",
         PROFILE_SERVER,
+        "/protected",
+        "unique",
+        True,
+    ),
+    "unique, gc.freeze()": Config(
+        "uvicorn starlette + scopegate (GC counters, gc.freeze), unique token",
+        PROFILE_SERVER_FROZEN,
         "/protected",
         "unique",
         True,
@@ -1259,7 +1275,9 @@ def profile_phase(
             warm = warmup if config.mode == "repeated" or quick else max(warmup, 3.0)
             if warm > 0:
                 load.run(url + config.path, config.mode, warm)
-            gc_before = _read_gc(url) if config.server == PROFILE_SERVER else None
+            gc_before = (
+                _read_gc(url) if config.server in (PROFILE_SERVER, PROFILE_SERVER_FROZEN) else None
+            )
             spy = None
             if pyspy is not None:
                 spy = Spy(
