@@ -86,7 +86,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
     ) from exc
 
-from scopegate._config import from_env, options_from_env
+from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse
 from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
 from scopegate._scopes import Requirement, validated_scopes
@@ -159,11 +159,8 @@ def _build(config: Mapping[str, Any]) -> BearerGuard:
     )
     if verifier is None:
         verifier = from_env(env)
-    if base is None:
-        if from_variables:  # the options from the same variables (resource, DPoP...)
-            base = options_from_env(env)
-        else:
-            base = GuardOptions(realm=os.environ.get("SCOPEGATE_REALM") or "api")
+    if base is None:  # the options from the same variables (resource, DPoP...), or the realm
+        base = options_from_env(env) if from_variables else GuardOptions(realm=realm_from_env(env))
     return BearerGuard(verifier, base, **options)
 
 

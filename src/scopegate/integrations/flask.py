@@ -57,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
     ) from exc
 
-from scopegate._config import from_env, options_from_env
+from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
 from scopegate._scopes import Requirement
@@ -155,7 +155,7 @@ class ScopeGate:
         if self.verifier is not None:
             verifier = self.verifier
             if not self._options_given:
-                base = GuardOptions(realm=environ.get("SCOPEGATE_REALM") or "api")
+                base = GuardOptions(realm=realm_from_env(environ))
                 options = GuardOptions.of(base, **self._settings)
         else:
             verifier = from_env(environ)
