@@ -9,9 +9,8 @@ its framework decides (the request view, the response class, where the token is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import HTTPResponse
@@ -21,8 +20,8 @@ from scopegate._token import AccessToken
 
 __all__ = [
     "CurrentToken",
+    "framework_response",
     "metadata_document",
-    "response_headers",
     "scopes_requirement",
     "token_decorator",
 ]
@@ -81,12 +80,7 @@ class CurrentToken:
     def __enter__(self) -> None:
         self._marker = set_current_token(self._token)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         reset_current_token(self._marker)
 
 
@@ -102,7 +96,24 @@ def metadata_document(guard: BearerGuard, request: RequestView) -> HTTPResponse 
     return outcome
 
 
-def response_headers(rendered: HTTPResponse) -> Iterator[tuple[str, str]]:
-    """The headers of *rendered* a framework response carries: all but
+class _Headers(Protocol):
+    def __setitem__(self, name: str, value: str, /) -> None: ...
+
+
+class _Response(Protocol):
+    @property
+    def headers(self) -> _Headers: ...
+
+
+_R = TypeVar("_R", bound=_Response)
+
+
+def framework_response(response_class: Callable[..., _R], rendered: HTTPResponse) -> _R:
+    """*rendered* as a response of the framework's *response_class* (Flask's
+    ``Response``, Django's ``HttpResponse``): its status, body and headers, except
     ``Content-Length``, which the framework sets from the body it sends."""
-    return ((name, value) for name, value in rendered.headers if name != "content-length")
+    response = response_class(rendered.body, status=rendered.status)
+    for name, value in rendered.headers:
+        if name != "content-length":
+            response.headers[name] = value
+    return response

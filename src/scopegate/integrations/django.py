@@ -213,10 +213,7 @@ def render_error(error: BearerError, guard: BearerGuard | None = None) -> HttpRe
 
 
 def _response(rendered: HTTPResponse) -> HttpResponse:
-    response = HttpResponse(rendered.body, status=rendered.status)
-    for name, value in _views.response_headers(rendered):
-        response.headers[name] = value
-    return response
+    return _views.framework_response(HttpResponse, rendered)
 
 
 def _resource_metadata(request: HttpRequest) -> HttpResponse:

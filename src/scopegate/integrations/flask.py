@@ -188,10 +188,7 @@ def _prefixed(items: Iterable[tuple[str, Any]]) -> dict[str, str]:
 
 
 def _response(rendered: HTTPResponse) -> Response:
-    response = Response(rendered.body, status=rendered.status)
-    for name, value in _views.response_headers(rendered):
-        response.headers[name] = value
-    return response
+    return _views.framework_response(Response, rendered)
 
 
 def _render_error(error: BearerError) -> Response:
