@@ -87,6 +87,7 @@ __all__ = [
     "from_env",
     "introspection_from_env",
     "options_from_env",
+    "realm_from_env",
     "settings_from_env",
 ]
 
@@ -186,6 +187,12 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
         return None
     value = value.strip()
     return value or None
+
+
+def realm_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``SCOPEGATE_REALM`` (trimmed), else ``"api"``; also the whole configuration of an
+    integration given a verifier of its own."""
+    return _get(os.environ if environ is None else environ, "REALM") or "api"
 
 
 def _require(environ: Mapping[str, str], name: str) -> str:
@@ -342,7 +349,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         max_lifetime=max_lifetime,
         jwks_cooldown=jwks_cooldown,
         typ=typ,
-        realm=_get(env, "REALM") or "api",
+        realm=realm_from_env(env),
         **introspection,
         redis_url=_get(env, "REDIS_URL"),
         resource=resource,

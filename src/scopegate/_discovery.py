@@ -291,7 +291,7 @@ class ServerMetadata:
             return self._document
         if exc is not None:
             raise exc
-        raise self.error(reason="discovery_unavailable", retry_after=int(self.retry_interval))
+        raise self.error(reason="discovery_unavailable", retry_after=self.retry_interval)
 
     def endpoint_flow(self, name: str) -> Flow[str]:
         """The URL of endpoint *name* (e.g. ``"jwks_uri"``, ``"introspection_endpoint"``).
@@ -315,9 +315,7 @@ class ServerMetadata:
                 # served for the whole TTL; until then it is not refetched per request.
                 self.invalidate()
                 self._failed_at = self._timer()
-            raise self.error(
-                reason="discovery_bad_endpoint", retry_after=max(1, int(self.retry_interval))
-            )
+            raise self.error(reason="discovery_bad_endpoint", retry_after=self.retry_interval)
         self._endpoints.recovered()
         return url
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import http
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -193,6 +194,13 @@ def quote_challenge_value(value: str) -> str:
 
 def _params(params: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{k}={quote_challenge_value(v)}" for k, v in params)
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """The ``Retry-After`` delay for a wait of *seconds* (RFC 9110 §10.2.3): whole
+    seconds, rounded up so that a client never comes back before the wait is over, and
+    at least 1."""
+    return max(1, math.ceil(seconds))
 
 
 def check_realm(realm: str) -> str:
@@ -424,7 +432,8 @@ class ServiceUnavailableError(BearerError):
     dependency failed.
 
     Args:
-        retry_after: Seconds for the ``Retry-After`` header.
+        retry_after: Seconds until a retry may succeed; ``Retry-After`` says it in
+            whole seconds, rounded up.
     """
 
     status = 503
@@ -436,9 +445,9 @@ class ServiceUnavailableError(BearerError):
         description: str | None = None,
         *,
         reason: str | None = None,
-        retry_after: int = 5,
+        retry_after: float = 5,
     ) -> None:
-        self.retry_after = max(1, int(retry_after))
+        self.retry_after = retry_after_seconds(retry_after)
         super().__init__(description, reason=reason)
 
     def challenge_params(self) -> list[tuple[str, str]]:

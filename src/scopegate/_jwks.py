@@ -299,7 +299,7 @@ class JWKSCache:
 
     def _unavailable(self, now: float, state: _State) -> ServiceUnavailableError:
         wait = max(1.0, state.attempted_at + self.retry_interval - now)
-        return KeySetUnavailableError(reason=state.reason, retry_after=int(wait + 0.999))
+        return KeySetUnavailableError(reason=state.reason, retry_after=wait)
 
     def _remember_missing(self, kid: str | None, until: float) -> None:
         if kid is None:

@@ -90,23 +90,9 @@ DECISION_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-#: Histogram buckets of a call to the authorization server (seconds).
-FETCH_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+#: Histogram buckets of a call to the authorization server (seconds): the decision
+#: scale from a millisecond on, and 30 s for the slowest calls.
+FETCH_BUCKETS: tuple[float, ...] = (*DECISION_BUCKETS[DECISION_BUCKETS.index(0.001) :], 30.0)
 # Raw dimensions remembered per instrumentation; past this, records are still counted
 # (their labels are computed each time), the map just stops growing.
 _MAX_BOUND = 4096

@@ -86,13 +86,13 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
     ) from exc
 
-from scopegate._config import from_env, options_from_env
-from scopegate._context import reset_current_token, set_current_token
+from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse
 from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
 from scopegate._scopes import Requirement, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
+from scopegate.integrations import _views
 
 __all__ = [
     "BearerTokenMiddleware",
@@ -159,11 +159,8 @@ def _build(config: Mapping[str, Any]) -> BearerGuard:
     )
     if verifier is None:
         verifier = from_env(env)
-    if base is None:
-        if from_variables:  # the options from the same variables (resource, DPoP...)
-            base = options_from_env(env)
-        else:
-            base = GuardOptions(realm=os.environ.get("SCOPEGATE_REALM") or "api")
+    if base is None:  # the options from the same variables (resource, DPoP...), or the realm
+        base = options_from_env(env) if from_variables else GuardOptions(realm=realm_from_env(env))
     return BearerGuard(verifier, base, **options)
 
 
@@ -216,23 +213,13 @@ def render_error(error: BearerError, guard: BearerGuard | None = None) -> HttpRe
 
 
 def _response(rendered: HTTPResponse) -> HttpResponse:
-    response = HttpResponse(rendered.body, status=rendered.status)
-    for name, value in rendered.headers:
-        if name != "content-length":
-            response.headers[name] = value
-    return response
+    return _views.framework_response(HttpResponse, rendered)
 
 
 def _resource_metadata(request: HttpRequest) -> HttpResponse:
     """The RFC 9728 document of the requested well-known path, as the guard answers it."""
-    guard = _view_guard()
-    view = DjangoRequest(request)
-    resource = guard.options.resource
-    if resource is None or view.path not in resource.paths:
-        return HttpResponseNotFound()
-    outcome = guard.decide(view)
-    assert isinstance(outcome, HTTPResponse)  # the guard's document for this path
-    return _response(outcome)
+    document = _views.metadata_document(_view_guard(), DjangoRequest(request))
+    return HttpResponseNotFound() if document is None else _response(document)
 
 
 def metadata_urlpatterns() -> list[URLPattern]:
@@ -358,11 +345,8 @@ class BearerTokenMiddleware:
         if isinstance(token, HTTPResponse):
             return _response(token)
         _accept(request, token)
-        marker = set_current_token(token)
-        try:
+        with _views.CurrentToken(token):
             response = self.get_response(request)
-        finally:
-            reset_current_token(marker)
         patch_vary_headers(response, ("Authorization",))
         return response
 
@@ -371,11 +355,8 @@ class BearerTokenMiddleware:
         if isinstance(token, HTTPResponse):
             return _response(token)
         _accept(request, token)
-        marker = set_current_token(token)
-        try:
+        with _views.CurrentToken(token):
             response = await self.get_response(request)
-        finally:
-            reset_current_token(marker)
         patch_vary_headers(response, ("Authorization",))
         return response
 
@@ -387,22 +368,45 @@ class BearerTokenMiddleware:
         return None
 
 
-def _token_or_verify(request: HttpRequest) -> AccessToken | None:
+# The decorators' and the mixin's view call: the middleware's token, or the request
+# verified here (no middleware, or a path it skips), checked, then the view with it.
+# Sync and async differ only by the awaits.
+def _run_view(
+    check: Callable[[AccessToken | None], AccessToken],
+    view: Callable[..., Any],
+    request: HttpRequest,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
-    if token is not None:
-        return token
-    token = _view_guard().authenticate(DjangoRequest(request))
-    _accept(request, token)
-    return token
+    try:
+        if token is None:
+            token = _view_guard().authenticate(DjangoRequest(request))
+            _accept(request, token)
+        token = check(token)
+    except BearerError as error:
+        return render_error(error)
+    with _views.CurrentToken(token):
+        return view(request, *args, **kwargs)
 
 
-async def _atoken_or_verify(request: HttpRequest) -> AccessToken | None:
+async def _arun_view(
+    check: Callable[[AccessToken | None], AccessToken],
+    view: Callable[..., Awaitable[Any]],
+    request: HttpRequest,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
-    if token is not None:
-        return token
-    token = await _view_guard().aauthenticate(DjangoRequest(request))
-    _accept(request, token)
-    return token
+    try:
+        if token is None:
+            token = await _view_guard().aauthenticate(DjangoRequest(request))
+            _accept(request, token)
+        token = check(token)
+    except BearerError as error:
+        return render_error(error)
+    with _views.CurrentToken(token):
+        return await view(request, *args, **kwargs)
 
 
 def _decorator(requirement: Requirement) -> Callable[[V], V]:
@@ -413,15 +417,7 @@ def _decorator(requirement: Requirement) -> Callable[[V], V]:
 
             @functools.wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                try:
-                    token = check(await _atoken_or_verify(request))
-                except BearerError as error:
-                    return render_error(error)
-                marker = set_current_token(token)
-                try:
-                    return await view(request, *args, **kwargs)
-                finally:
-                    reset_current_token(marker)
+                return await _arun_view(check, view, request, args, kwargs)
 
             # Only a request with a valid bearer token reaches the view, and a bearer
             # token is no ambient credential: CSRF protection does not apply.
@@ -430,15 +426,7 @@ def _decorator(requirement: Requirement) -> Callable[[V], V]:
 
         @functools.wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            try:
-                token = check(_token_or_verify(request))
-            except BearerError as error:
-                return render_error(error)
-            marker = set_current_token(token)
-            try:
-                return view(request, *args, **kwargs)
-            finally:
-                reset_current_token(marker)
+            return _run_view(check, view, request, args, kwargs)
 
         sync_view.csrf_exempt = True  # type: ignore[attr-defined]
         return cast("V", sync_view)
@@ -466,14 +454,7 @@ def require_scope(
     ``max_age`` (RFC 9470 §3; judged before the scopes); one lacking a scope 403
     ``insufficient_scope`` with ``scope=`` in the challenge (RFC 6750 §3.1).
     """
-    return _decorator(
-        Requirement.of(
-            "require_scope",
-            validated_scopes(scopes, "require_scope"),
-            acr_values=acr_values,
-            max_age=max_age,
-        )
-    )
+    return _decorator(_views.scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
 
 
 def require_any_scope(
@@ -481,17 +462,8 @@ def require_any_scope(
 ) -> Callable[[V], V]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
     return _decorator(
-        Requirement.of(
-            "require_any_scope",
-            validated_scopes(scopes, "require_any_scope"),
-            any_of=True,
-            acr_values=acr_values,
-            max_age=max_age,
-        )
+        _views.scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
     )
-
-
-_ANY_TOKEN = _decorator(Requirement())
 
 
 @overload
@@ -512,9 +484,7 @@ def require_token(
     Use it bare (``@require_token``) or with step-up requirements
     (``@require_token(max_age=300)``: a recent login, RFC 9470).
     """
-    if view is not None:
-        return _ANY_TOKEN(view)
-    return _decorator(Requirement.of("require_token", (), acr_values=acr_values, max_age=max_age))
+    return _views.token_decorator(_decorator, view, acr_values, max_age)
 
 
 class ScopeRequiredMixin:
@@ -581,35 +551,8 @@ class ScopeRequiredMixin:
         """Check the token, then hand over to the view's own ``dispatch``."""
         requirement = self._requirement()
         parent = cast("Callable[..., Any]", super().dispatch)  # type: ignore[misc]
-        if self.view_is_async:
-            return self._adispatch(parent, request, requirement, args, kwargs)
-        try:
-            token = requirement.check(_token_or_verify(request))
-        except BearerError as error:
-            return render_error(error)
-        marker = set_current_token(token)
-        try:
-            return parent(request, *args, **kwargs)
-        finally:
-            reset_current_token(marker)
-
-    async def _adispatch(
-        self,
-        parent: Callable[..., Awaitable[Any]],
-        request: HttpRequest,
-        requirement: Requirement,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        try:
-            token = requirement.check(await _atoken_or_verify(request))
-        except BearerError as error:
-            return render_error(error)
-        marker = set_current_token(token)
-        try:
-            return await parent(request, *args, **kwargs)
-        finally:
-            reset_current_token(marker)
+        run = _arun_view if self.view_is_async else _run_view
+        return run(requirement.check, parent, request, args, kwargs)
 
 
 def _mixin_requirement(

@@ -57,13 +57,13 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
     ) from exc
 
-from scopegate._config import from_env, options_from_env
-from scopegate._context import reset_current_token, set_current_token
+from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
-from scopegate._scopes import Requirement, validated_scopes
+from scopegate._scopes import Requirement
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
+from scopegate.integrations import _views
 from scopegate.wsgi import WSGIRequest
 
 __all__ = [
@@ -155,7 +155,7 @@ class ScopeGate:
         if self.verifier is not None:
             verifier = self.verifier
             if not self._options_given:
-                base = GuardOptions(realm=environ.get("SCOPEGATE_REALM") or "api")
+                base = GuardOptions(realm=realm_from_env(environ))
                 options = GuardOptions.of(base, **self._settings)
         else:
             verifier = from_env(environ)
@@ -188,11 +188,7 @@ def _prefixed(items: Iterable[tuple[str, Any]]) -> dict[str, str]:
 
 
 def _response(rendered: HTTPResponse) -> Response:
-    response = Response(rendered.body, status=rendered.status)
-    for name, value in rendered.headers:
-        if name != "content-length":
-            response.headers[name] = value
-    return response
+    return _views.framework_response(Response, rendered)
 
 
 def _render_error(error: BearerError) -> Response:
@@ -201,15 +197,9 @@ def _render_error(error: BearerError) -> Response:
 
 def _resource_metadata() -> Response:
     """The RFC 9728 document of this path, as the guard answers it."""
-    guard = ScopeGate.guard()
     view = FlaskRequest(request._get_current_object())  # type: ignore[attr-defined]
-    resource = guard.options.resource
-    # Under a SCRIPT_NAME prefix the raw path is not a well-known path: not ours to answer.
-    if resource is None or view.path not in resource.paths:
-        return Response(status=404)
-    outcome = guard.decide(view)
-    assert isinstance(outcome, HTTPResponse)  # the guard's document for this path
-    return _response(outcome)
+    document = _views.metadata_document(ScopeGate.guard(), view)
+    return Response(status=404) if document is None else _response(document)
 
 
 def _add_vary(response: Response) -> Response:
@@ -250,23 +240,15 @@ def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[
 
             @functools.wraps(view)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                token = check(_authenticate())
-                marker = set_current_token(token)
-                try:
+                with _views.CurrentToken(check(_authenticate())):
                     return await async_view(*args, **kwargs)
-                finally:
-                    reset_current_token(marker)
 
             return cast("Callable[P, R]", async_wrapper)
 
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            token = check(_authenticate())
-            marker = set_current_token(token)
-            try:
+            with _views.CurrentToken(check(_authenticate())):
                 return view(*args, **kwargs)
-            finally:
-                reset_current_token(marker)
 
         return wrapper
 
@@ -302,14 +284,7 @@ def require_scope(
         @require_scope("payments:write", acr_values=["urn:example:mfa"], max_age=300)
         def pay(): ...
     """
-    return _decorator(
-        Requirement.of(
-            "require_scope",
-            validated_scopes(scopes, "require_scope"),
-            acr_values=acr_values,
-            max_age=max_age,
-        )
-    )
+    return _decorator(_views.scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
 
 
 def require_any_scope(
@@ -317,17 +292,8 @@ def require_any_scope(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
     return _decorator(
-        Requirement.of(
-            "require_any_scope",
-            validated_scopes(scopes, "require_any_scope"),
-            any_of=True,
-            acr_values=acr_values,
-            max_age=max_age,
-        )
+        _views.scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
     )
-
-
-_ANY_TOKEN = _decorator(Requirement())
 
 
 @overload
@@ -348,9 +314,7 @@ def require_token(
     Use it bare (``@require_token``) or with step-up requirements
     (``@require_token(max_age=300)``: a recent login, RFC 9470).
     """
-    if view is not None:
-        return _ANY_TOKEN(view)
-    return _decorator(Requirement.of("require_token", (), acr_values=acr_values, max_age=max_age))
+    return _views.token_decorator(_decorator, view, acr_values, max_age)
 
 
 def get_current_token() -> AccessToken | None:

@@ -203,26 +203,21 @@ class _FormEndpoint:
 
     def handle(self, request: HTTPRequest) -> HTTPResponse:
         """Answer one request; never raises."""
+        error: OAuthError
         try:
             return self._handle(request, self._clock())
         except OAuthError as exc:
-            _observe.report("issuer_failure", exc.error, endpoint=self._kind, status=exc.status)
-            rendered = exc.to_response(self._realm)
-            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+            error = exc
         except StoreUnavailableError as exc:
             # One line per failed request: an outage must not bury the log in
             # tracebacks. The store's message names the server, never its password.
             logger.error("issuer state store unavailable, answered 503: %s", exc)
-            _observe.report(
-                "issuer_failure", "temporarily_unavailable", endpoint=self._kind, status=503
-            )
-            rendered = TemporarilyUnavailableError(retry_after=5).to_response(self._realm)
-            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+            error = TemporarilyUnavailableError(retry_after=5)
         except Exception:
             logger.exception("unexpected error in the issuer")
-            _observe.report("issuer_failure", "server_error", endpoint=self._kind, status=500)
-            rendered = ServerError().to_response(self._realm)
-            return HTTPResponse(rendered.status, rendered.headers, rendered.body)
+            error = ServerError()
+        _observe.report("issuer_failure", error.error, endpoint=self._kind, status=error.status)
+        return error.to_response(self._realm)
 
     @property
     def _kind(self) -> str:

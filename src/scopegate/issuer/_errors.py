@@ -38,7 +38,6 @@ username) is never echoed back (issuer spec ER-2).
 from __future__ import annotations
 
 import json
-import math
 from typing import ClassVar
 
 from scopegate._errors import (
@@ -46,6 +45,7 @@ from scopegate._errors import (
     HTTPResponse,
     ScopegateError,
     quote_challenge_value,
+    retry_after_seconds,
 )
 
 __all__ = [
@@ -227,7 +227,7 @@ class UseDPoPNonceError(InvalidDPoPProofError):
 class _RetryAfterError(OAuthError):
     def __init__(self, description: str | None = None, *, retry_after: float = 1) -> None:
         super().__init__(description)
-        self.retry_after = max(1, math.ceil(retry_after))
+        self.retry_after = retry_after_seconds(retry_after)
 
     def extra_headers(self, realm: str) -> tuple[tuple[str, str], ...]:
         return (("retry-after", str(self.retry_after)),)

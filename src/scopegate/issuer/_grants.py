@@ -16,13 +16,14 @@ its key: ``invalid_grant`` otherwise.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from scopegate import _observe
@@ -235,41 +236,9 @@ class _FamilyIssuer:
     def refresh_allowed(self, client: Client) -> bool:
         return client.refresh_tokens and "refresh_token" in client.grant_types
 
-    def new_record(
-        self,
-        base: RefreshTokenRecord | None,
-        *,
-        client: Client,
-        subject: str,
-        scopes: frozenset[str],
-        audience: Audience,
-        username: str | None,
-        auth_time: int | None,
-        acr: str | None,
-        now: float,
-        family_id: str | None = None,
-        jkt: str | None = None,
-    ) -> RefreshTokenRecord:
-        iat = int(now)
-        if base is None:
-            family_id = family_id or secrets.token_urlsafe(16)
-            expires_at = iat + self._config.refresh_token_ttl
-        else:
-            family_id, expires_at = base.family_id, base.expires_at
-        return RefreshTokenRecord(
-            client_id=client.client_id,
-            subject=subject,
-            scopes=tuple(sorted(scopes)),
-            audience=audience,
-            family_id=family_id,
-            issued_at=iat,
-            expires_at=expires_at,
-            idle_expires_at=min(expires_at, iat + self._config.refresh_token_idle_ttl),
-            username=username,
-            auth_time=auth_time,
-            acr=acr,
-            jkt=jkt,
-        )
+    def idle_expiry(self, expires_at: int, iat: int) -> int:
+        """When a refresh token issued at *iat* lapses unused (never after its family)."""
+        return min(expires_at, iat + self._config.refresh_token_idle_ttl)
 
     def issue_for_user(
         self,
@@ -297,17 +266,20 @@ class _FamilyIssuer:
         acr = user.acr or self._config.acr
         record = None
         if self.refresh_allowed(client):
-            record = self.new_record(
-                None,
-                client=client,
+            iat = int(now)
+            expires_at = iat + self._config.refresh_token_ttl
+            record = RefreshTokenRecord(
+                client_id=client.client_id,
                 subject=user.subject,
-                scopes=scopes,
+                scopes=tuple(sorted(scopes)),
                 audience=audience,
+                family_id=family_id or secrets.token_urlsafe(16),
+                issued_at=iat,
+                expires_at=expires_at,
+                idle_expires_at=self.idle_expiry(expires_at, iat),
                 username=user.username,
                 auth_time=auth_time,
                 acr=acr,
-                now=now,
-                family_id=family_id,
                 jkt=jkt if client.public else None,
             )
         refresh = secrets.token_urlsafe(32) if record is not None else None
@@ -315,34 +287,25 @@ class _FamilyIssuer:
         if record is not None and refresh is not None and not code_family:
             self._store.create_refresh_token(token_hash(refresh), record, now)
             family_id = record.family_id
-        token = self._tokens.mint(
+        mint = functools.partial(
+            self._tokens.mint,
             client_id=client.client_id,
             subject=user.subject,
             scopes=scopes,
             audience=audience,
             now=now,
-            family_id=family_id,
             username=user.username,
             auth_time=auth_time,
             acr=acr,
             jkt=jkt,
         )
+        token = mint(family_id=family_id)
         if token is None:
             if family_id is None:  # pragma: no cover - a brand-new family is never revoked
                 raise InvalidGrantError(_BAD_REFRESH)
             # A replay of the code revoked the family before this winner minted: answer
             # the one redemption, with a token that is revoked like the family's others.
-            token = self._tokens.mint(
-                client_id=client.client_id,
-                subject=user.subject,
-                scopes=scopes,
-                audience=audience,
-                now=now,
-                username=user.username,
-                auth_time=auth_time,
-                acr=acr,
-                jkt=jkt,
-            )
+            token = mint()
             assert token is not None  # not linked to a family: cannot be refused
             self._tokens.discard(token, now)
         if record is not None and refresh is not None and code_family:
@@ -558,16 +521,11 @@ class RefreshTokenGrant(_FamilyIssuer):
         # client's refresh token too (a confidential client's stays unbound: its
         # client authentication already constrains it).
         jkt = request.bind()
-        successor = self.new_record(
+        iat = int(now)
+        successor = replace(
             record,
-            client=client,
-            subject=record.subject,
-            scopes=original,
-            audience=record.audience,
-            username=record.username,
-            auth_time=record.auth_time,
-            acr=record.acr,
-            now=now,
+            issued_at=iat,
+            idle_expires_at=self.idle_expiry(record.expires_at, iat),
             jkt=jkt if client.public else None,
         )
         # Mint first (linked to the family), then rotate: the compare-and-set winner can

@@ -37,13 +37,16 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 from scopegate._cache import RedisConnection
 from scopegate._dpop import RedisReplayStore
 from scopegate._errors import ConfigurationError
 from scopegate.issuer._errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "PENDING_TTL",
@@ -85,12 +88,32 @@ def audience_tuple(audience: Audience) -> tuple[str, ...]:
     return (audience,) if isinstance(audience, str) else tuple(audience)
 
 
-def _audience_from_json(value: Any) -> Audience:
-    return value if isinstance(value, str) else tuple(value)
+def _stored_fields(raw: str | bytes) -> dict[str, Any]:
+    # JSON has no tuples: the scopes, and an audience of several resources, come back
+    # as lists (one resource stays a string, RFC 8707 §2).
+    data: dict[str, Any] = json.loads(raw)
+    if "scopes" in data:
+        data["scopes"] = tuple(data["scopes"])
+    audience = data["audience"]
+    data["audience"] = audience if isinstance(audience, str) else tuple(audience)
+    return data
+
+
+class _Stored:
+    """The storage form of the records below: compact JSON, one codec for every kind."""
+
+    def to_json(self) -> str:
+        """Compact JSON for storage."""
+        return json.dumps(asdict(cast("DataclassInstance", self)), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Self:
+        """Parse a stored record."""
+        return cls(**_stored_fields(raw))
 
 
 @dataclass(frozen=True)
-class AccessTokenRecord:
+class AccessTokenRecord(_Stored):
     """What the issuer remembers about an opaque access token (never its value)."""
 
     client_id: str
@@ -106,21 +129,9 @@ class AccessTokenRecord:
     acr: str | None = None
     jkt: str | None = None  # the DPoP key it is bound to (cnf.jkt, RFC 9449 §6)
 
-    def to_json(self) -> str:
-        """Compact JSON for storage."""
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> AccessTokenRecord:
-        """Parse a stored record."""
-        data = json.loads(raw)
-        data["scopes"] = tuple(data["scopes"])
-        data["audience"] = _audience_from_json(data["audience"])
-        return cls(**data)
-
 
 @dataclass(frozen=True)
-class RefreshTokenRecord:
+class RefreshTokenRecord(_Stored):
     """A refresh token's grant: client, user, original scope, family and lifetimes.
 
     ``expires_at`` is the family's absolute expiry (rotation never extends it, RT-8);
@@ -151,14 +162,11 @@ class RefreshTokenRecord:
     @classmethod
     def from_json(cls, raw: str | bytes, state: str = "active") -> RefreshTokenRecord:
         """Parse a stored record and attach its current state."""
-        data = json.loads(raw)
-        data["scopes"] = tuple(data["scopes"])
-        data["audience"] = _audience_from_json(data["audience"])
-        return cls(**data, state=state)  # type: ignore[arg-type]
+        return cls(**_stored_fields(raw), state=state)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
-class AuthorizationCodeRecord:
+class AuthorizationCodeRecord(_Stored):
     """What an authorization code stands for (RFC 6749 §4.1.2; never the code itself).
 
     Bound to the client, the exact redirect URI, the PKCE challenge (RFC 7636 §4.4), the
@@ -180,21 +188,9 @@ class AuthorizationCodeRecord:
     expires_at: int
     dpop_jkt: str | None = None
 
-    def to_json(self) -> str:
-        """Compact JSON for storage."""
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> AuthorizationCodeRecord:
-        """Parse a stored record."""
-        data = json.loads(raw)
-        data["scopes"] = tuple(data["scopes"])
-        data["audience"] = _audience_from_json(data["audience"])
-        return cls(**data)
-
 
 @dataclass(frozen=True)
-class LoginRequestRecord:
+class LoginRequestRecord(_Stored):
     """A validated authorization request waiting for the user to sign in.
 
     Stored under the hash of the login form's one-time token; ``browser_hash`` is the
@@ -212,16 +208,13 @@ class LoginRequestRecord:
     tries: int = 0
     dpop_jkt: str | None = None
 
-    def to_json(self) -> str:
-        """Compact JSON for storage."""
-        return json.dumps(asdict(self), separators=(",", ":"))
 
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> LoginRequestRecord:
-        """Parse a stored record."""
-        data = json.loads(raw)
-        data["audience"] = _audience_from_json(data["audience"])
-        return cls(**data)
+_Expiring = TypeVar("_Expiring", AccessTokenRecord, RefreshTokenRecord, LoginRequestRecord)
+
+
+def _live(record: _Expiring | None, now: float) -> _Expiring | None:
+    """*record* while it lives: until ``expires_at``, exclusive (both stores)."""
+    return record if record is not None and record.expires_at > now else None
 
 
 @dataclass(frozen=True)
@@ -422,7 +415,7 @@ class MemoryStore:
         """The live opaque token record, or ``None``."""
         with self._lock:
             record = self._access.get(key)
-            return record if record is not None and record.expires_at > now else None
+            return _live(record, now)
 
     def delete_access_token(self, key: str) -> None:
         """Forget an opaque token."""
@@ -516,13 +509,13 @@ class MemoryStore:
         """Pop a pending login request under the store lock."""
         with self._lock:
             record = self._logins.pop(key, None)
-            return record if record is not None and record.expires_at > now else None
+            return _live(record, now)
 
     def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
         """The refresh token record until its absolute expiry, or ``None``."""
         with self._lock:
             record = self._refresh.get(key)
-            return record if record is not None and record.expires_at > now else None
+            return _live(record, now)
 
     def rotate_refresh_token(
         self, old_key: str, new_key: str, record: RefreshTokenRecord, now: float
@@ -660,6 +653,25 @@ class _Attempts:
 
 # -- Redis -----------------------------------------------------------------------------
 
+# Prepended to the scripts that keep family bookkeeping: its sets and hashes live as long
+# as their longest-lived member, so a TTL is only ever extended, never shortened; and
+# starting a family that exists never un-revokes it.
+_FAMILY_LUA = """
+local function extend(key, ttl)
+  if redis.call('PTTL', key) < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
+end
+local function add_member(set, member, ttl)
+  redis.call('SADD', set, member)
+  extend(set, ttl)
+end
+local function start_family(family, subject_families, subject, ttl, family_id)
+  redis.call('HSETNX', family, 'revoked', '0')
+  redis.call('HSET', family, 'subject', subject)
+  extend(family, ttl)
+  add_member(subject_families, family_id, ttl)
+end
+"""
+
 # KEYS: old rt, new rt, family, family rts. ARGV: new data, new ttl ms, new key hash.
 _ROTATE = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -674,14 +686,14 @@ return 'active'
 """
 
 # KEYS: family, family members. ARGV: member, ttl ms.
-_LINK = """
+_LINK = (
+    _FAMILY_LUA
+    + """
 if redis.call('HGET', KEYS[1], 'revoked') ~= '0' then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
+add_member(KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
+)
 
 # KEYS: family, family rts, family ats. ARGV: key prefix, now ms.
 _REVOKE_FAMILY = """
@@ -762,47 +774,42 @@ return 1
 """
 
 # KEYS: opaque at, family, family ats. ARGV: data, ttl ms, member, family ttl ms.
-_SAVE_AT = """
+_SAVE_AT = (
+    _FAMILY_LUA
+    + """
 if KEYS[2] ~= '' and redis.call('HGET', KEYS[2], 'revoked') ~= '0' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if KEYS[2] ~= '' then
-  redis.call('SADD', KEYS[3], ARGV[3])
-  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[4]) then
-    redis.call('PEXPIRE', KEYS[3], ARGV[4])
-  end
-end
+if KEYS[2] ~= '' then add_member(KEYS[3], ARGV[3], ARGV[4]) end
 return 1
 """
+)
 
 
-# Start a family, or extend one, without ever un-revoking it. KEYS: family, subject's
-# families. ARGV: subject, ttl ms, family id.
-_START_FAMILY = """
-redis.call('HSETNX', KEYS[1], 'revoked', '0')
-redis.call('HSET', KEYS[1], 'subject', ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-redis.call('SADD', KEYS[2], ARGV[3])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+# Start a family, or extend one. KEYS: family, subject's families. ARGV: subject, ttl
+# ms, family id.
+_START_FAMILY = (
+    _FAMILY_LUA
+    + """
+start_family(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
+)
 
 # A family's first refresh token; revoked at once if the family already is (a replayed
 # authorization code). KEYS: family, family rts, rt, subject's families.
 # ARGV: subject, family ttl ms, rt key hash, data, rt ttl ms, family id.
-_CREATE_RT = """
-redis.call('HSETNX', KEYS[1], 'revoked', '0')
-redis.call('HSET', KEYS[1], 'subject', ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-redis.call('SADD', KEYS[2], ARGV[3])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+_CREATE_RT = (
+    _FAMILY_LUA
+    + """
+start_family(KEYS[1], KEYS[4], ARGV[1], ARGV[2], ARGV[6])
+add_member(KEYS[2], ARGV[3], ARGV[2])
 local state = 'active'
 if redis.call('HGET', KEYS[1], 'revoked') == '1' then state = 'revoked' end
 redis.call('HSET', KEYS[3], 'data', ARGV[4], 'state', state)
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
-redis.call('SADD', KEYS[4], ARGV[6])
-if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[4], ARGV[2]) end
 return state
 """
+)
 
 # KEYS: the code. Returns {data, previous "used" flag}, or nil for an unknown code.
 _CONSUME_CODE = """
@@ -976,10 +983,7 @@ class RedisStore:
     def get_access_token(self, key: str, now: float) -> AccessTokenRecord | None:
         """The live opaque token record, or ``None``."""
         raw = self._call(lambda: self._client.get(f"{self._p}at:{key}"))
-        if raw is None:
-            return None
-        record = AccessTokenRecord.from_json(raw)
-        return record if record.expires_at > now else None
+        return None if raw is None else _live(AccessTokenRecord.from_json(raw), now)
 
     def delete_access_token(self, key: str) -> None:
         """Forget an opaque token."""
@@ -1056,10 +1060,7 @@ class RedisStore:
     def take_login_request(self, key: str, now: float) -> LoginRequestRecord | None:
         """Fetch and delete a pending login request, in one Lua script."""
         raw = self._call(lambda: self._take(keys=[f"{self._p}login:{key}"]))
-        if raw is None:
-            return None
-        record = LoginRequestRecord.from_json(raw)
-        return record if record.expires_at > now else None
+        return None if raw is None else _live(LoginRequestRecord.from_json(raw), now)
 
     def get_refresh_token(self, key: str, now: float) -> RefreshTokenRecord | None:
         """The refresh token record until its absolute expiry, or ``None``."""
@@ -1067,8 +1068,7 @@ class RedisStore:
         data, state = raw
         if data is None or state is None:
             return None
-        record = RefreshTokenRecord.from_json(data, state.decode())
-        return record if record.expires_at > now else None
+        return _live(RefreshTokenRecord.from_json(data, state.decode()), now)
 
     def rotate_refresh_token(
         self, old_key: str, new_key: str, record: RefreshTokenRecord, now: float

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import secrets
 import sys
 import threading
@@ -58,6 +57,7 @@ from typing import TYPE_CHECKING, Literal
 from cachetools import TTLCache
 
 from scopegate import _observe
+from scopegate._errors import retry_after_seconds
 from scopegate.issuer._store import AttemptCounter, IssuerStore, Settlement
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class Throttled(Exception):  # noqa: N818 - an outcome, caught where it is trans
     def __init__(self, limit: Limit, retry_after: float) -> None:
         super().__init__(limit.kind)
         self.limit = limit
-        self.retry_after = max(1, math.ceil(retry_after))
+        self.retry_after = retry_after_seconds(retry_after)
 
 
 class Reservation:
