@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from scopegate._errors import ConfigurationError
+from scopegate.cli.issuer import register
 from scopegate.issuer import IssuerConfig, SigningKey, SigningKeySet, load_config
-from scopegate.issuer._cli import register
 from tests.issuer.conftest import AUDIENCE, Caller, make_issuer
 
 CC = {"grant_type": "client_credentials"}

@@ -4,8 +4,8 @@
 * :mod:`scopegate.cli.inspect`: ``token inspect``, the verifier built from the options;
 * :mod:`scopegate.cli.report`: what :meth:`~scopegate.JWTVerifier.explain` found, in words;
 * :mod:`scopegate.cli.mint`: ``token mint``, development tokens from a local key;
-* the issuer's ``issuer serve``, ``keys generate`` and ``hash-secret`` come from
-  :mod:`scopegate.issuer._cli`.
+* :mod:`scopegate.cli.issuer`: ``issuer serve``, ``keys generate`` and ``hash-secret``,
+  on the companion issuer's own configuration loader and servers.
 
 ``scopegate`` (the console script) and ``python -m scopegate`` both call :func:`main`.
 """

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     # Imported here: the command modules import CommandError from this module.
     from scopegate.cli import inspect, mint
-    from scopegate.issuer import _cli as issuer_cli
+    from scopegate.cli import issuer as issuer_cli
 
     token = commands.add_parser(
         "token",
