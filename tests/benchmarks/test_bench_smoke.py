@@ -316,14 +316,16 @@ def test_http_matrix_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 def test_http_profile_quick(bench_env: dict[str, str], tmp_path: Path) -> None:
-    """The profile phase runs bare / repeated / unique, reads the GC counters, and either
-    breaks py-spy's stacks down or says why it could not."""
+    """The profile phase runs bare / repeated / unique (and unique again with the start-up
+    heap frozen), reads the GC counters, and either breaks py-spy's stacks down or says why
+    it could not."""
     data = run_script("bench_http.py", ["--phase", "profile", "--quick"], bench_env, tmp_path)
     runs = data["profile"]
-    assert set(runs) == {"bare", "repeated token", "unique tokens"}
+    assert set(runs) == {"bare", "repeated token", "unique tokens", "unique, gc.freeze()"}
     assert all(run["cpu_us"] > 0 for run in runs.values())
-    assert set(data["gc"]) == {"repeated token", "unique tokens"}
+    assert set(data["gc"]) == {"repeated token", "unique tokens", "unique, gc.freeze()"}
     assert data["gc"]["unique tokens"]["requests"] > 0
+    assert data["gc"]["unique, gc.freeze()"]["requests"] > 0
     if any("shares" in run for run in runs.values()):
         assert "component (self time of the innermost frame)" in data["markdown"]
         shares = runs["unique tokens"]["shares"]
