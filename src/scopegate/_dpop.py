@@ -7,27 +7,29 @@ method and URL, when it was made, a unique ``jti``, and the hash of the token. A
 token is useless without the key; a stolen proof is useless for any other request.
 
 :class:`ProofVerifier` checks a proof statelessly (RFC 9449 §4.3): ``typ`` ``dpop+jwt``;
-an asymmetric ``alg`` from the allow-list; a public ``jwk`` only; the signature; ``htm``
-equal to the method; ``htu`` equal to the request URL without query and fragment, both
-normalised per RFC 3986 §6.2.2-6.2.3; ``iat`` within the accepted window; ``ath`` equal
-to the token's hash; the server's nonce when one is required. The guard then verifies the
-token, compares ``cnf.jkt`` with the proof key's thumbprint, and only then records the
-``jti`` in a :class:`ReplayStore` (so only holders of a valid bound token can write to
-it): :class:`MemoryReplayStore` for one process, :class:`RedisReplayStore` for many. A
-replay store that cannot answer fails closed (503), never accepts a proof unchecked.
+an asymmetric ``alg`` from the allow-list; a public ``jwk`` only; the key the verified
+token is bound to, when there is one (``cnf.jkt``, :func:`check_binding`); claims of at
+most 4 KiB; the signature; a flat claims object; ``htm`` equal to the method; ``htu``
+equal to the request URL without query and fragment, both normalised per RFC 3986
+§6.2.2-6.2.3; ``iat`` within the accepted window; ``ath`` equal to the token's hash; the
+server's nonce when one is required. The guard verifies the token first, and records the
+``jti`` in a :class:`ReplayStore` last (so only holders of a valid bound token make it
+read a proof's claims or write to the store): :class:`MemoryReplayStore` for one process,
+:class:`RedisReplayStore` for many. A replay store that cannot answer fails closed
+(503), never accepts a proof unchecked.
 
 Every failure of a proof is :class:`~scopegate.InvalidDPoPProofError` (401
 ``invalid_dpop_proof``) with a fixed reason code::
 
     dpop_missing          no DPoP header with an Authorization: DPoP token
     dpop_multiple         more than one DPoP header
-    dpop_too_long         the proof is over max_proof_length
+    dpop_too_long         the proof is over max_proof_length, or its claims over 4 KiB
     dpop_malformed        not a compact JWS of strict JSON objects
     dpop_type             typ is not dpop+jwt
     dpop_alg              alg missing, symmetric, none, or not allowed
     dpop_key              jwk missing, private, or not usable for alg
     dpop_signature        the signature does not verify
-    dpop_claims           jti, htm, htu or iat missing or mistyped
+    dpop_claims           jti, htm, htu or iat missing or mistyped, or nested claims
     dpop_method           htm is not the request method
     dpop_url              htu is not the request URL
     dpop_iat              iat outside the accepted window
@@ -53,6 +55,7 @@ from scopegate._cache import BoundedDict, RedisConnection
 from scopegate._errors import (
     ConfigurationError,
     InvalidDPoPProofError,
+    InvalidTokenError,
     ServiceUnavailableError,
     UseDPoPNonceError,
 )
@@ -65,7 +68,7 @@ from scopegate._jose import (
     is_numeric_date,
     split_compact,
 )
-from scopegate._jsonstrict import StrictJSONError, loads_object
+from scopegate._jsonstrict import StrictJSONError, loads_object, nesting_depth
 from scopegate._keys import (
     SUPPORTED_ALGORITHMS,
     UnusableKeyError,
@@ -75,6 +78,7 @@ from scopegate._keys import (
     parse_jwk,
 )
 from scopegate._settings import number, whole
+from scopegate._token import AccessToken
 
 __all__ = [
     "DPoPPolicy",
@@ -85,12 +89,16 @@ __all__ = [
     "RedisReplayStore",
     "ReplayStore",
     "access_token_hash",
+    "check_binding",
     "normalize_url",
 ]
 
 DEFAULT_ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
 _PROOF_TYPE = "dpop+jwt"
 _MAX_JTI = 256  # RFC 9449 §4.2 asks for >= 96 bits; anything longer is junk
+#: Longest claims segment of a proof, in characters (3 KiB of JSON): jti, htm, htu (a URL
+#: without its query), iat, ath and a nonce fit many times over.
+_MAX_CLAIMS_SEGMENT = 4096
 _HEADER_CACHE = 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -98,6 +106,27 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 def _fail(reason: str) -> InvalidDPoPProofError:
     return InvalidDPoPProofError(reason=reason)
+
+
+def check_binding(token: AccessToken, jkt: str | None = None) -> AccessToken:
+    """Enforce how a token was presented against what it is bound to.
+
+    A token bound to a DPoP key (``cnf.jkt``, RFC 9449 §6) is accepted only with a proof
+    made with that key (*jkt*, the proof key's RFC 7638 thumbprint); presented as a
+    plain Bearer token it is refused, so a stolen bound token is useless. A token that
+    is not bound is refused when a proof was required for it.
+
+    Raises:
+        InvalidTokenError: ``sender_constrained`` or ``dpop_binding``.
+    """
+    bound = token.jkt
+    if bound is None and jkt is None:
+        return token
+    if jkt is None:
+        raise InvalidTokenError(reason="sender_constrained")
+    if bound != jkt:
+        raise InvalidTokenError(reason="dpop_binding")
+    return token
 
 
 def access_token_hash(token: str) -> str:
@@ -378,16 +407,29 @@ class ProofVerifier:
             _HEADER_CACHE
         )
 
-    def check(self, proof: str, *, method: str, url: str, token: str | None, now: float) -> Proof:
+    def check(
+        self,
+        proof: str,
+        *,
+        method: str,
+        url: str,
+        token: str | None,
+        now: float,
+        bound: AccessToken | None = None,
+    ) -> Proof:
         """Check *proof* for a request with *method* to *url* presenting *token*.
 
         Args:
             token: The access token the proof accompanies (its hash must be the proof's
                 ``ath``); ``None`` for a token request, which presents no access token
                 (RFC 9449 §5: ``ath`` is not checked there).
+            bound: The verified access token: the proof's key must be the one it is
+                bound to (:func:`check_binding`), checked before the proof's signature
+                and claims are read.
 
         Raises:
             InvalidDPoPProofError: Any defect (see the module's reason codes).
+            InvalidTokenError: ``dpop_binding``: the proof is not made with *bound*'s key.
             UseDPoPNonceError: A nonce is required and missing or stale.
         """
         policy = self.policy
@@ -403,6 +445,10 @@ class ProofVerifier:
             known = self._header(header_segment)
             self._headers.put(header_segment, known)
         alg, key, jkt = known
+        if bound is not None:
+            check_binding(bound, jkt)
+        if second - first > _MAX_CLAIMS_SEGMENT:
+            raise _fail("dpop_too_long")
         try:
             payload = b64url_decode(raw[first + 1 : second])
             signature = b64url_decode(raw[second + 1 :])
@@ -410,6 +456,13 @@ class ProofVerifier:
             raise _fail("dpop_malformed") from None
         if not key.verify(alg, raw[:second], signature):
             raise _fail("dpop_signature")
+        if (b"[" in payload or payload.count(b"{") != 1) and nesting_depth(payload) != 1:
+            # Anyone can sign a proof (with a key of their own), and at a token endpoint
+            # no one is known before it: its claims are scalars (RFC 9449 §4.2), so a
+            # nested document is refused before the parser reads it (brackets in strings,
+            # an IPv6 htu, are fine). With the size cap, the costliest claims cost about
+            # a proof signature to read (tests/core/test_hostile_tokens.py), not 10x.
+            raise _fail("dpop_claims")
         try:
             claims = loads_object(payload)
         except StrictJSONError:

@@ -53,7 +53,7 @@ from scopegate._bearer import (
     parse_credentials,
 )
 from scopegate._cache import BoundedDict
-from scopegate._dpop import DPoPPolicy, ProofVerifier
+from scopegate._dpop import DPoPPolicy, ProofVerifier, check_binding
 from scopegate._errors import (
     BearerError,
     ConfigurationError,
@@ -297,27 +297,6 @@ def add_vary(value: str | None) -> str:
     if "authorization" in fields or "*" in fields:
         return value
     return f"{value}, Authorization"
-
-
-def check_binding(token: AccessToken, jkt: str | None = None) -> AccessToken:
-    """Enforce how a token was presented against what it is bound to.
-
-    A token bound to a DPoP key (``cnf.jkt``, RFC 9449 §6) is accepted only with a proof
-    made with that key (*jkt*, the proof key's RFC 7638 thumbprint); presented as a
-    plain Bearer token it is refused, so a stolen bound token is useless. A token that
-    is not bound is refused when a proof was required for it.
-
-    Raises:
-        InvalidTokenError: ``sender_constrained`` or ``dpop_binding``.
-    """
-    bound = token.jkt
-    if bound is None and jkt is None:
-        return token
-    if jkt is None:
-        raise InvalidTokenError(reason="sender_constrained")
-    if bound != jkt:
-        raise InvalidTokenError(reason="dpop_binding")
-    return token
 
 
 class _ReadBody:
@@ -663,8 +642,10 @@ class BearerGuard:
         if probe is None or len(authorization) != 1 or request.query:
             return PENDING
         credentials = self._known.get(authorization[0])
-        if credentials is None or credentials.scheme != "bearer" or (
-            request.method in _BODY_METHODS and self._wants_body(request, True)
+        if (
+            credentials is None
+            or credentials.scheme != "bearer"
+            or (request.method in _BODY_METHODS and self._wants_body(request, True))
         ):
             return PENDING
         try:
@@ -725,16 +706,13 @@ class BearerGuard:
             raise MissingTokenError(scopes=self.options.required_scopes)
         if note is not None:
             note["kind"] = _observe.token_kind(raw)
-        proof = None
+        proof_text = None
         if dpop:
-            assert self._dpop is not None
-            # RFC 9449 §7.1: exactly one proof, checked before the token is looked at.
+            # RFC 9449 §7.1: exactly one proof.
             proofs = request.header("dpop")
             if len(proofs) != 1:
                 raise InvalidDPoPProofError(reason="dpop_multiple" if proofs else "dpop_missing")
-            proof = self._dpop.check(
-                proofs[0], method=method, url=self._url(request), token=raw, now=time.time()
-            )
+            proof_text = proofs[0]
         elif not self._bearer:
             raise InvalidTokenError(reason="dpop_required")
         token = self._probed(raw)
@@ -752,6 +730,22 @@ class BearerGuard:
                 raise
             except Exception as exc:
                 raise _unexpected(exc) from exc
+        proof = None
+        if proof_text is not None:
+            assert self._dpop is not None
+            # The proof after the token, and its signature and claims only once its key
+            # is the one the token is bound to: no one but the holder of a valid bound
+            # token (and its key) makes this guard read a proof's claims, which anyone
+            # can sign with a key of their own (a crafted proof cost 28 times a bad
+            # token signature to read; tests/core/test_hostile_tokens.py).
+            proof = self._dpop.check(
+                proof_text,
+                method=method,
+                url=self._url(request),
+                token=raw,
+                now=time.time(),
+                bound=token,
+            )
         check_binding(token, None if proof is None else proof.jkt)
         if proof is not None:
             # Recorded only now: only the holder of a valid bound token writes to the
@@ -821,9 +815,7 @@ class BearerGuard:
         # token, so the cache lookup of a remembered request compares by identity.
         if value not in self._known:
             cached = token.token
-            self._known.put(
-                value, Credentials(cached if cached == raw else raw, "header", scheme)
-            )
+            self._known.put(value, Credentials(cached if cached == raw else raw, "header", scheme))
 
     # -- rendering -------------------------------------------------------------------
 

@@ -32,7 +32,15 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_NUMBER_DIGITS", "StrictJSONError", "loads_object"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NUMBER_DIGITS",
+    "StrictJSONError",
+    "loads_object",
+    "nesting_depth",
+    "net_depth",
+    "unescape_quotes",
+]
 
 #: Deepest nesting of arrays and objects accepted; real headers, claims and JWKS use < 5.
 MAX_DEPTH = 32
@@ -130,9 +138,9 @@ _UNPAIRED_SURROGATE = re.compile(
 )
 
 
-def _unescape_quotes(raw: bytes) -> bytes:
-    # Escapes exist only inside strings. Dropping escaped backslashes, then escaped quotes,
-    # leaves exactly the quotes that open and close strings.
+def unescape_quotes(raw: bytes) -> bytes:
+    """*raw* without escaped backslashes, then escaped quotes: escapes exist only inside
+    strings, so the quotes left are exactly those that open and close strings."""
     if b"\\" in raw:
         return raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     return raw
@@ -144,7 +152,7 @@ def _depth(raw: bytes) -> int:
     Unbalanced brackets (invalid JSON, refused anyway) may read one level deeper than they
     are. Linear: a few C passes over the bytes, then one C-level sum over the brackets.
     """
-    steps = _unescape_quotes(raw).translate(_STEPS, _NOT_NESTING)
+    steps = unescape_quotes(raw).translate(_STEPS, _NOT_NESTING)
     if b'"' in steps:
         # Quotes alternate open/close; an adjacent pair is an empty string or the seam of
         # two strings, so dropping it first keeps only strings holding brackets to split.
@@ -163,12 +171,38 @@ def _depth(raw: bytes) -> int:
     return 1 + max(accumulate(memoryview(inner).cast("b"), initial=0))
 
 
+def net_depth(raw: bytes) -> int:
+    """Brackets opened minus brackets closed outside strings, in C-speed passes.
+
+    *raw* is text passed through :func:`unescape_quotes` whose quotes pair up (it starts
+    and ends outside strings). Long text is first reduced to its quotes and brackets (as
+    in :func:`_depth`), and adjacent quotes, which enclose no bracket, go before the split,
+    so only the strings holding brackets are split off.
+    """
+    if len(raw) <= 256:
+        # Short text: translate's own set-up (~0.6 µs) costs more than it saves.
+        if b'"' in raw:
+            raw = b"".join(raw.split(b'"')[::2])
+        return raw.count(b"{") + raw.count(b"[") - raw.count(b"}") - raw.count(b"]")
+    steps = raw.translate(_STEPS, _NOT_NESTING)  # openers b"\x01", closers b"\xff"
+    if b'"' in steps:
+        steps = b"".join(steps.replace(b'""', b"").split(b'"')[::2])
+    # One count: 6 KB of brackets took 7.7 µs with four, one per bracket.
+    return 2 * steps.count(b"\x01") - len(steps)
+
+
+def nesting_depth(raw: bytes) -> int:
+    """Deepest nesting of brackets outside strings in JSON text *raw* (linear; see
+    :func:`_depth`): 1 for a flat object, 0 for a scalar."""
+    return _depth(raw)
+
+
 def _long_number(raw: bytes) -> bool:
     if _TOO_MANY_DIGITS not in raw.translate(_DIGITS):
         return False
     # A run that long: look again outside strings (a long run of digits in a string is
     # just text). The strings go, so the check costs a split only in this rare case.
-    outside = b"".join(_unescape_quotes(raw).split(b'"')[::2])
+    outside = b"".join(unescape_quotes(raw).split(b'"')[::2])
     return _TOO_MANY_DIGITS in outside.translate(_DIGITS)
 
 

@@ -360,7 +360,7 @@ class JWTVerifier:
 
     # -- pipeline -------------------------------------------------------------------
 
-    def _parse(self, token: str, decode_payload: bool = True) -> _Parsed:
+    def _parse(self, token: str, payload: bytes | None = None) -> _Parsed:
         try:
             raw, first, second = split_compact(token, self.max_token_length)
         except JOSEError as exc:
@@ -375,9 +375,10 @@ class JWTVerifier:
             known = (header["alg"], header.get("kid"))
             self._headers.put(header_segment, known)
         try:
-            # A router that read iss decoded the payload already (same strict decoder)
-            # and passes its claims: decoding it again costs ~1 µs (bench_issuers.py).
-            payload = b64url_decode(raw[first + 1 : second]) if decode_payload else b""
+            # A router that looked for iss decoded the payload already (the same strict
+            # decoder, the same bytes): decoding it again costs ~1 µs (bench_issuers.py).
+            if payload is None:
+                payload = b64url_decode(raw[first + 1 : second])
             signature = b64url_decode(raw[second + 1 :])
         except JOSEError:
             raise invalid("malformed") from None
@@ -393,23 +394,16 @@ class JWTVerifier:
             raise KeySetUnavailableError(reason="jwks_unavailable") from exc
         return key
 
-    def _finish(
-        self,
-        parsed: _Parsed,
-        key: VerificationKey,
-        token: str,
-        claims: dict[str, Any] | None = None,
-    ) -> AccessToken:
+    def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
         # The key's per-alg verifier looked up directly: Python frames are most of the
         # cost above the signature itself.
         verify = key._verifiers.get(parsed[0])
         if verify is None or not verify(parsed[2], parsed[4]):
             raise invalid("bad_signature")
-        if claims is None:
-            try:
-                claims = loads_object(parsed[3])
-            except StrictJSONError:
-                raise invalid("malformed") from None
+        try:
+            claims = loads_object(parsed[3])
+        except StrictJSONError:
+            raise invalid("malformed") from None
         self._check_claims(claims, self._clock())
         access = self._build(claims, token)
         if self.claims_validator is not None:
@@ -522,7 +516,7 @@ class JWTVerifier:
         done = self._attempt(token, None)
         if not isinstance(done, tuple):
             return done
-        return run(self._fetched_flow(done, token, None))
+        return run(self._fetched_flow(done, token))
 
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`; key fetches never block the event loop."""
@@ -532,45 +526,43 @@ class JWTVerifier:
         done = self._attempt(token, None)
         if not isinstance(done, tuple):
             return done
-        return await arun(self._fetched_flow(done, token, None))
+        return await arun(self._fetched_flow(done, token))
 
-    def verify_flow(self, token: str, claims: dict[str, Any] | None = None) -> Flow[AccessToken]:
+    def verify_flow(self, token: str, payload: bytes | None = None) -> Flow[AccessToken]:
         """Verify *token* as a flow (either driver runs it; it waits only to fetch keys).
 
         Args:
             token: The compact JWS.
-            claims: The token's payload already parsed by the caller from the token's
-                own bytes (an :class:`~scopegate.IssuerRouter` read ``iss`` from it); it
-                is used only once the signature over those bytes verified.
+            payload: The token's payload segment, base64url-decoded by the caller from
+                the token's own bytes (an :class:`~scopegate.IssuerRouter` looked for
+                ``iss`` in it); parsed only once the signature over it verified.
         """
-        done = self._attempt(token, claims)
+        done = self._attempt(token, payload)
         if not isinstance(done, tuple):
             return done
-        verified: AccessToken = yield from self._fetched_flow(done, token, claims)
+        verified: AccessToken = yield from self._fetched_flow(done, token)
         return verified
 
-    def _attempt(self, token: str, claims: dict[str, Any] | None) -> AccessToken | _Parsed:
+    def _attempt(self, token: str, payload: bytes | None) -> AccessToken | _Parsed:
         """The verification when the token's key is in memory; else the parsed token,
         for :meth:`_fetched_flow` to finish once the key is fetched."""
         try:
-            parsed = self._parse(token, claims is None)
+            parsed = self._parse(token, payload)
             key = self._source.lookup(parsed[1], parsed[0])
             if key is None:
                 return parsed
-            return self._finish(parsed, key, token, claims)
+            return self._finish(parsed, key, token)
         except BearerError:
             raise
         except Exception as exc:
             # Fail closed: whatever slipped past the typed checks is a bad token, not a 500.
             raise invalid("malformed") from exc
 
-    def _fetched_flow(
-        self, parsed: _Parsed, token: str, claims: dict[str, Any] | None
-    ) -> Flow[AccessToken]:
+    def _fetched_flow(self, parsed: _Parsed, token: str) -> Flow[AccessToken]:
         """Fetch the key *parsed* names, then finish the verification."""
         key = yield from self._key_flow(parsed)
         try:
-            return self._finish(parsed, key, token, claims)
+            return self._finish(parsed, key, token)
         except BearerError:
             raise
         except Exception as exc:

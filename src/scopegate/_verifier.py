@@ -22,7 +22,7 @@ class TokenVerifier(Protocol):
 
     A verifier does not know how the token was presented: a token bound to a key
     (:attr:`AccessToken.jkt`) is returned like any other, and the guard
-    (:func:`scopegate._guard.check_binding`) accepts it only with a matching proof.
+    (:func:`scopegate._dpop.check_binding`) accepts it only with a matching proof.
     """
 
     def verify(self, token: str) -> AccessToken:

@@ -21,6 +21,11 @@ Quick use::
 * ``payload-<shape>`` tokens carry it as claims under a valid header, signed by *key*:
   what a verifier parses after a good signature, and what ``explain()`` and
   ``scopegate token inspect`` parse before any.
+* :func:`routed_tokens`: the shapes as claims beside a trusted ``iss``, under a valid
+  header and a junk signature. Anyone can send them, and an
+  :class:`~scopegate.IssuerRouter` reads the payload for ``iss`` before any signature.
+* :func:`hostile_proofs`: the shapes as the claims of DPoP proofs, validly signed with a
+  key of the sender's own: what a token endpoint checks before it knows the client.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from scopegate._jose import MAX_HEADER_LENGTH
 from scopegate._jose import b64url_encode as b64url
 from scopegate._jsonstrict import MAX_DEPTH, MAX_NUMBER_DIGITS
 from scopegate._jwt import JWTVerifier
-from scopegate.testing import SigningKey
+from scopegate.testing import DPoPKey, SigningKey
 
 ISSUER = "https://issuer.hostile.test"
 AUDIENCE = "api://hostile"
@@ -272,3 +277,43 @@ def hostile_tokens(cap: int, key: SigningKey) -> dict[str, str]:
     for name, token in tokens.items():
         assert len(token) <= cap, name
     return tokens
+
+
+def routed_tokens(cap: int, key: SigningKey) -> dict[str, str]:
+    """Every shape as a claim after a trusted ``iss`` (and once with no ``iss``), unsigned.
+
+    The ``iss`` member comes last, after the shape, so a scan for it reads everything: a
+    shape that is an object gets it as its last member (its depth unchanged), any other
+    shape is wrapped as the value of ``x``. Tokens are at most *cap* characters, with an
+    RS256-sized junk signature.
+    """
+    header = b64url(_header(key))
+    junk = "A" * _SIGNATURE_CHARS
+    tail = f',"iss":"{ISSUER}"}}'
+    room = json_budget(cap - len(header) - len(junk) - 2) - len('{"x":') - len(tail)
+    tokens: dict[str, str] = {}
+    for name, shape in SHAPES.items():
+        document = shape(room)
+        if document.startswith("{") and document.endswith("}"):
+            routed = (document[:-1] + tail).encode()
+        else:
+            routed = ('{"x":' + document + tail).encode()
+        tokens[f"routed-{name}"] = f"{header}.{b64url(routed)}.{junk}"
+        tokens[f"unrouted-{name}"] = f"{header}.{b64url(document.encode())}.{junk}"
+    for name, token in tokens.items():
+        assert len(token) <= cap, name
+    return tokens
+
+
+def hostile_proofs(key: DPoPKey) -> dict[str, str]:
+    """Every shape as a proof's claims signed by *key*: as large as a proof's claims may
+    be (``proof-<shape>``), and filling a whole 8192-character proof (``proof-8k-<shape>``)."""
+    header = key._header
+    room_8k = json_budget(8192 - len(b64url(header)) - 88 - 2)  # ES256: 86 characters
+    proofs: dict[str, str] = {}
+    for name, shape in SHAPES.items():
+        proofs[f"proof-{name}"] = key.key.sign_bytes(header, shape(json_budget(4090)).encode())
+        proofs[f"proof-8k-{name}"] = key.key.sign_bytes(header, shape(room_8k).encode())
+    for name, proof in proofs.items():
+        assert len(proof) <= 8192, name
+    return proofs

@@ -233,6 +233,33 @@ OTHER_TOKEN = bound_token(OTHER)
 UNBOUND = ISSUER.make_token(["items:read"], expires_in=86400)
 URL = ORIGIN + "/items"
 
+
+def _broken(proof: str) -> str:
+    """*proof* with another signature of the same length (it cannot verify)."""
+    head, _, signature = proof.rpartition(".")
+    return f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+
+
+def test_a_proof_is_read_only_for_its_own_bound_token() -> None:
+    """The token is judged before the proof, and the proof's key against the token's
+    binding before the proof's signature and claims: without a valid token bound to the
+    proof's key, no proof signature is checked and no proof claims are read (anyone can
+    sign a proof with a key of their own)."""
+    g = guard()
+    forged = _broken(TOKEN)
+    # A forged token with a broken proof: the token's error.
+    status, challenge = outcome(g, dpop_request(forged, _broken(KEY.proof("GET", URL))))
+    assert (status, 'error="invalid_token"' in challenge) == (401, True)
+    # A valid token bound to KEY with OTHER's proof, unsigned: refused for the binding.
+    for proof in (_broken(OTHER.proof("GET", URL, token=TOKEN)), OTHER.proof("GET", URL)):
+        result = g.decide(dpop_request(TOKEN, proof))
+        assert getattr(result, "status", None) == 401
+        assert 'error="invalid_token"' in dict(result.headers)["www-authenticate"]  # type: ignore[union-attr]
+    # Its own key with a broken signature: now the proof is checked.
+    status, challenge = outcome(g, dpop_request(TOKEN, _broken(KEY.proof("GET", URL, token=TOKEN))))
+    assert (status, 'error="invalid_dpop_proof"' in challenge) == (401, True)
+
+
 #: (id, make request) -> the expected (status, error code in the challenge)
 ATTACKS: list[Any] = [
     pytest.param(
@@ -346,7 +373,9 @@ ATTACKS: list[Any] = [
             ISSUER.make_token(["items:read"]),
             KEY.proof("GET", URL, token=ISSUER.make_token(["items:read"])),
         ),
-        (401, "invalid_dpop_proof"),
+        # The token is verified first, then the proof's key against the token's binding
+        # (none), before the proof's signature and claims are read.
+        (401, "invalid_token"),
         id="unbound-token-with-dpop",
     ),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import secrets
 import sys
 import threading
@@ -73,6 +74,112 @@ def test_untrusted_and_malformed_issuers_are_refused() -> None:
         with pytest.raises(InvalidTokenError) as info:
             r.verify(token)
         assert info.value.reason == reason
+
+
+class _Wrapped:
+    """A TokenVerifier that is not a JWTVerifier (a custom one, in a mapping)."""
+
+    def __init__(self, inner: JWTVerifier) -> None:
+        self.inner = inner
+
+    def verify(self, token: str) -> Any:
+        return self.inner.verify(token)
+
+    async def averify(self, token: str) -> Any:
+        return await self.inner.averify(token)
+
+
+def _signed(issuer: LocalIssuer, payload: str) -> str:
+    """*payload* as written (member order, escapes, duplicates) signed by *issuer*."""
+    header = json.dumps({"alg": issuer.key.alg, "kid": issuer.key.kid, "typ": "at+jwt"})
+    return issuer.key.sign_bytes(header.encode(), payload.encode())
+
+
+def _claims_text(issuer: LocalIssuer, before: str = "", after: str = "") -> str:
+    """ALPHA-style claims as JSON text without iss, with *before* and *after* spliced in."""
+    claims = issuer.claims(["a"])
+    del claims["iss"]
+    body = json.dumps(claims)[1:-1]
+    return "{" + before + body + after + "}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ('{"iss":"https://a.test"}', "https://a.test"),
+        ('{ "iss" : "https://a.test" , "x": 1}', "https://a.test"),
+        # Nested members named iss (an act chain) come before the top-level one.
+        (
+            '{"act":{"iss":"https://x.test","act":{"iss":"y"}},"iss":"https://a.test"}',
+            "https://a.test",
+        ),
+        # The string "iss" as a value, and inside other strings, is not a member.
+        ('{"aud":"iss","note":"say \\"iss\\": \\"no\\"","iss":"https://a.test"}', "https://a.test"),
+        ('{"x":["{","iss"],"iss":"https://a.test"}', "https://a.test"),
+        # A value with escapes is decoded (some encoders escape "/").
+        ('{"iss":"https:\\/\\/a.test"}', "https://a.test"),
+    ],
+)
+def test_the_issuer_is_found_without_parsing(payload: str, expected: str) -> None:
+    """The pre-signature scan finds the top-level iss member whatever surrounds it."""
+    from scopegate._issuers import _issuer_of
+
+    assert _issuer_of(payload.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ("{}", "missing_claim"),
+        ('{"act":{"iss":"https://a.test"}}', "missing_claim"),
+        ('{"x":"iss"}', "missing_claim"),
+        ('{"iss":7}', "bad_claim_type"),
+        ('{"iss":{"a":1}}', "bad_claim_type"),
+        ('{"iss":""}', "bad_claim_type"),
+        ('{"iss":"\\ud800"}', "malformed"),
+        ('{"iss":"\\q"}', "malformed"),
+        ('{"x":[' + ",".join(['{"iss":"n"}'] * 20) + '],"iss":"https://a.test"}', "malformed"),
+    ],
+)
+def test_the_issuer_scan_refuses(payload: str, reason: str) -> None:
+    """No top-level string iss is a bad token before any signature check; so is a payload
+    naming more issuers than any real token (an act chain names a few)."""
+    from scopegate._issuers import _issuer_of
+
+    with pytest.raises(InvalidTokenError) as info:
+        _issuer_of(payload.encode())
+    assert info.value.reason == reason
+
+
+def test_a_payload_read_two_ways_is_refused() -> None:
+    """Where the quick scan and the strict parser could disagree, the token is refused:
+    duplicate members by the strict parser, anything else by the router's check that the
+    verified iss is the one it routed by, whatever the verifier's own settings."""
+    duplicate = _signed(ALPHA, _claims_text(ALPHA, '"iss":"https://alpha.test",', ',"iss":"x"'))
+    with pytest.raises(InvalidTokenError) as info:
+        router().verify(duplicate)
+    assert info.value.reason == "malformed"
+    # An escaped backslash the scan drops: it routes to alpha, whose token says otherwise.
+    skewed = _signed(ALPHA, _claims_text(ALPHA, '"iss":"https://alpha.test\\\\",'))
+    with pytest.raises(InvalidTokenError) as info:
+        router().verify(skewed)
+    assert info.value.reason == "wrong_issuer"
+    # A verifier of another kind that accepts that iss: the router's own check refuses it.
+    lenient = ALPHA.verifier(issuer="https://alpha.test\\", cache_verified=False)
+    assert lenient.verify(skewed).issuer == "https://alpha.test\\"
+    mapped = IssuerRouter({"https://alpha.test": _Wrapped(lenient)})
+    for verify in (mapped.verify, lambda token: asyncio.run(mapped.averify(token))):
+        with pytest.raises(InvalidTokenError) as info:
+            verify(skewed)
+        assert info.value.reason == "wrong_issuer"
+    # A JWTVerifier mapped to another issuer than its own is a configuration mistake.
+    with pytest.raises(ConfigurationError):
+        IssuerRouter({"https://alpha.test": lenient})
+    # A name spelled with an escape is not seen by the scan: no issuer, before any check.
+    escaped = _signed(ALPHA, _claims_text(ALPHA, '"\\u0069ss":"https://alpha.test",'))
+    with pytest.raises(InvalidTokenError) as info:
+        router().verify(escaped)
+    assert info.value.reason == "missing_claim"
 
 
 def test_router_needs_issuers_and_refuses_duplicates() -> None:

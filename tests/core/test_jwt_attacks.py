@@ -361,9 +361,7 @@ CASES: list[Any] = [
     pytest.param(lambda: mint(exp=10**30), "bad_claim_type", id="e8-exp-never"),
     # No maximum lifetime by default: authorization servers issue tokens for days
     # (Authlib 10 days, Auth0 up to 30). See test_max_lifetime_when_configured.
-    pytest.param(
-        lambda: mint(iat=now(), exp=now() + 10 * 365 * 86400), ACCEPT, id="e8-ten-years"
-    ),
+    pytest.param(lambda: mint(iat=now(), exp=now() + 10 * 365 * 86400), ACCEPT, id="e8-ten-years"),
     pytest.param(lambda: mint(exp="9999999999"), "bad_claim_type", id="e9-exp-string"),
     pytest.param(lambda: mint(iat=str(now())), "bad_claim_type", id="e9-iat-string"),
     pytest.param(lambda: mint(nbf=" 123 "), "bad_claim_type", id="e9-nbf-string"),
@@ -583,9 +581,7 @@ def test_explain_agrees_with_verify(make: Callable[[], str], expected: str) -> N
 )
 def test_max_lifetime_when_configured(lifetime: int, expected: str) -> None:
     """max_lifetime (off by default) refuses a token living longer than it allows."""
-    strict = JWTVerifier(
-        issuer=ISSUER, audience=AUDIENCE, keys=jwks(RSA_KEY), max_lifetime=86400
-    )
+    strict = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, keys=jwks(RSA_KEY), max_lifetime=86400)
     token = mint(iat=now(), exp=now() + lifetime)
     if expected == ACCEPT:
         assert strict.verify(token).subject == "alice"

@@ -1,4 +1,5 @@
-"""The strict JSON reader's cost grows linearly with its input, whatever the input (issue 19).
+"""The strict JSON reader's cost grows linearly with its input, whatever the input (issue 19);
+so does IssuerRouter's search for ``iss``, which reads a payload before any signature.
 
 Hypothesis draws a pattern, a prefix, a unit and a suffix made of building blocks that
 stress each step of ``loads_object`` (string and escape scanning, backslash runs,
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from scopegate._errors import InvalidTokenError
+from scopegate._issuers import _issuer_of
 from scopegate._jsonstrict import MAX_DEPTH, StrictJSONError, loads_object
 from tests.core.hostile_tokens import SHAPES
 from tests.fuzz.profile import count, fuzz_settings
@@ -121,10 +124,16 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _cost(document: bytes) -> float:
+def _scan(document: bytes) -> None:
+    # IssuerRouter's search for iss, before any signature check: with an iss at the end.
+    with suppress(InvalidTokenError):
+        _issuer_of(document + b',"iss":"https://a.test"}')
+
+
+def _cost(document: bytes, parse: Callable[[bytes], None] = _parse) -> float:
     """Seconds per parse: the best of five samples of at least SAMPLE seconds each."""
     start = time.perf_counter()
-    _parse(document)
+    parse(document)
     once = max(time.perf_counter() - start, 1e-7)
     loops = max(1, int(SAMPLE / once))
     best = float("inf")
@@ -132,15 +141,15 @@ def _cost(document: bytes) -> float:
         for _ in range(5):
             start = time.perf_counter()
             for _ in range(loops):
-                _parse(document)
+                parse(document)
             best = min(best, (time.perf_counter() - start) / loops)
     return best
 
 
-def _growth(small: bytes, large: bytes) -> float:
+def _growth(small: bytes, large: bytes, parse: Callable[[bytes], None] = _parse) -> float:
     ratio = float("inf")
     for _ in range(ATTEMPTS):
-        ratio = min(ratio, _cost(large) / _cost(small))
+        ratio = min(ratio, _cost(large, parse) / _cost(small, parse))
         if ratio < MAX_RATIO:
             break
     return ratio
@@ -165,3 +174,17 @@ def test_hostile_shapes_cost_grows_linearly(name: str) -> None:
     shape = SHAPES[name]
     ratio = _growth(shape(SIZE).encode(), shape(SIZE * GROWTH).encode())
     assert ratio < MAX_RATIO, (name, ratio)
+
+
+@fuzz_settings(dev=20, ci=200)
+@given(pattern=patterns)
+@example(pattern=('{"a":[', '"iss",', '"x"]'))
+@example(pattern=('{"a":"', '\\\\\\"', '"'))
+@example(pattern=('{"a":[', '{"iss":"x"},', "{}]"))
+def test_issuer_scan_cost_grows_linearly(pattern: tuple[str, str, str]) -> None:
+    """IssuerRouter's search for iss, which reads a payload anyone can send before any
+    signature check, grows linearly with it too."""
+    count("issuers.scan_linear_cost")
+    small, large = _document(pattern, SIZE), _document(pattern, SIZE * GROWTH)
+    ratio = _growth(small, large, _scan)
+    assert ratio < MAX_RATIO, (pattern, ratio)
