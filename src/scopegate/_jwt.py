@@ -360,11 +360,21 @@ class JWTVerifier:
 
     # -- pipeline -------------------------------------------------------------------
 
-    def _parse(self, token: str, payload: bytes | None = None) -> _Parsed:
-        try:
-            raw, first, second = split_compact(token, self.max_token_length)
-        except JOSEError as exc:
-            raise invalid("too_long" if str(exc) == "too long" else "malformed") from None
+    def _parse(
+        self,
+        token: str,
+        payload: bytes | None = None,
+        split: tuple[bytes, int, int] | None = None,
+    ) -> _Parsed:
+        if split is not None and len(token) <= self.max_token_length:
+            # A router split the same token with the same function (under its own cap,
+            # the largest of its verifiers'): 0.4 µs not spent twice.
+            raw, first, second = split
+        else:
+            try:
+                raw, first, second = split_compact(token, self.max_token_length)
+            except JOSEError as exc:
+                raise invalid("too_long" if str(exc) == "too long" else "malformed") from None
         header_segment = raw[:first]
         known = self._headers.get(header_segment)
         if known is None:
@@ -543,11 +553,16 @@ class JWTVerifier:
         verified: AccessToken = yield from self._fetched_flow(done, token)
         return verified
 
-    def _attempt(self, token: str, payload: bytes | None) -> AccessToken | _Parsed:
+    def _attempt(
+        self,
+        token: str,
+        payload: bytes | None,
+        split: tuple[bytes, int, int] | None = None,
+    ) -> AccessToken | _Parsed:
         """The verification when the token's key is in memory; else the parsed token,
         for :meth:`_fetched_flow` to finish once the key is fetched."""
         try:
-            parsed = self._parse(token, payload)
+            parsed = self._parse(token, payload, split)
             key = self._source.lookup(parsed[1], parsed[0])
             if key is None:
                 return parsed

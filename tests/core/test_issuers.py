@@ -182,6 +182,22 @@ def test_a_payload_read_two_ways_is_refused() -> None:
     assert info.value.reason == "missing_claim"
 
 
+def test_each_issuer_keeps_its_own_token_cap() -> None:
+    """The router splits a token under the largest cap of its verifiers, once; a verifier
+    with a smaller cap still refuses a longer token as too long (the split is reused only
+    within its own cap)."""
+    r = IssuerRouter(
+        [ALPHA.verifier(max_token_length=1024), BETA.verifier(max_token_length=16384)]
+    )
+    assert r.max_token_length == 16384
+    long_alpha = ALPHA.make_token(["a"], pad="x" * 2000)
+    with pytest.raises(InvalidTokenError) as info:
+        r.verify(long_alpha)
+    assert info.value.reason == "too_long"
+    assert r.verify(ALPHA.make_token(["a"])).issuer == "https://alpha.test"
+    assert r.verify(BETA.make_token(["b"], pad="x" * 2000)).issuer == "https://beta.test"
+
+
 def test_router_needs_issuers_and_refuses_duplicates() -> None:
     """Configuration mistakes fail at construction."""
     with pytest.raises(ConfigurationError):
