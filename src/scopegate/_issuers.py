@@ -382,7 +382,7 @@ class IssuerRouter:
                 raise invalid("unsupported_token_format")
             result: AccessToken = yield Call(opaque.verify, opaque.averify, token)
             return result
-        issuer, payload, _split = route
+        issuer, payload, split = route
         verifier = self._static.get(issuer)
         if verifier is None:
             verifier = yield from self._resolve_flow(issuer)
@@ -396,7 +396,7 @@ class IssuerRouter:
             if hit is not None:
                 return hit  # type: ignore[no-any-return]
         if isinstance(verifier, JWTVerifier):
-            routed: AccessToken = yield from verifier.verify_flow(token, payload)
+            routed: AccessToken = yield from verifier._routed_flow(token, payload, split)
         else:
             routed = yield Call(verifier.verify, verifier.averify, token)
         return _routed_to(routed, issuer, payload)

@@ -538,16 +538,18 @@ class JWTVerifier:
             return done
         return await arun(self._fetched_flow(done, token))
 
-    def verify_flow(self, token: str, payload: bytes | None = None) -> Flow[AccessToken]:
-        """Verify *token* as a flow (either driver runs it; it waits only to fetch keys).
+    def verify_flow(self, token: str) -> Flow[AccessToken]:
+        """Verify *token* as a flow (either driver runs it; it waits only to fetch keys)."""
+        return self._routed_flow(token, None, None)
 
-        Args:
-            token: The compact JWS.
-            payload: The token's payload segment, base64url-decoded by the caller from
-                the token's own bytes (an :class:`~scopegate.IssuerRouter` looked for
-                ``iss`` in it); parsed only once the signature over it verified.
-        """
-        done = self._attempt(token, payload)
+    def _routed_flow(
+        self, token: str, payload: bytes | None, split: tuple[bytes, int, int] | None
+    ) -> Flow[AccessToken]:
+        """:meth:`verify_flow` for :class:`~scopegate.IssuerRouter`, which split *token*
+        and decoded its payload from the token's own bytes (to look for ``iss``): the
+        payload is parsed only once the signature over those bytes verified. Private: a
+        payload from anywhere else would be claims no signature covers."""
+        done = self._attempt(token, payload, split)
         if not isinstance(done, tuple):
             return done
         verified: AccessToken = yield from self._fetched_flow(done, token)
