@@ -736,8 +736,8 @@ class BearerGuard:
             # The proof after the token, and its signature and claims only once its key
             # is the one the token is bound to: no one but the holder of a valid bound
             # token (and its key) makes this guard read a proof's claims, which anyone
-            # can sign with a key of their own (a crafted proof cost 28 times a bad
-            # token signature to read; tests/core/test_hostile_tokens.py).
+            # can sign with a key of their own (a crafted proof cost about 12 times a
+            # bad token signature to read; tests/core/test_hostile_tokens.py).
             proof = self._dpop.check(
                 proof_text,
                 method=method,
