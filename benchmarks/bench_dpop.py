@@ -370,44 +370,47 @@ def report(stats: dict[str, _harness.Stat]) -> dict[str, Any]:
     # header-* tokens need no key: anyone can send them. payload-* tokens carry the
     # shape as claims signed by the issuer's key (what is parsed after a good
     # signature): shown, but no attacker can make them.
-    _worst_of(
-        stats,
-        rows,
-        targets,
-        [n for n in stats if n.startswith("hostile: header-")],
-        [n for n in stats if n.startswith("hostile: ")],
-        BAD_SIGNATURE,
-        "a bad signature",
-        "Issue 19: costliest token anyone can send ({shape}) ÷ a bad-signature rejection, "
-        "under the 8192-character cap",
-        len("hostile: "),
+    worst_rows = (
+        (
+            "hostile: ",
+            "hostile: header-",
+            BAD_SIGNATURE,
+            "a bad signature",
+            "Issue 19: costliest token anyone can send ({shape}) ÷ a bad-signature "
+            "rejection, under the 8192-character cap",
+            len("hostile: "),
+        ),
+        (
+            "proof: ",
+            "proof: ",
+            ORDINARY_PROOF,
+            "an ordinary proof",
+            "Issue 19: costliest DPoP proof anyone can sign, at a token endpoint ({shape}) "
+            "÷ checking an ordinary proof",
+            len("proof: proof-"),
+        ),
+        (
+            "router: ",
+            "router: ",
+            ROUTER_BAD_SIGNATURE,
+            "a bad signature",
+            "Issue 19: costliest token anyone can send to an IssuerRouter ({shape}, iss "
+            "last) ÷ a bad-signature rejection through it, under the 8192-character cap",
+            len("router: routed-"),
+        ),
     )
-    crafted = [n for n in stats if n.startswith("proof: ")]
-    _worst_of(
-        stats,
-        rows,
-        targets,
-        crafted,
-        crafted,
-        ORDINARY_PROOF,
-        "an ordinary proof",
-        "Issue 19: costliest DPoP proof anyone can sign, at a token endpoint ({shape}) ÷ "
-        "checking an ordinary proof",
-        len("proof: proof-"),
-    )
-    routed = [n for n in stats if n.startswith("router: ")]
-    _worst_of(
-        stats,
-        rows,
-        targets,
-        routed,
-        routed,
-        ROUTER_BAD_SIGNATURE,
-        "a bad signature",
-        "Issue 19: costliest token anyone can send to an IssuerRouter ({shape}, iss last) "
-        "÷ a bad-signature rejection through it, under the 8192-character cap",
-        len("router: routed-"),
-    )
+    for shown, counted, reference, unit, figure, cut in worst_rows:
+        _worst_of(
+            stats,
+            rows,
+            targets,
+            [n for n in stats if n.startswith(counted)],
+            [n for n in stats if n.startswith(shown)],
+            reference,
+            unit,
+            figure,
+            cut,
+        )
     table = _harness.markdown_table(["case", "µs/op median (min-max)"], rows)
     return {"rows": [s.row() for s in stats.values()], "markdown": table, "targets": targets}
 

@@ -40,19 +40,22 @@ TITLE = "Where the time goes (profiles of the hot paths)"
 TOP = 10
 
 
+def short_path(filename: str) -> str:
+    """*filename* from its package on (``scopegate/_jwt.py``, ``werkzeug/local.py``)."""
+    path = Path(filename)
+    parts = path.parts
+    if "scopegate" in parts:
+        return "/".join(parts[parts.index("scopegate") :])
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1 :])
+    return path.name
+
+
 def _label(func: tuple[str, int, str]) -> str:
     filename, line, name = func
     if filename == "~":
         return "C: " + name.strip("<>")  # a C function, e.g. "method 'verify' of ..."
-    path = Path(filename)
-    parts = path.parts
-    if "scopegate" in parts:
-        short = "/".join(parts[parts.index("scopegate") :])
-    elif "site-packages" in parts:
-        short = "/".join(parts[parts.index("site-packages") + 1 :])
-    else:
-        short = path.name
-    return f"{short}:{line} {name}"
+    return f"{short_path(filename)}:{line} {name}"
 
 
 def _package(filename: str) -> str:

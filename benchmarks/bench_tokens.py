@@ -42,6 +42,9 @@ from typing import Any
 import _apps
 import _fixtures
 import _harness
+from bench_inproc import _receive as receive
+from bench_inproc import asgi_scope
+from bench_profile import short_path
 
 TITLE = "Memory per cache entry and scope strings (in-process)"
 #: Issue-18 goals.
@@ -51,32 +54,6 @@ KB = 1024
 
 
 # --- memory per verified-cache entry ----------------------------------------------------
-
-
-def asgi_scope(authorization: bytes | None) -> dict[str, Any]:
-    """A minimal HTTP scope as uvicorn builds it (header values are ``bytes``)."""
-    headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
-    if authorization is not None:
-        headers.append((b"authorization", b"Bearer " + authorization))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/protected",
-        "raw_path": b"/protected",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _drive(loop: asyncio.AbstractEventLoop, app: Any, scopes: Sequence[dict[str, Any]]) -> int:
@@ -90,7 +67,7 @@ def _drive(loop: asyncio.AbstractEventLoop, app: Any, scopes: Sequence[dict[str,
 
     async def all_requests() -> None:
         for scope in scopes:
-            await app(dict(scope), _receive, send)
+            await app(dict(scope), receive, send)
 
     loop.run_until_complete(all_requests())
     return bad
@@ -147,12 +124,12 @@ def _fill(
 ) -> tuple[Any, Any, int, int]:
     """Run *entries* unique tokens through a fresh app; ``measure()`` is taken before and
     after (after ``gc.collect()``). Returns (before, after, entries added, token length)."""
-    scopes = [asgi_scope(token) for token in _read_tokens(material, entries)]
+    scopes = [asgi_scope("/protected", token.decode()) for token in _read_tokens(material, entries)]
     length = len(scopes[0]["headers"][-1][1]) - len(b"Bearer ")
     loop = asyncio.new_event_loop()
     try:
         app = protected_app(material, entries + 64)
-        if _drive(loop, app, [asgi_scope(material.tokens["RS256"].encode())]):
+        if _drive(loop, app, [asgi_scope("/protected", material.tokens["RS256"])]):
             raise AssertionError("the warm-up request was refused")
         gc.collect()
         held = _cache_len(app)
@@ -218,7 +195,7 @@ def memory_per_entry(material: _fixtures.Material, entries: int) -> dict[str, An
         "traced_bytes": total / added,
         "sites": [
             {
-                "site": _site(d.traceback[0].filename, d.traceback[0].lineno),
+                "site": f"{short_path(d.traceback[0].filename)}:{d.traceback[0].lineno}",
                 "bytes_per_entry": d.size_diff / added,
                 "blocks_per_entry": d.count_diff / added,
             }
@@ -228,18 +205,6 @@ def memory_per_entry(material: _fixtures.Material, entries: int) -> dict[str, An
         "token_bytes": sys.getsizeof(key),
         "token_length": length,
     }
-
-
-def _site(filename: str, lineno: int) -> str:
-    path = Path(filename)
-    parts = path.parts
-    if "scopegate" in parts:
-        short = "/".join(parts[parts.index("scopegate") :])
-    elif "site-packages" in parts:
-        short = "/".join(parts[parts.index("site-packages") + 1 :])
-    else:
-        short = path.name
-    return f"{short}:{lineno}"
 
 
 # --- scope strings not seen before ------------------------------------------------------
