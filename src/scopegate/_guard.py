@@ -730,8 +730,9 @@ class BearerGuard:
                 raise
             except Exception as exc:
                 raise _unexpected(exc) from exc
-        proof = None
-        if proof_text is not None:
+        if proof_text is None:
+            check_binding(token)  # a DPoP-bound token is no bearer token
+        else:
             assert self._dpop is not None
             # The proof after the token, and its signature and claims only once its key
             # is the one the token is bound to: no one but the holder of a valid bound
@@ -744,13 +745,10 @@ class BearerGuard:
                 url=self._url(request),
                 token=raw,
                 now=time.time(),
-                bound=token,
+                bound=token,  # its key checked against the token's cnf.jkt
             )
-        check_binding(token, None if proof is None else proof.jkt)
-        if proof is not None:
             # Recorded only now: only the holder of a valid bound token writes to the
             # replay store, for as long as the proof could be replayed.
-            assert self._dpop is not None
             yield from self._dpop.record_flow(proof, time.time())
         if self._required and not token.scopes >= self._required:
             raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
