@@ -36,7 +36,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, cast, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -113,8 +113,12 @@ class _Stored:
 
 
 @dataclass(frozen=True)
-class AccessTokenRecord(_Stored):
-    """What the issuer remembers about an opaque access token (never its value)."""
+class _TokenGrant(_Stored):
+    """What an access or a refresh token stands for: the one field list both records share.
+
+    The user fields (set after a user authenticated, RFC 9470) and the DPoP binding are
+    keyword-only, after each record's own fields.
+    """
 
     client_id: str
     subject: str
@@ -122,8 +126,7 @@ class AccessTokenRecord(_Stored):
     audience: Audience
     issued_at: int
     expires_at: int
-    jti: str
-    family_id: str | None = None
+    _: KW_ONLY
     username: str | None = None
     auth_time: int | None = None
     acr: str | None = None
@@ -131,7 +134,15 @@ class AccessTokenRecord(_Stored):
 
 
 @dataclass(frozen=True)
-class RefreshTokenRecord(_Stored):
+class AccessTokenRecord(_TokenGrant):
+    """What the issuer remembers about an opaque access token (never its value)."""
+
+    jti: str
+    family_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord(_TokenGrant):
     """A refresh token's grant: client, user, original scope, family and lifetimes.
 
     ``expires_at`` is the family's absolute expiry (rotation never extends it, RT-8);
@@ -139,18 +150,8 @@ class RefreshTokenRecord(_Stored):
     public client's refresh token is bound to (RFC 9449 §5): a refresh must prove it.
     """
 
-    client_id: str
-    subject: str
-    scopes: tuple[str, ...]
-    audience: Audience
     family_id: str
-    issued_at: int
-    expires_at: int
     idle_expires_at: int
-    username: str | None = None
-    auth_time: int | None = None
-    acr: str | None = None
-    jkt: str | None = None
     state: RefreshState = field(default="active", compare=False)
 
     def to_json(self) -> str:
