@@ -225,6 +225,10 @@ class UseDPoPNonceError(InvalidDPoPProofError):
 
 
 class _RetryAfterError(OAuthError):
+    # RFC 6749 §5.2 has one code for "come back later", whatever the cause: the status
+    # says why (429 or 503), Retry-After says when.
+    error = "temporarily_unavailable"
+
     def __init__(self, description: str | None = None, *, retry_after: float = 1) -> None:
         super().__init__(description)
         self.retry_after = retry_after_seconds(retry_after)
@@ -237,7 +241,6 @@ class TooManyRequestsError(_RetryAfterError):
     """429 with ``Retry-After``: too many failed attempts (brute force) or token lookups."""
 
     status = 429
-    error = "temporarily_unavailable"
     default_description = "Too many failed attempts; retry later"
 
 
@@ -245,7 +248,6 @@ class TemporarilyUnavailableError(_RetryAfterError):
     """503 ``temporarily_unavailable`` with ``Retry-After``: a dependency is down."""
 
     status = 503
-    error = "temporarily_unavailable"
     default_description = "The authorization server is temporarily unavailable"
 
 
