@@ -61,7 +61,7 @@ from scopegate.issuer._errors import (
     StoreUnavailableError,
     TooManyRequestsError,
 )
-from scopegate.issuer._grants import narrows, resolve_resources, resolve_scope
+from scopegate.issuer._grants import narrows, new_grant_audience, resolve_scope
 from scopegate.issuer._login import ResourceOwnerLogin
 from scopegate.issuer._pages import error_page, login_page
 from scopegate.issuer._store import (
@@ -244,8 +244,7 @@ class AuthorizationEndpoint:
         dpop_jkt = form.get("dpop_jkt")
         if dpop_jkt is not None and not is_thumbprint(dpop_jkt):
             raise _RedirectError("invalid_request", "The dpop_jkt parameter is malformed")
-        default = client.audience or self._config.audience
-        audience = resolve_resources(resources, client.allowed_resources(default), default)
+        audience = new_grant_audience(self._config, client, resources)
         pending = LoginRequestRecord(
             client_id=client.client_id,
             redirect_uri=redirect_uri,

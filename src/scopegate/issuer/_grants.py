@@ -22,7 +22,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -54,6 +54,8 @@ __all__ = [
     "GrantRequest",
     "PasswordGrant",
     "RefreshTokenGrant",
+    "default_audience",
+    "new_grant_audience",
     "pkce_matches",
     "resolve_resources",
     "resolve_scope",
@@ -180,6 +182,19 @@ def resolve_resources(
     return unique[0] if len(unique) == 1 else unique
 
 
+def default_audience(config: IssuerConfig, client: Client) -> str:
+    """The audience of *client*'s tokens when no resource is named (its own, else the issuer's)."""
+    return client.audience or config.audience
+
+
+def new_grant_audience(
+    config: IssuerConfig, client: Client, requested: tuple[str, ...]
+) -> Audience:
+    """The audience of a new grant: *requested* among what *client* may ask for (RFC 8707 §2)."""
+    default = default_audience(config, client)
+    return resolve_resources(requested, client.allowed_resources(default), default)
+
+
 def _response(
     token: IssuedAccessToken, scopes: frozenset[str], refresh: str | None = None
 ) -> dict[str, Any]:
@@ -213,8 +228,7 @@ class ClientCredentialsGrant:
             client.effective_default_scopes,
             narrow=narrows(self._config, client),
         )
-        default = client.audience or self._config.audience
-        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
+        audience = new_grant_audience(self._config, client, request.resources)
         token = self._tokens.mint(
             client_id=client.client_id,
             subject=client.subject,
@@ -228,10 +242,26 @@ class ClientCredentialsGrant:
 
 
 class _FamilyIssuer:
-    def __init__(self, config: IssuerConfig, tokens: TokenFactory, store: IssuerStore) -> None:
+    """The grants that issue a user's tokens: password, authorization code and refresh."""
+
+    def __init__(
+        self,
+        config: IssuerConfig,
+        tokens: TokenFactory,
+        store: IssuerStore,
+        users: UserStore | None,
+    ) -> None:
         self._config = config
         self._tokens = tokens
         self._store = store
+        self._users = users
+
+    def current_user(self, username: str, subject: str) -> User | None:
+        """The user a grant was made for, if still there, enabled and the same subject."""
+        user = self._users.find_user(username) if self._users is not None else None
+        if user is None or user.disabled or user.subject != subject:
+            return None
+        return user
 
     def refresh_allowed(self, client: Client) -> bool:
         return client.refresh_tokens and "refresh_token" in client.grant_types
@@ -334,7 +364,7 @@ class PasswordGrant(_FamilyIssuer):
         store: IssuerStore,
         login: ResourceOwnerLogin,
     ) -> None:
-        super().__init__(config, tokens, store)
+        super().__init__(config, tokens, store, login.users)
         self._login = login
 
     def handle(self, request: GrantRequest) -> dict[str, Any]:
@@ -351,8 +381,7 @@ class PasswordGrant(_FamilyIssuer):
             user.effective_default_scopes,
             narrow=narrows(self._config, client),
         )
-        default = client.audience or self._config.audience
-        audience = resolve_resources(request.resources, client.allowed_resources(default), default)
+        audience = new_grant_audience(self._config, client, request.resources)
         return self.issue_for_user(
             client,
             user,
@@ -387,16 +416,6 @@ class AuthorizationCodeGrant(_FamilyIssuer):
 
     grant_type = "authorization_code"
 
-    def __init__(
-        self,
-        config: IssuerConfig,
-        tokens: TokenFactory,
-        store: IssuerStore,
-        users: UserStore,
-    ) -> None:
-        super().__init__(config, tokens, store)
-        self._users = users
-
     def handle(self, request: GrantRequest) -> dict[str, Any]:
         """Redeem a code for an access (and refresh) token."""
         form = request.form
@@ -428,8 +447,8 @@ class AuthorizationCodeGrant(_FamilyIssuer):
             or not pkce_matches(verifier, record.code_challenge)
         ):
             raise InvalidGrantError(_BAD_CODE)
-        user = self._users.find_user(record.username)
-        if user is None or user.disabled or user.subject != record.subject:
+        user = self.current_user(record.username, record.subject)
+        if user is None:
             raise InvalidGrantError(_BAD_CODE)
         bound = audience_tuple(record.audience)
         audience = resolve_resources(request.resources, frozenset(bound), record.audience)
@@ -456,18 +475,6 @@ class RefreshTokenGrant(_FamilyIssuer):
     """
 
     grant_type = "refresh_token"
-
-    def __init__(
-        self,
-        config: IssuerConfig,
-        tokens: TokenFactory,
-        store: IssuerStore,
-        users: UserStore | None,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(config, tokens, store)
-        self._users = users
-        self._clock = clock
 
     def handle(self, request: GrantRequest) -> dict[str, Any]:
         """Rotate the presented refresh token and issue a new access token."""
@@ -497,10 +504,11 @@ class RefreshTokenGrant(_FamilyIssuer):
             raise InvalidGrantError(_BAD_REFRESH)
         if record.state != "active" or now >= record.idle_expires_at:
             raise InvalidGrantError(_BAD_REFRESH)
-        if record.username is not None:
-            user = self._users.find_user(record.username) if self._users else None
-            if user is None or user.disabled or user.subject != record.subject:
-                raise InvalidGrantError(_BAD_REFRESH)
+        if (
+            record.username is not None
+            and self.current_user(record.username, record.subject) is None
+        ):
+            raise InvalidGrantError(_BAD_REFRESH)
         original = frozenset(record.scopes)
         narrow = narrows(self._config, client)
         scopes = resolve_scope(
@@ -512,7 +520,7 @@ class RefreshTokenGrant(_FamilyIssuer):
         # and only those the client may still ask for. The new refresh token keeps the
         # grant's resources, as it keeps its scope (RFC 6749 §6).
         granted = audience_tuple(record.audience)
-        default = client.audience or self._config.audience
+        default = default_audience(self._config, client)
         still_allowed = frozenset(granted) & client.allowed_resources(default)
         if not request.resources and len(still_allowed) < len(set(granted)):
             raise InvalidTargetError()  # the client lost a resource since the grant

@@ -144,7 +144,7 @@ class Issuer:
         self.tokens = tokens
         grants: dict[str, Grant] = {
             "client_credentials": ClientCredentialsGrant(config, tokens),
-            "refresh_token": RefreshTokenGrant(config, tokens, self.store, self._users, clock),
+            "refresh_token": RefreshTokenGrant(config, tokens, self.store, self._users),
         }
         login = None
         if self._users is not None:
