@@ -43,7 +43,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from scopegate._jose import is_thumbprint
 from scopegate.issuer._clients import Client, ClientStore
@@ -53,9 +53,11 @@ from scopegate.issuer._endpoints import (
     HTTPResponse,
     collect_params,
     parse_form,
+    split_form,
 )
 from scopegate.issuer._errors import (
     InvalidGrantError,
+    InvalidRequestError,
     InvalidScopeError,
     OAuthError,
     StoreUnavailableError,
@@ -174,15 +176,8 @@ class AuthorizationEndpoint:
         if len(request.query) > _MAX_QUERY:
             return error_page(400, "The authorization request is too long.")
         try:
-            pairs = parse_qsl(
-                request.query,
-                keep_blank_values=True,
-                strict_parsing=False,
-                encoding="utf-8",
-                errors="strict",
-                max_num_fields=64,
-            )
-        except (UnicodeError, ValueError):
+            pairs = split_form(request.query, max_fields=64)
+        except InvalidRequestError:
             return error_page(400, "The authorization request is malformed.")
         # RFC 6749 §4.1.2.1: without a trustworthy client and redirect URI, say so here.
         client_ids = [value for name, value in pairs if name == "client_id"]

@@ -46,11 +46,12 @@ from scopegate.issuer._errors import (
     no_store_headers,
 )
 from scopegate.issuer._grants import Grant, GrantRequest
-from scopegate.issuer._store import IssuerStore, token_hash
+from scopegate.issuer._store import IssuerStore, RefreshTokenRecord, token_hash
 from scopegate.issuer._throttle import Limit, Limits, Reservation, Throttle, Throttled
 from scopegate.issuer._tokens import TokenFactory, TokenInfo
 
 __all__ = [
+    "EndpointContext",
     "Form",
     "HTTPRequest",
     "HTTPResponse",
@@ -60,6 +61,7 @@ __all__ = [
     "RevocationEndpoint",
     "TokenEndpoint",
     "parse_form",
+    "split_form",
 ]
 
 logger = logging.getLogger("scopegate.issuer")
@@ -169,37 +171,51 @@ def parse_form(request: HTTPRequest, max_body: int) -> Form:
         raise InvalidRequestError("URL query parameters are not allowed")
     if len(request.body) > max_body:
         raise RequestTooLargeError()
+    return collect_params(split_form(request.body, _MAX_FIELDS))
+
+
+def split_form(data: str | bytes, max_fields: int) -> list[tuple[str, str]]:
+    """Decode form-encoded *data* (a body or a query) into pairs (RFC 6749 App. B).
+
+    Bytes must be ASCII; escapes must decode as strict UTF-8; at most *max_fields*.
+
+    Raises:
+        InvalidRequestError: Bad encoding or too many fields.
+    """
     try:
-        pairs = parse_qsl(
-            request.body.decode("ascii"),
+        return parse_qsl(
+            data.decode("ascii") if isinstance(data, bytes) else data,
             keep_blank_values=True,
             strict_parsing=False,
             encoding="utf-8",
             errors="strict",
-            max_num_fields=_MAX_FIELDS,
+            max_num_fields=max_fields,
         )
     except (UnicodeError, ValueError) as exc:
         raise InvalidRequestError("The request body is not valid form encoding") from exc
-    return collect_params(pairs)
+
+
+@dataclass(frozen=True)
+class EndpointContext:
+    """What the token, introspection and revocation endpoints are all built with."""
+
+    config: IssuerConfig
+    authenticator: ClientAuthenticator
+    throttle: Throttle
+    limits: Limits
+    clock: Callable[[], float]
 
 
 class _FormEndpoint:
     """Shared plumbing: parsing, throttling, client auth, error rendering."""
 
-    def __init__(
-        self,
-        config: IssuerConfig,
-        authenticator: ClientAuthenticator,
-        throttle: Throttle,
-        limits: Limits,
-        clock: Callable[[], float],
-    ) -> None:
-        self._config = config
-        self._auth = authenticator
-        self._throttle = throttle
-        self._limits = limits
-        self._clock = clock
-        self._realm = config.issuer
+    def __init__(self, context: EndpointContext) -> None:
+        self._config = context.config
+        self._auth = context.authenticator
+        self._throttle = context.throttle
+        self._limits = context.limits
+        self._clock = context.clock
+        self._realm = context.config.issuer
 
     def handle(self, request: HTTPRequest) -> HTTPResponse:
         """Answer one request; never raises."""
@@ -280,16 +296,9 @@ class TokenEndpoint(_FormEndpoint):
     """
 
     def __init__(
-        self,
-        config: IssuerConfig,
-        authenticator: ClientAuthenticator,
-        throttle: Throttle,
-        limits: Limits,
-        clock: Callable[[], float],
-        grants: Mapping[str, Grant],
-        dpop: TokenEndpointDPoP,
+        self, context: EndpointContext, grants: Mapping[str, Grant], dpop: TokenEndpointDPoP
     ) -> None:
-        super().__init__(config, authenticator, throttle, limits, clock)
+        super().__init__(context)
         self._grants = dict(grants)
         self._dpop = dpop
 
@@ -333,17 +342,8 @@ class _TokenLookup(_FormEndpoint):
     # Each endpoint has its own budget per caller ("introspect", "revoke").
     budget = ""
 
-    def __init__(
-        self,
-        config: IssuerConfig,
-        authenticator: ClientAuthenticator,
-        throttle: Throttle,
-        limits: Limits,
-        clock: Callable[[], float],
-        tokens: TokenFactory,
-        store: IssuerStore,
-    ) -> None:
-        super().__init__(config, authenticator, throttle, limits, clock)
+    def __init__(self, context: EndpointContext, tokens: TokenFactory, store: IssuerStore) -> None:
+        super().__init__(context)
         self._tokens = tokens
         self._store = store
 
@@ -429,38 +429,14 @@ class IntrospectionEndpoint(_TokenLookup):
                 or (now >= item.idle_expires_at)
             ):
                 return inactive
-            refresh: dict[str, Any] = {
-                "active": True,
-                "scope": " ".join(item.scopes),
-                "client_id": item.client_id,
-                "sub": item.subject,
-                "exp": item.expires_at,
-                "iat": item.issued_at,
-                "iss": self._config.issuer,
-                "token_type": "refresh_token",
-            }
-            if item.jkt is not None:
-                refresh["cnf"] = {"jkt": item.jkt}
-            return refresh
+            return self._active(item, "refresh_token")
         info: TokenInfo = item
         if not client.introspect and info.client_id != client.client_id:
             return inactive
-        payload: dict[str, Any] = {
-            "active": True,
-            "scope": " ".join(info.scopes),
-            "client_id": info.client_id,
-            "sub": info.subject,
-            "aud": info.audience,
-            "iss": self._config.issuer,
-            "exp": info.expires_at,
-            "iat": info.issued_at,
-            "jti": info.jti,
-            "token_type": "Bearer",
-        }
-        if info.jkt is not None:
-            # RFC 9449 §6.2: the key a bound token must be presented with.
-            payload["cnf"] = {"jkt": info.jkt}
-            payload["token_type"] = "DPoP"  # noqa: S105 - a token type, not a secret
+        # RFC 9449 §6.2: an access token bound to a key is a DPoP token.
+        payload = self._active(info, "Bearer" if info.jkt is None else "DPoP")
+        payload["aud"] = info.audience
+        payload["jti"] = info.jti
         if info.username is not None:
             payload["username"] = info.username
         # RFC 9470 §6 (step-up): how and when the user authenticated.
@@ -468,6 +444,23 @@ class IntrospectionEndpoint(_TokenLookup):
             payload["auth_time"] = info.auth_time
         if isinstance(info.acr, str):
             payload["acr"] = info.acr
+        return payload
+
+    def _active(self, item: TokenInfo | RefreshTokenRecord, token_type: str) -> dict[str, Any]:
+        """The members every active token reports (RFC 7662 §2.2), with its key binding."""
+        payload: dict[str, Any] = {
+            "active": True,
+            "scope": " ".join(item.scopes),
+            "client_id": item.client_id,
+            "sub": item.subject,
+            "iss": self._config.issuer,
+            "exp": item.expires_at,
+            "iat": item.issued_at,
+            "token_type": token_type,
+        }
+        if item.jkt is not None:
+            # RFC 9449 §6.2: the key a bound token must be presented with.
+            payload["cnf"] = {"jkt": item.jkt}
         return payload
 
 

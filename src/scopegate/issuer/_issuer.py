@@ -26,6 +26,7 @@ from scopegate.issuer._config import IssuerConfig, LoadedConfig
 from scopegate.issuer._cors import CORSPolicy
 from scopegate.issuer._dpop import TokenEndpointDPoP, nonce_secret
 from scopegate.issuer._endpoints import (
+    EndpointContext,
     HTTPRequest,
     HTTPResponse,
     IntrospectionEndpoint,
@@ -210,15 +211,10 @@ class Issuer:
             if scopes:  # RFC 8414 §3.2: claims with zero elements are omitted
                 document["scopes_supported"] = scopes
 
-        self.token_endpoint = TokenEndpoint(
-            config, authenticator, throttle, limits, clock, grants, dpop
-        )
-        self.introspection_endpoint = IntrospectionEndpoint(
-            config, authenticator, throttle, limits, clock, tokens, self.store
-        )
-        self.revocation_endpoint = RevocationEndpoint(
-            config, authenticator, throttle, limits, clock, tokens, self.store
-        )
+        context = EndpointContext(config, authenticator, throttle, limits, clock)
+        self.token_endpoint = TokenEndpoint(context, grants, dpop)
+        self.introspection_endpoint = IntrospectionEndpoint(context, tokens, self.store)
+        self.revocation_endpoint = RevocationEndpoint(context, tokens, self.store)
         self.authorization_endpoint = AuthorizationEndpoint(
             config, self._clients, login, self.store, clock, self.authorization_path
         )
