@@ -72,6 +72,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast, overload
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
     from django.conf import settings
@@ -82,9 +84,7 @@ try:
     from django.utils.encoding import escape_uri_path
     from django.utils.module_loading import import_string
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides django
-    raise ImportError(
-        "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
-    ) from exc
+    raise missing_extra(__name__, "Django") from exc
 
 from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse

@@ -49,13 +49,13 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from flask import Flask, Request, Response, current_app, g, has_app_context, request
     from werkzeug.local import LocalProxy
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides flask
-    raise ImportError(
-        "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
-    ) from exc
+    raise missing_extra(__name__, "Flask") from exc
 
 from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
