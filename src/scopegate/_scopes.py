@@ -37,6 +37,7 @@ __all__ = [
     "check_scopes",
     "require_any_scope",
     "require_scope",
+    "scopes_requirement",
     "validated_scopes",
 ]
 
@@ -202,6 +203,30 @@ def check_scopes(
     return Requirement(required, any_of).check(token)
 
 
+def scopes_requirement(
+    scopes: tuple[str, ...],
+    *,
+    any_of: bool = False,
+    acr_values: Iterable[str] | None = None,
+    max_age: int | None = None,
+) -> Requirement:
+    """The requirement ``require_scope(*scopes)`` describes (``require_any_scope`` with
+    *any_of*): these decorators and their Flask and Django twins build theirs with it.
+
+    Raises:
+        ConfigurationError: No scope, or a malformed scope or setting (the message names
+            the decorator).
+    """
+    name = "require_any_scope" if any_of else "require_scope"
+    return Requirement.of(
+        name,
+        validated_scopes(scopes, name),
+        any_of=any_of,
+        acr_values=acr_values,
+        max_age=max_age,
+    )
+
+
 def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[P, R]]:
     check = requirement.check
 
@@ -249,13 +274,7 @@ def require_scope(
         >>> @require_scope("items:read", "admin")
         ... def admin_view(environ, start_response): ...
     """
-    requirement = Requirement.of(
-        "require_scope",
-        validated_scopes(scopes, "require_scope"),
-        acr_values=acr_values,
-        max_age=max_age,
-    )
-    return _decorator(requirement)
+    return _decorator(scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
 
 
 def require_any_scope(
@@ -275,11 +294,6 @@ def require_any_scope(
         MissingTokenError: At call time, when the request has no token (401).
         InsufficientScopeError: At call time, when no candidate is granted (403).
     """
-    requirement = Requirement.of(
-        "require_any_scope",
-        validated_scopes(scopes, "require_any_scope"),
-        any_of=True,
-        acr_values=acr_values,
-        max_age=max_age,
+    return _decorator(
+        scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
     )
-    return _decorator(requirement)

@@ -3,7 +3,8 @@
 Both offer the same decorator trio (``require_scope``, ``require_any_scope``,
 ``require_token``), run a protected view with its verified token as
 :func:`scopegate.current_token`, and serve the RFC 9728 metadata document from a URL rule
-of their own. The rules of those steps live here once; each integration keeps only what
+of their own. The rules of those steps live here once (the scopes requirement in
+:mod:`scopegate._scopes`, with the core decorators); each integration keeps only what
 its framework decides (the request view, the response class, where the token is kept).
 """
 
@@ -15,42 +16,17 @@ from typing import Protocol, TypeVar
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import HTTPResponse
 from scopegate._guard import BearerGuard, RequestView
-from scopegate._scopes import Requirement, validated_scopes
+from scopegate._scopes import Requirement
 from scopegate._token import AccessToken
 
 __all__ = [
     "CurrentToken",
     "framework_response",
     "metadata_document",
-    "scopes_requirement",
     "token_decorator",
 ]
 
 T = TypeVar("T")
-
-
-def scopes_requirement(
-    scopes: tuple[str, ...],
-    *,
-    any_of: bool = False,
-    acr_values: Iterable[str] | None = None,
-    max_age: int | None = None,
-) -> Requirement:
-    """The requirement ``require_scope(*scopes)`` describes (``require_any_scope`` with
-    *any_of*).
-
-    Raises:
-        ConfigurationError: No scope, or a malformed scope or setting (the message names
-            the decorator).
-    """
-    name = "require_any_scope" if any_of else "require_scope"
-    return Requirement.of(
-        name,
-        validated_scopes(scopes, name),
-        any_of=any_of,
-        acr_values=acr_values,
-        max_age=max_age,
-    )
 
 
 def token_decorator(

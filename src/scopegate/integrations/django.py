@@ -72,6 +72,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast, overload
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
     from django.conf import settings
@@ -82,14 +84,12 @@ try:
     from django.utils.encoding import escape_uri_path
     from django.utils.module_loading import import_string
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides django
-    raise ImportError(
-        "scopegate.integrations.django needs Django: pip install 'scopegate[django]'"
-    ) from exc
+    raise missing_extra(__name__, "Django") from exc
 
 from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse
 from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
-from scopegate._scopes import Requirement, validated_scopes
+from scopegate._scopes import Requirement, scopes_requirement, validated_scopes
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 from scopegate.integrations import _views
@@ -441,10 +441,8 @@ def require_scope(
 
     Args:
         *scopes: One or more scope names, each a single scope-token.
-        acr_values: Step-up (RFC 9470): the user must have authenticated with one of
-            these ``acr`` values.
-        max_age: Step-up (RFC 9470): the user's authentication (``auth_time``) must be
-            at most this many seconds old.
+        acr_values: Step-up requirement (RFC 9470), as for :func:`scopegate.require_scope`.
+        max_age: Step-up requirement (RFC 9470), as for :func:`scopegate.require_scope`.
 
     Raises:
         ConfigurationError: At decoration time, for no scopes or a malformed setting.
@@ -454,7 +452,7 @@ def require_scope(
     ``max_age`` (RFC 9470 §3; judged before the scopes); one lacking a scope 403
     ``insufficient_scope`` with ``scope=`` in the challenge (RFC 6750 §3.1).
     """
-    return _decorator(_views.scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
+    return _decorator(scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
 
 
 def require_any_scope(
@@ -462,7 +460,7 @@ def require_any_scope(
 ) -> Callable[[V], V]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
     return _decorator(
-        _views.scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
+        scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
     )
 
 

@@ -77,6 +77,8 @@ import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from fastapi import FastAPI
     from fastapi.exceptions import HTTPException
@@ -90,9 +92,7 @@ try:
     from starlette.routing import BaseRoute, Route
     from starlette.websockets import WebSocket
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides fastapi
-    raise ImportError(
-        "scopegate.integrations.fastapi needs FastAPI: pip install 'scopegate[fastapi]'"
-    ) from exc
+    raise missing_extra(__name__, "FastAPI") from exc
 
 from scopegate._errors import BearerError, HTTPResponse, check_realm
 from scopegate._guard import BearerGuard, GuardOptions

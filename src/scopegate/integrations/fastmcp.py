@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from fastmcp.server.auth import AccessToken as FastMCPAccessToken
     from fastmcp.server.auth import RemoteAuthProvider, TokenVerificationError, TokenVerifier
@@ -51,9 +53,7 @@ try:
     from starlette.responses import Response
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides fastmcp
-    raise ImportError(
-        "scopegate.integrations.fastmcp needs FastMCP: pip install 'scopegate[fastmcp]'"
-    ) from exc
+    raise missing_extra(__name__, "FastMCP") from exc
 
 from scopegate._errors import ConfigurationError, ServiceUnavailableError
 from scopegate._guard import _check_audience

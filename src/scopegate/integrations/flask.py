@@ -49,18 +49,18 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from flask import Flask, Request, Response, current_app, g, has_app_context, request
     from werkzeug.local import LocalProxy
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides flask
-    raise ImportError(
-        "scopegate.integrations.flask needs Flask: pip install 'scopegate[flask]'"
-    ) from exc
+    raise missing_extra(__name__, "Flask") from exc
 
 from scopegate._config import from_env, options_from_env, realm_from_env
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
-from scopegate._scopes import Requirement
+from scopegate._scopes import Requirement, scopes_requirement
 from scopegate._token import AccessToken
 from scopegate._verifier import TokenVerifier
 from scopegate.integrations import _views
@@ -264,10 +264,8 @@ def require_scope(
 
     Args:
         *scopes: One or more scope names, each a single scope-token.
-        acr_values: Step-up (RFC 9470): the user must have authenticated with one of
-            these ``acr`` values.
-        max_age: Step-up (RFC 9470): the user's authentication (``auth_time``) must be
-            at most this many seconds old.
+        acr_values: Step-up requirement (RFC 9470), as for :func:`scopegate.require_scope`.
+        max_age: Step-up requirement (RFC 9470), as for :func:`scopegate.require_scope`.
 
     Raises:
         ConfigurationError: At decoration time, for no scopes or a malformed setting.
@@ -284,7 +282,7 @@ def require_scope(
         @require_scope("payments:write", acr_values=["urn:example:mfa"], max_age=300)
         def pay(): ...
     """
-    return _decorator(_views.scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
+    return _decorator(scopes_requirement(scopes, acr_values=acr_values, max_age=max_age))
 
 
 def require_any_scope(
@@ -292,7 +290,7 @@ def require_any_scope(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Like :func:`require_scope`, but ONE of *scopes* suffices."""
     return _decorator(
-        _views.scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
+        scopes_requirement(scopes, any_of=True, acr_values=acr_values, max_age=max_age)
     )
 
 

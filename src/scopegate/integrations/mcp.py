@@ -61,6 +61,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     import pydantic_core
     from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
@@ -72,9 +74,7 @@ try:
     from starlette.requests import HTTPConnection
     from starlette.responses import Response
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides mcp
-    raise ImportError(
-        "scopegate.integrations.mcp needs the MCP Python SDK: pip install 'scopegate[mcp]'"
-    ) from exc
+    raise missing_extra(__name__, "the MCP Python SDK") from exc
 
 from scopegate import _observe, asgi
 from scopegate._errors import (

@@ -44,15 +44,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from scopegate.integrations._extras import missing_extra
+
 try:
     from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
     from starlette.requests import HTTPConnection
     from starlette.responses import Response
     from starlette.websockets import WebSocket
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides starlette
-    raise ImportError(
-        "scopegate.integrations.starlette needs Starlette: pip install 'scopegate[starlette]'"
-    ) from exc
+    raise missing_extra(__name__, "Starlette") from exc
 
 from scopegate import asgi
 from scopegate._errors import BearerError, check_realm
