@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from scopegate import _observe
 from scopegate._errors import ConfigurationError
-from scopegate._flow import Flow, arun, run
+from scopegate._flow import ClientOwner, Flow, arun, run
 from scopegate._settings import number
 
 if TYPE_CHECKING:
@@ -467,7 +467,7 @@ class _Command:
         return await client.execute_command(*self.args)
 
 
-class RedisCache:
+class RedisCache(ClientOwner):
     """Introspection results shared through Redis (``pip install 'scopegate[redis]'``).
 
     Values are the JSON of a :class:`CacheEntry` stored with ``SET ... PX ttl`` so Redis
@@ -512,16 +512,17 @@ class RedisCache:
         number("lock_ttl", lock_ttl, low_open=True)
         number("lock_wait", lock_wait)
         number("poll_interval", poll_interval, low_open=True)
-        self._own_connection = connection is None
-        self.redis = connection or RedisConnection(
-            url,
-            client=client,
-            async_client=async_client,
-            socket_timeout=socket_timeout,
-            retry_interval=retry_interval,
-            log_interval=log_interval,
-            purpose="Redis cache",
-        )
+        if connection is None:
+            connection = self._owned = RedisConnection(
+                url,
+                client=client,
+                async_client=async_client,
+                socket_timeout=socket_timeout,
+                retry_interval=retry_interval,
+                log_interval=log_interval,
+                purpose="Redis cache",
+            )
+        self.redis = connection
         self.url = self.redis.url
         self.prefix = prefix
         self.lock_wait = lock_wait
@@ -611,16 +612,6 @@ class RedisCache:
     async def aunlock(self, key: str, handle: str) -> None:
         """See :meth:`unlock_flow` (asyncio)."""
         await arun(self.unlock_flow(key, handle))
-
-    def close(self) -> None:
-        """Close the clients this cache made."""
-        if self._own_connection:
-            self.redis.close()
-
-    async def aclose(self) -> None:
-        """Close the clients this cache made (call it on the loop that used them)."""
-        if self._own_connection:
-            await self.redis.aclose()
 
 
 _DOWN: Any = object()
