@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from scopegate import _observe
 from scopegate._errors import ConfigurationError
-from scopegate._flow import Flow, arun, run
+from scopegate._flow import ClientOwner, Flow, arun, run
 from scopegate._settings import number
 
 if TYPE_CHECKING:
@@ -467,7 +467,7 @@ class _Command:
         return await client.execute_command(*self.args)
 
 
-class RedisCache:
+class RedisCache(ClientOwner):
     """Introspection results shared through Redis (``pip install 'scopegate[redis]'``).
 
     Values are the JSON of a :class:`CacheEntry` stored with ``SET ... PX ttl`` so Redis
@@ -475,19 +475,18 @@ class RedisCache:
 
     Args:
         url: ``redis://`` / ``rediss://`` URL (see :class:`RedisConnection`).
-        client: A ``redis.Redis`` to use for the sync path (not closed by us).
-        async_client: A ``redis.asyncio.Redis`` for the async path (not closed by us).
-        connection: A :class:`RedisConnection` to share (instead of the three above).
+        connection: A :class:`RedisConnection` to share (instead of *url* and
+            *connection_options*).
         prefix: Key namespace.
-        socket_timeout: Seconds for connecting to and answering from Redis (own clients).
-        retry_interval: After a Redis error, seconds during which Redis is not tried
-            (requests introspect directly), then it is tried again.
-        log_interval: At most one "Redis unavailable" warning per this many seconds.
         lock_ttl: Lifetime of the cross-process introspection lock (``PX``); bounds how
             long a crashed holder can delay others.
         lock_wait: How long a process waits for another's introspection before it
             introspects by itself.
         poll_interval: Seconds between reads while waiting.
+        **connection_options: The other keywords of the :class:`RedisConnection` this
+            cache makes: ``client``, ``async_client``, ``socket_timeout``,
+            ``retry_interval`` (while Redis is not tried, requests introspect directly)
+            and ``log_interval``.
 
     Raises:
         ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
@@ -498,30 +497,21 @@ class RedisCache:
         self,
         url: str | None = None,
         *,
-        client: Any = None,
-        async_client: Any = None,
         connection: RedisConnection | None = None,
         prefix: str = "scopegate:introspection:",
-        socket_timeout: float = 1.0,
-        retry_interval: float = 2.0,
-        log_interval: float = 60.0,
         lock_ttl: float = 10.0,
         lock_wait: float = 3.0,
         poll_interval: float = 0.02,
+        **connection_options: Any,
     ) -> None:
         number("lock_ttl", lock_ttl, low_open=True)
         number("lock_wait", lock_wait)
         number("poll_interval", poll_interval, low_open=True)
-        self._own_connection = connection is None
-        self.redis = connection or RedisConnection(
-            url,
-            client=client,
-            async_client=async_client,
-            socket_timeout=socket_timeout,
-            retry_interval=retry_interval,
-            log_interval=log_interval,
-            purpose="Redis cache",
-        )
+        if connection is None:
+            connection = self._owned = RedisConnection(
+                url, purpose="Redis cache", **connection_options
+            )
+        self.redis = connection
         self.url = self.redis.url
         self.prefix = prefix
         self.lock_wait = lock_wait
@@ -611,16 +601,6 @@ class RedisCache:
     async def aunlock(self, key: str, handle: str) -> None:
         """See :meth:`unlock_flow` (asyncio)."""
         await arun(self.unlock_flow(key, handle))
-
-    def close(self) -> None:
-        """Close the clients this cache made."""
-        if self._own_connection:
-            self.redis.close()
-
-    async def aclose(self) -> None:
-        """Close the clients this cache made (call it on the loop that used them)."""
-        if self._own_connection:
-            await self.redis.aclose()
 
 
 _DOWN: Any = object()

@@ -21,7 +21,8 @@ The HTTP runner bounds every exchange by one **deadline** from the first byte se
 the last byte read (connect, TLS, request, headers and body together): a server that
 drips bytes cannot hold a request past it. The single flights (:class:`Flight`) share
 one fetch among concurrent callers; cancelling one caller never cancels the fetch the
-others wait on.
+others wait on. :class:`ClientOwner` gives the ``close`` / ``aclose`` pair to the objects
+that may make their own client.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_BODY",
     "AsyncSingleFlight",
     "Call",
+    "ClientOwner",
     "Effect",
     "Flight",
     "Flow",
@@ -116,6 +118,35 @@ class Sleep:
     async def arun(self) -> None:
         """Sleep without blocking the loop."""
         await asyncio.sleep(self.seconds)
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ClientOwner:
+    """Gives ``close`` / ``aclose`` to an object that uses a client it may have made.
+
+    The client (an :class:`HTTPRunner`, a :class:`~scopegate.RedisConnection`) is closed
+    only when the object made it, kept in ``_owned``: one passed in may be shared, so it
+    is its owner's to close.
+    """
+
+    #: The client this object made and must close; ``None`` when it was given one.
+    _owned: _Closeable | None = None
+
+    def close(self) -> None:
+        """Close the sync side of the client this object made (one passed in is left open)."""
+        if self._owned is not None:
+            self._owned.close()
+
+    async def aclose(self) -> None:
+        """Close the client this object made, both sides (call it on the loop that used it;
+        one passed in is left open)."""
+        if self._owned is not None:
+            await self._owned.aclose()
 
 
 #: ``first=`` default of the drivers: start the flow (rather than resume it).

@@ -60,7 +60,15 @@ from scopegate._errors import (
     KeySetUnavailableError,
     ServiceUnavailableError,
 )
-from scopegate._flow import Flight, Flow, HTTPRunner, ResponseTooLargeError, arun, run
+from scopegate._flow import (
+    ClientOwner,
+    Flight,
+    Flow,
+    HTTPRunner,
+    ResponseTooLargeError,
+    arun,
+    run,
+)
 from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._keys import KeySet, UnusableKeyError, VerificationKey, parse_jwks
 
@@ -83,7 +91,7 @@ class _State:
     reason: str = "jwks_unavailable"  # reason code of the last failure
 
 
-class JWKSCache:
+class JWKSCache(ClientOwner):
     """Keys of one issuer fetched from its JWKS (RFC 7517 §5), cached and refreshed.
 
     Args:
@@ -132,8 +140,9 @@ class JWKSCache:
         self.cooldown = cooldown
         self.stale_if_error = stale_if_error
         self.retry_interval = min(cooldown, 5.0)
-        self._own_runner = runner is None
-        self.runner = runner if runner is not None else HTTPRunner()
+        if runner is None:
+            runner = self._owned = HTTPRunner()
+        self.runner = runner
         self._timer = timer
         self._state = _State()
         self._kid_refresh_at = _NEVER  # when an unknown kid last caused a refresh
@@ -381,16 +390,6 @@ class JWKSCache:
     async def arefresh(self) -> KeySet | None:
         """Fetch now, on the event loop (see :meth:`refresh_flow`)."""
         return await arun(self.refresh_flow())
-
-    def close(self) -> None:
-        """Close the private runner's sync client (a runner passed in is left open)."""
-        if self._own_runner:
-            self.runner.close()
-
-    async def aclose(self) -> None:
-        """Close the private runner's clients (a runner passed in is left open)."""
-        if self._own_runner:
-            await self.runner.aclose()
 
 
 def _changes(old: KeySet, new: KeySet) -> tuple[int, int]:

@@ -120,7 +120,17 @@ class LocalIssuer:
         expires_in: float = 300,
         **claims: Any,
     ) -> dict[str, Any]:
-        """The claims set :meth:`make_token` signs (RFC 9068 §2.2), without signing it."""
+        """The claims set :meth:`make_token` signs (RFC 9068 §2.2), without signing it.
+
+        Args:
+            scopes: Granted scopes, as a list or a space-delimited string (``scope``
+                claim); ``None`` leaves the claim out.
+            sub: ``sub``; defaults to :attr:`subject`.
+            client_id: ``client_id``; defaults to :attr:`client_id`.
+            audience: ``aud``; defaults to :attr:`audience`.
+            expires_in: Seconds from now until ``exp``; negative for an expired token.
+            **claims: Any other claim; overrides the defaults. :data:`OMIT` removes one.
+        """
         now = int(self.clock())
         body: dict[str, Any] = {
             "iss": self.issuer,
@@ -141,10 +151,6 @@ class LocalIssuer:
         self,
         scopes: str | Iterable[str] | None = None,
         *,
-        sub: str | _Omit | None = None,
-        client_id: str | _Omit | None = None,
-        audience: str | list[str] | _Omit | None = None,
-        expires_in: float = 300,
         headers: Mapping[str, Any] | None = None,
         key: SigningKey | None = None,
         **claims: Any,
@@ -152,24 +158,17 @@ class LocalIssuer:
         """Mint a signed RFC 9068 JWT access token.
 
         Args:
-            scopes: Granted scopes, as a list or a space-delimited string (``scope``
-                claim); ``None`` leaves the claim out.
-            sub: ``sub``; defaults to :attr:`subject`.
-            client_id: ``client_id``; defaults to :attr:`client_id`.
-            audience: ``aud``; defaults to :attr:`audience`.
-            expires_in: Seconds from now until ``exp``; negative for an expired token.
+            scopes: Granted scopes (see :meth:`claims`).
             headers: JOSE header members to add or replace (``typ``, ``kid``...); a
                 member set to ``None`` is removed.
             key: Sign with another key (e.g. an attacker's) instead of :attr:`key`.
-            **claims: Any other claim; overrides the defaults. :data:`OMIT` removes one.
+            **claims: The keywords of :meth:`claims` (``sub``, ``client_id``,
+                ``audience``, ``expires_in``) and any other claim; :data:`OMIT` removes one.
 
         Returns:
             The compact JWS string.
         """
-        body = self.claims(
-            scopes, sub=sub, client_id=client_id, audience=audience, expires_in=expires_in, **claims
-        )
-        return (key or self.key).sign(body, headers)
+        return (key or self.key).sign(self.claims(scopes, **claims), headers)
 
     def authorization(self, scopes: str | Iterable[str] | None = None, **kwargs: Any) -> str:
         """The ``Authorization`` header value carrying a fresh token (``"Bearer ..."``)."""
