@@ -475,18 +475,19 @@ class RedisCache(ClientOwner):
 
     Args:
         url: ``redis://`` / ``rediss://`` URL (see :class:`RedisConnection`).
-        connection: A :class:`RedisConnection` to share (instead of *url* and
-            *connection_options*).
+        client: A ``redis.Redis`` to use for the sync path (not closed by us).
+        async_client: A ``redis.asyncio.Redis`` for the async path (not closed by us).
+        connection: A :class:`RedisConnection` to share (instead of the three above).
         prefix: Key namespace.
+        socket_timeout: Seconds for connecting to and answering from Redis (own clients).
+        retry_interval: After a Redis error, seconds during which Redis is not tried
+            (requests introspect directly), then it is tried again.
+        log_interval: At most one "Redis unavailable" warning per this many seconds.
         lock_ttl: Lifetime of the cross-process introspection lock (``PX``); bounds how
             long a crashed holder can delay others.
         lock_wait: How long a process waits for another's introspection before it
             introspects by itself.
         poll_interval: Seconds between reads while waiting.
-        **connection_options: The other keywords of the :class:`RedisConnection` this
-            cache makes: ``client``, ``async_client``, ``socket_timeout``,
-            ``retry_interval`` (while Redis is not tried, requests introspect directly)
-            and ``log_interval``.
 
     Raises:
         ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
@@ -497,19 +498,29 @@ class RedisCache(ClientOwner):
         self,
         url: str | None = None,
         *,
+        client: Any = None,
+        async_client: Any = None,
         connection: RedisConnection | None = None,
         prefix: str = "scopegate:introspection:",
+        socket_timeout: float = 1.0,
+        retry_interval: float = 2.0,
+        log_interval: float = 60.0,
         lock_ttl: float = 10.0,
         lock_wait: float = 3.0,
         poll_interval: float = 0.02,
-        **connection_options: Any,
     ) -> None:
         number("lock_ttl", lock_ttl, low_open=True)
         number("lock_wait", lock_wait)
         number("poll_interval", poll_interval, low_open=True)
         if connection is None:
             connection = self._owned = RedisConnection(
-                url, purpose="Redis cache", **connection_options
+                url,
+                client=client,
+                async_client=async_client,
+                socket_timeout=socket_timeout,
+                retry_interval=retry_interval,
+                log_interval=log_interval,
+                purpose="Redis cache",
             )
         self.redis = connection
         self.url = self.redis.url
