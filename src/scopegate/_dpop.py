@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, cast, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from scopegate._cache import BoundedDict, RedisConnection
@@ -59,7 +59,7 @@ from scopegate._errors import (
     ServiceUnavailableError,
     UseDPoPNonceError,
 )
-from scopegate._flow import Flow
+from scopegate._flow import ClientOwner, Flow
 from scopegate._jose import (
     MAX_HEADER_LENGTH,
     JOSEError,
@@ -72,7 +72,7 @@ from scopegate._jsonstrict import StrictJSONError, loads_object, nesting_depth
 from scopegate._keys import (
     SUPPORTED_ALGORITHMS,
     UnusableKeyError,
-    VerificationKey,
+    Verify,
     check_algorithms,
     jwk_thumbprint,
     parse_jwk,
@@ -255,7 +255,7 @@ class MemoryReplayStore:
         return first
 
 
-class RedisReplayStore:
+class RedisReplayStore(ClientOwner):
     """Used proofs shared by every process through Redis (``SET NX PX``).
 
     Args:
@@ -273,8 +273,9 @@ class RedisReplayStore:
         connection: RedisConnection | None = None,
         prefix: str = "scopegate:dpop:",
     ) -> None:
-        self._own = connection is None
-        self.redis = connection or RedisConnection(url, purpose="DPoP replay store")
+        if connection is None:
+            connection = self._owned = RedisConnection(url, purpose="DPoP replay store")
+        self.redis = connection
         self.prefix = prefix
 
     def __repr__(self) -> str:
@@ -293,16 +294,6 @@ class RedisReplayStore:
             raise ServiceUnavailableError(reason="dpop_replay_unavailable", retry_after=2) from exc
         redis.recovered()
         return bool(taken)
-
-    def close(self) -> None:
-        """Close the clients this store made."""
-        if self._own:
-            self.redis.close()
-
-    async def aclose(self) -> None:
-        """Close the clients this store made (on the loop that used them)."""
-        if self._own:
-            await self.redis.aclose()
 
 
 class NonceSource:
@@ -403,9 +394,7 @@ class ProofVerifier:
     def __init__(self, policy: DPoPPolicy) -> None:
         self.policy = policy
         self.allowed = frozenset(policy.algorithms) & SUPPORTED_ALGORITHMS
-        self._headers: BoundedDict[bytes, tuple[str, VerificationKey, str]] = BoundedDict(
-            _HEADER_CACHE
-        )
+        self._headers: BoundedDict[bytes, tuple[Verify, str]] = BoundedDict(_HEADER_CACHE)
 
     def check(
         self,
@@ -444,7 +433,7 @@ class ProofVerifier:
         if known is None:
             known = self._header(header_segment)
             self._headers.put(header_segment, known)
-        alg, key, jkt = known
+        verify, jkt = known
         if bound is not None:
             check_binding(bound, jkt)
         if second - first > _MAX_CLAIMS_SEGMENT:
@@ -454,7 +443,7 @@ class ProofVerifier:
             signature = b64url_decode(raw[second + 1 :])
         except JOSEError:
             raise _fail("dpop_malformed") from None
-        if not key.verify(alg, raw[:second], signature):
+        if not verify(raw[:second], signature):
             raise _fail("dpop_signature")
         if (b"[" in payload or payload.count(b"{") != 1) and nesting_depth(payload) != 1:
             # Anyone can sign a proof (with a key of their own), and at a token endpoint
@@ -467,7 +456,8 @@ class ProofVerifier:
             claims = loads_object(payload)
         except StrictJSONError:
             raise _fail("dpop_malformed") from None
-        jti, htm, htu, iat = (claims.get(n) for n in ("jti", "htm", "htu", "iat"))
+        get: Callable[[str], Any] = claims.get
+        jti, htm, htu, iat = get("jti"), get("htm"), get("htu"), get("iat")
         if (
             type(jti) is not str
             or not 0 < len(jti) <= _MAX_JTI
@@ -479,7 +469,7 @@ class ProofVerifier:
             or not is_numeric_date(iat)
         ):
             raise _fail("dpop_claims")
-        issued = float(cast("float", iat))  # a NumericDate: an int or float in range
+        issued = float(iat)  # a NumericDate: an int or float in range
         if htm != method:
             raise _fail("dpop_method")
         # The exact string is the common case; normalisation only when it differs.
@@ -492,12 +482,12 @@ class ProofVerifier:
         if not now - policy.max_age <= issued <= now + policy.leeway:
             raise _fail("dpop_iat")
         if token is not None:
-            ath = claims.get("ath")
+            ath = get("ath")
             if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
                 raise _fail("dpop_ath")
-        if policy.nonce is not None and not policy.nonce.accepts(claims.get("nonce")):
+        if policy.nonce is not None and not policy.nonce.accepts(get("nonce")):
             raise UseDPoPNonceError(nonce=policy.nonce.current())
-        return Proof(jkt, jti, issued)
+        return Proof._make((jkt, jti, issued))  # tuple.__new__: no Python-level __new__
 
     def record_flow(self, proof: Proof, now: float) -> Flow[None]:
         """Record *proof*'s single use in the policy's replay store (RFC 9449 §11.1).
@@ -515,7 +505,9 @@ class ProofVerifier:
         if not (yield from policy.replay.first_use_flow(key, ttl)):
             raise _fail("dpop_replayed")
 
-    def _header(self, segment: bytes) -> tuple[str, VerificationKey, str]:
+    def _header(self, segment: bytes) -> tuple[Verify, str]:
+        """The signature check and the key's thumbprint of a proof header (cached by the
+        caller: a client signs every proof with the same header)."""
         if len(segment) > MAX_HEADER_LENGTH:
             raise _fail("dpop_malformed")
         try:
@@ -537,6 +529,7 @@ class ProofVerifier:
             jkt = jwk_thumbprint(jwk)
         except (UnusableKeyError, KeyError, TypeError, ValueError):
             raise _fail("dpop_key") from None
-        if alg not in key.algorithms:
+        verify = key.verifier(alg)
+        if verify is None:
             raise _fail("dpop_key")
-        return alg, key, jkt
+        return verify, jkt

@@ -360,6 +360,7 @@ class BearerGuard:
         "_excluded",
         "_fast_probe",
         "_known",
+        "_origin_fixed",
         "_probe",
         "_required",
         "_verify_flow",
@@ -403,6 +404,15 @@ class BearerGuard:
         # The remembered-header fast path needs a cache probe and Bearer accepted.
         self._fast_probe = self._probe if self._bearer else None
         resource = self.options.resource
+        public_url = self.options.public_url
+        # The origin a client addresses, when configured rather than read from requests.
+        self._origin_fixed: str | None = (
+            public_url.rstrip("/")
+            if public_url is not None
+            else resource.origin
+            if resource is not None
+            else None
+        )
         self._documents: dict[str, HTTPResponse] = {}
         self._challenge: tuple[tuple[str, str], ...] = ()
         if resource is not None:
@@ -577,29 +587,33 @@ class BearerGuard:
         try:
             token = yield from self._flow(request, note)
         except BearerError as error:
-            _observe.decision(
-                _observe.refusal(error.status),
-                error.status,
-                error.reason,
-                note.get("kind", "none"),
-                _scheme(request.token_source),
-                note["cached"],
+            _observe.emit_parts(
+                _observe.decision_parts(
+                    _observe.refusal(error.status),
+                    error.status,
+                    error.reason,
+                    note.get("kind", "none"),
+                    _scheme(request.token_source),
+                    note["cached"],
+                ),
                 _timer() - start,
             )
             raise
         if token is None:
             _observe.emit_parts(_ANONYMOUS, _timer() - start)
         else:
-            _observe.decision(
-                "accepted",
-                200,
-                None,
-                note.get("kind") or _observe.token_kind(token.token),
-                "bearer" if token.jkt is None else "dpop",
-                note["cached"],
+            _observe.emit_parts(
+                _observe.decision_parts(
+                    "accepted",
+                    200,
+                    None,
+                    note.get("kind") or _observe.token_kind(token.token),
+                    "bearer" if token.jkt is None else "dpop",
+                    note["cached"],
+                    token.issuer,
+                    token.client_id,
+                ),
                 _timer() - start,
-                token.issuer,
-                token.client_id,
             )
         return token
 
@@ -616,13 +630,15 @@ class BearerGuard:
             response = self.render(InvalidRequestError(reason="method_not_allowed"))
             _observe.log_rejection(400, "invalid_request", "method_not_allowed", "guard")
         if _observe.HOOKS:
-            _observe.decision(
-                "document" if response.status < 400 else "rejected",
-                response.status,
-                None if response.status < 400 else "method_not_allowed",
-                "none",
-                "none",
-                True,
+            _observe.emit_parts(
+                _observe.decision_parts(
+                    "document" if response.status < 400 else "rejected",
+                    response.status,
+                    None if response.status < 400 else "method_not_allowed",
+                    "none",
+                    "none",
+                    True,
+                ),
                 0.0,
             )
         return response
@@ -739,17 +755,18 @@ class BearerGuard:
             # token (and its key) makes this guard read a proof's claims, which anyone
             # can sign with a key of their own (a crafted proof cost about 12 times a
             # bad token signature to read; tests/core/test_hostile_tokens.py).
+            now = time.time()
             proof = self._dpop.check(
                 proof_text,
                 method=method,
                 url=self._url(request),
                 token=raw,
-                now=time.time(),
+                now=now,
                 bound=token,  # its key checked against the token's cnf.jkt
             )
             # Recorded only now: only the holder of a valid bound token writes to the
             # replay store, for as long as the proof could be replayed.
-            yield from self._dpop.record_flow(proof, time.time())
+            yield from self._dpop.record_flow(proof, now)
         if self._required and not token.scopes >= self._required:
             raise InsufficientScopeError(self.options.required_scopes, reason="insufficient_scope")
         if remember and credentials.source == "header" and len(authorization) == 1:
@@ -793,11 +810,9 @@ class BearerGuard:
         return self._origin(request) + request.path
 
     def _origin(self, request: RequestView) -> str:
+        if self._origin_fixed is not None:
+            return self._origin_fixed
         options = self.options
-        if options.public_url is not None:
-            return options.public_url.rstrip("/")
-        if options.resource is not None:
-            return options.resource.origin
         scheme, host = request.scheme, None
         if options.trust_forwarded:
             scheme, host = _forwarded(request, scheme)

@@ -61,7 +61,7 @@ from scopegate._errors import (
     ConfigurationError,
     KeySetUnavailableError,
 )
-from scopegate._flow import Flow, HTTPRunner, arun, run
+from scopegate._flow import ClientOwner, Flow, HTTPRunner, arun, run
 from scopegate._jose import (
     MAX_HEADER_LENGTH,
     MAX_TOKEN_LENGTH,
@@ -176,7 +176,7 @@ def _token_factory(cls: type[AccessToken] = AccessToken) -> Callable[..., Access
 _new_token = _token_factory()
 
 
-class JWTVerifier:
+class JWTVerifier(ClientOwner):
     """Verifies RFC 9068 JWT access tokens with the configured issuer's keys.
 
     Keys come from exactly one place: ``keys`` (static, never any network), ``jwks_uri``,
@@ -316,7 +316,6 @@ class JWTVerifier:
 
         if keys is not None and jwks_uri is not None:
             raise ConfigurationError("give either keys or jwks_uri, not both")
-        self._own_runner = runner is None and keys is None
         self._runner = runner
         self.metadata: ServerMetadata | None = None
         self._source: KeySource
@@ -325,7 +324,7 @@ class JWTVerifier:
             self._static = True
         else:
             if runner is None:
-                self._runner = HTTPRunner(
+                self._runner = self._owned = HTTPRunner(
                     timeout=number("http_timeout", http_timeout, low_open=True)
                 )
             if jwks_uri is None:
@@ -662,16 +661,6 @@ class JWTVerifier:
             results.append(Check(rule.name, not failed, rule.reason if failed else None))
             passed = passed and not failed
         return passed
-
-    def close(self) -> None:
-        """Close the private HTTP clients (a runner passed in is left open)."""
-        if self._own_runner and self._runner is not None:
-            self._runner.close()
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        if self._own_runner and self._runner is not None:
-            await self._runner.aclose()
 
 
 def _json(segment: bytes) -> dict[str, Any]:

@@ -83,7 +83,6 @@ __all__ = [
     "Parts",
     "Record",
     "add_hook",
-    "decision",
     "decision_parts",
     "emit",
     "emit_parts",
@@ -410,7 +409,7 @@ def decision_parts(
 
     *issuer* and *client_id* must come from a verified token; a refused request never
     names them. The parts can be kept and reused for identical decisions (the guard
-    does, per remembered header).
+    does, per remembered header); :func:`emit_parts` emits them with a duration.
     """
     return parts(
         "decision",
@@ -423,28 +422,6 @@ def decision_parts(
         issuer=issuer,
         client_id=client_id,
         stage=stage,
-    )
-
-
-def decision(
-    outcome: str,
-    status: int,
-    reason: str | None,
-    kind: str,
-    scheme: str,
-    cached: bool,
-    duration: float,
-    issuer: str | None = None,
-    client_id: str | None = None,
-    stage: str = "guard",
-) -> None:
-    """Emit the ``decision`` record of one request (call only when hooks are set).
-
-    See :func:`decision_parts` for the arguments.
-    """
-    emit_parts(
-        decision_parts(outcome, status, reason, kind, scheme, cached, issuer, client_id, stage),
-        duration,
     )
 
 
@@ -542,15 +519,17 @@ def refused(error: BearerError, token: AccessToken | None, stage: str = "endpoin
     ``decision`` record of *stage*."""
     log_rejection(error.status, error.error or "-", error.reason, stage)
     if HOOKS:
-        decision(
-            refusal(error.status),
-            error.status,
-            error.reason,
-            "none" if token is None else token_kind(token.token),
-            "none" if token is None else ("dpop" if token.jkt else "bearer"),
-            False,
+        emit_parts(
+            decision_parts(
+                refusal(error.status),
+                error.status,
+                error.reason,
+                "none" if token is None else token_kind(token.token),
+                "none" if token is None else ("dpop" if token.jkt else "bearer"),
+                False,
+                stage=stage,
+            ),
             0.0,
-            stage=stage,
         )
 
 

@@ -47,7 +47,7 @@ class AccessToken:
         cnf = self.claims.get("cnf")
         if cnf is None:
             return None  # the common case, without an ABC isinstance check
-        if isinstance(cnf, Mapping):
+        if type(cnf) is dict or isinstance(cnf, Mapping):  # JSON's dict: no ABC check
             jkt = cnf.get("jkt")
             if isinstance(jkt, str):
                 return jkt

@@ -63,6 +63,10 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 ENVIRON_KEY = "scopegate.token"
 
 
+#: The two request headers PEP 3333 (CGI) names without the ``HTTP_`` prefix.
+_CGI_NAMES = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+
+
 class WSGIRequest:
     """The guard's view of a WSGI ``environ`` (PEP 3333)."""
 
@@ -104,9 +108,7 @@ class WSGIRequest:
 
     def header(self, name: str) -> list[str]:
         """The value of header *name* (lower case), merged by the server as PEP 3333 says."""
-        key = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}.get(
-            name, "HTTP_" + name.upper().replace("-", "_")
-        )
+        key = _CGI_NAMES.get(name) or "HTTP_" + name.upper().replace("-", "_")
         value = self._environ.get(key)
         if key == "HTTP_HOST" and not value:
             # PEP 3333 URL reconstruction without a Host header.
