@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask
+from flask import Flask, abort
 
 from scopegate.integrations.flask import ScopeGate, current_token, get_current_token, require_scope
 from tests.core.tokens import mint, static_verifier
@@ -31,6 +31,21 @@ def build_app() -> Flask:
     @require_scope("items:read")
     def negotiated() -> Any:
         return {"sub": current_token.subject}, 200, {"Vary": "Accept"}
+
+    @app.get("/missing/<int:item>")
+    @require_scope("items:read")
+    def missing(item: int) -> Any:
+        abort(404)
+
+    @app.get("/stacked")
+    @require_scope("items:write")
+    @require_scope("items:read")
+    async def stacked() -> Any:
+        return "both"
+
+    @app.get("/public")
+    def public() -> Any:
+        return "open"
 
     return app
 
@@ -94,3 +109,30 @@ def test_get_current_token_in_app_context_without_request() -> None:
     app = build_app()
     with app.app_context():
         assert get_current_token() is None
+
+
+def test_error_raised_by_a_decorated_view_varies(base_url: str) -> None:
+    """abort(404) inside a decorated view: the page was served for this token, so it varies."""
+    response = httpx.get(
+        base_url + "/missing/7", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.status_code == 404
+    assert response.headers["vary"] == "Authorization"
+
+
+def test_stacked_async_decorators_name_authorization_once(base_url: str) -> None:
+    """Two decorators on an async view: one Vary value, Authorization once."""
+    response = httpx.get(
+        base_url + "/stacked", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.text == "both"
+    assert response.headers.get_list("vary") == ["Authorization"]
+
+
+def test_undecorated_view_does_not_vary(base_url: str) -> None:
+    """A view without a decorator never read the token: no Vary of ours."""
+    response = httpx.get(
+        base_url + "/public", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.text == "open"
+    assert "vary" not in response.headers
