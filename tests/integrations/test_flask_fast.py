@@ -47,6 +47,13 @@ def build_app() -> Flask:
     def public() -> Any:
         return "open"
 
+    @app.after_request
+    def seen_after(response: Any) -> Any:
+        # After the view, the token comes from g (the view's context variable is reset).
+        token = get_current_token()
+        response.headers["X-Seen-Sub"] = token.subject if token is not None else "-"
+        return response
+
     return app
 
 
@@ -136,3 +143,12 @@ def test_undecorated_view_does_not_vary(base_url: str) -> None:
     )
     assert response.text == "open"
     assert "vary" not in response.headers
+    assert response.headers["x-seen-sub"] == "-"
+
+
+def test_token_is_known_after_the_view(base_url: str) -> None:
+    """after_request hooks still see the decorator's token (kept on g)."""
+    response = httpx.get(
+        base_url + "/items", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert response.headers["x-seen-sub"] == "alice"

@@ -69,6 +69,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     raise missing_extra(__name__, "Flask") from exc
 
 from scopegate._config import from_env, options_from_env, realm_from_env
+from scopegate._context import current_token as current_token_var
+from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, ConfigurationError, HTTPResponse, MissingTokenError
 from scopegate._guard import BearerGuard, GuardOptions, add_vary
 from scopegate._scopes import Requirement, scopes_requirement
@@ -266,12 +268,14 @@ def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[
             @functools.wraps(view)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
-                with _views.CurrentToken(check(_authenticate(app))):
-                    try:
-                        result = await async_view(*args, **kwargs)
-                    except BaseException:
-                        _on_view_error()
-                        raise
+                marker = set_current_token(check(_authenticate(app)))
+                try:
+                    result = await async_view(*args, **kwargs)
+                except BaseException:
+                    _on_view_error()
+                    raise
+                finally:
+                    reset_current_token(marker)
                 return _varied(app, result)
 
             return cast("Callable[P, R]", async_wrapper)
@@ -279,12 +283,14 @@ def _decorator(requirement: Requirement) -> Callable[[Callable[P, R]], Callable[
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            with _views.CurrentToken(check(_authenticate(app))):
-                try:
-                    result = view(*args, **kwargs)
-                except BaseException:
-                    _on_view_error()
-                    raise
+            marker = set_current_token(check(_authenticate(app)))
+            try:
+                result = view(*args, **kwargs)
+            except BaseException:
+                _on_view_error()
+                raise
+            finally:
+                reset_current_token(marker)
             return cast("R", _varied(app, result))
 
         return wrapper
@@ -353,11 +359,20 @@ def require_token(
 
 
 def get_current_token() -> AccessToken | None:
-    """The token verified for the current request by a decorator, or ``None``."""
-    if not has_app_context():
-        return None
-    token: AccessToken | None = g._get_current_object().get(_G_KEY)
-    return token
+    """The token verified for the current request, or ``None``.
+
+    A decorator's token (in the view, and after it on ``g`` for the rest of the
+    request), or the token :class:`scopegate.wsgi.BearerAuthMiddleware` verified when it
+    wraps the app.
+    """
+    # Inside the decorated view (the common use), the context variable the decorator
+    # set answers without resolving g (0.8 µs per access); elsewhere in the request
+    # (after_request, a teardown), the token the decorator kept on g.
+    token = current_token_var()
+    if token is not None or not has_app_context():
+        return token
+    kept: AccessToken | None = g._get_current_object().get(_G_KEY)
+    return kept
 
 
 #: Context-local proxy to the current request's :class:`~scopegate.AccessToken`
