@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from scopegate import _observe
 from scopegate._errors import ConfigurationError
+from scopegate._extras import install_hint
 from scopegate._flow import ClientOwner, Flow, arun, run
 from scopegate._settings import number
 
@@ -290,9 +291,7 @@ def _import_redis() -> tuple[ModuleType, ModuleType]:
         import redis
         import redis.asyncio
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "RedisCache needs redis-py; install it with: pip install 'scopegate[redis]'"
-        ) from exc
+        raise ImportError(install_hint("RedisCache", "redis-py", "redis")) from exc
     return redis, redis.asyncio
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from scopegate import _observe
 from scopegate._errors import ConfigurationError
+from scopegate._extras import install_hint
 from scopegate._observe import Record
 from scopegate._version import __version__
 
@@ -80,7 +81,7 @@ def _otel() -> tuple[Any, Any]:
         from opentelemetry import metrics, trace
     except ImportError as exc:
         raise ConfigurationError(
-            "OpenTelemetry needs opentelemetry-api; install it with: pip install 'scopegate[otel]'"
+            install_hint("scopegate.otel", "opentelemetry-api", "otel")
         ) from exc
     return trace, metrics
 

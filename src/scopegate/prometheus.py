@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from scopegate import _observe
 from scopegate._errors import ConfigurationError
+from scopegate._extras import install_hint
 from scopegate._observe import Record
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ def _prometheus() -> Any:
         import prometheus_client.core
     except ImportError as exc:
         raise ConfigurationError(
-            "Prometheus metrics need prometheus-client; install it with: "
-            "pip install 'scopegate[prometheus]'"
+            install_hint("scopegate.prometheus", "prometheus-client", "prometheus")
         ) from exc
     return prometheus_client
 

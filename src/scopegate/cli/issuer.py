@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from scopegate._errors import ConfigurationError
+from scopegate._extras import install_hint
 
 __all__ = ["register"]
 
@@ -125,7 +126,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
         from scopegate.issuer._asgi import create_asgi_app
     except ImportError:
-        print("scopegate issuer serve needs: pip install 'scopegate[issuer]'", file=sys.stderr)
+        print(
+            install_hint("scopegate issuer serve", "uvicorn and Starlette", "issuer"),
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

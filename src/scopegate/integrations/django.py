@@ -72,7 +72,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, cast, overload
 
-from scopegate.integrations._extras import missing_extra
+from scopegate._extras import missing_extra
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction

@@ -77,7 +77,7 @@ import copy
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from scopegate.integrations._extras import missing_extra
+from scopegate._extras import missing_extra
 
 try:
     from fastapi import FastAPI

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scopegate.integrations._extras import missing_extra
+from scopegate._extras import missing_extra
 
 try:
     from fastmcp.server.auth import AccessToken as FastMCPAccessToken

@@ -51,7 +51,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from scopegate.integrations._extras import missing_extra
+from scopegate._extras import missing_extra
 
 try:
     from flask import (

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scopegate.integrations._extras import missing_extra
+from scopegate._extras import missing_extra
 
 try:
     from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from scopegate._extras import install_hint
+
 try:
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -25,9 +27,7 @@ try:
     from starlette.responses import Response
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover
-    raise ImportError(
-        "the issuer's ASGI app needs Starlette: pip install 'scopegate[issuer]'"
-    ) from exc
+    raise ImportError(install_hint("the issuer's ASGI app", "Starlette", "issuer")) from exc
 
 from scopegate.issuer._endpoints import HTTPRequest, HTTPResponse
 from scopegate.issuer._errors import RequestTooLargeError
