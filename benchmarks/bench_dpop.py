@@ -218,15 +218,22 @@ def build_cases(
         signer = hostile.signing_key()
         verifier = hostile.hostile_verifier(signer)
 
-        def rejected(raw_token: str) -> Any:
-            def call() -> None:
-                try:
-                    verifier.verify(raw_token)
-                except InvalidTokenError:
-                    return
-                raise AssertionError("a hostile token was accepted")  # pragma: no cover
+        def refused_by(verify: Any) -> Any:
+            """A case factory: *verify* (a verifier's or a router's) refusing a token."""
 
-            return call
+            def case(raw_token: str) -> Any:
+                def call() -> None:
+                    try:
+                        verify(raw_token)
+                    except InvalidTokenError:
+                        return
+                    raise AssertionError("a hostile token was accepted")  # pragma: no cover
+
+                return call
+
+            return case
+
+        rejected = refused_by(verifier.verify)
 
         reference = hostile.bad_signature_token(signer)
         cases.append(_harness.call_case(BAD_SIGNATURE, rejected(reference), group="hostile"))
@@ -240,15 +247,7 @@ def build_cases(
         other = hostile.hostile_verifier(signer, issuer="https://other.hostile.test")
         router = IssuerRouter([hostile.hostile_verifier(signer), other])
 
-        def routed(raw_token: str) -> Any:
-            def call() -> None:
-                try:
-                    router.verify(raw_token)
-                except InvalidTokenError:
-                    return
-                raise AssertionError("a hostile token was accepted")  # pragma: no cover
-
-            return call
+        routed = refused_by(router.verify)
 
         # A token endpoint checks a proof before it knows the client: anyone's key.
         from scopegate import BearerError

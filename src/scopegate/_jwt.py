@@ -404,9 +404,7 @@ class JWTVerifier(ClientOwner):
         return key
 
     def _finish(self, parsed: _Parsed, key: VerificationKey, token: str) -> AccessToken:
-        # The key's per-alg verifier looked up directly: Python frames are most of the
-        # cost above the signature itself.
-        verify = key._verifiers.get(parsed[0])
+        verify = key.verifier(parsed[0])
         if verify is None or not verify(parsed[2], parsed[4]):
             raise invalid("bad_signature")
         try:
