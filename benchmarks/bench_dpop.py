@@ -184,12 +184,13 @@ def build_cases(
                 group="dpop",
             )
         )
-    # The store as the guard uses it: keys as record_flow derives them (40 hex
-    # characters), a 60 s lifetime, and a clock that moves on (10 ms per proof), so the
-    # store stays in its steady state instead of filling up.
+    # The store as the guard uses it: keys as record_flow makes them (the key's
+    # thumbprint, ":", a 22-character jti), a 60 s lifetime, and a clock that moves on
+    # (10 ms per proof), so the store stays in its steady state instead of filling up.
     ticks = itertools.count()
     store = MemoryReplayStore(timer=lambda: next(ticks) * 0.01)
-    prepared = [f"{i:040x}" for i in range(200_000)]
+    jkt = key.jkt
+    prepared = [f"{jkt}:{i:022x}" for i in range(200_000)]
     replay_keys = itertools.cycle(prepared).__next__
     cases.append(
         _harness.call_case(

