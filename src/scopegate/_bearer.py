@@ -56,9 +56,6 @@ def is_b64token(token: str) -> bool:
 
 TokenSource = Literal["header", "query", "form"]
 
-# A NamedTuple built without its Python-level __new__ (the fields are given in order).
-_new = tuple.__new__
-
 
 Scheme = Literal["bearer", "dpop"]
 
@@ -147,7 +144,9 @@ def parse_credentials(
         raise _too_long()
     if not is_b64token(token):
         raise _malformed()
-    return _new(Credentials, (token, "header", scheme))  # 0.08 µs less than Credentials()
+    # tuple.__new__: the fields in order, without the NamedTuple's Python-level __new__
+    # (0.08 µs less than Credentials(...)).
+    return tuple.__new__(Credentials, (token, "header", scheme))
 
 
 def is_form_content_type(content_type: str | None) -> bool:

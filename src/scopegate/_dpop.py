@@ -100,7 +100,6 @@ _MAX_JTI = 256  # RFC 9449 §4.2 asks for >= 96 bits; anything longer is junk
 #: without its query), iat, ath and a nonce fit many times over.
 _MAX_CLAIMS_SEGMENT = 4096
 _HEADER_CACHE = 1024
-_new = tuple.__new__  # a NamedTuple from its fields in order, without its Python __new__
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -494,7 +493,7 @@ class ProofVerifier:
                 raise _fail("dpop_ath")
         if policy.nonce is not None and not policy.nonce.accepts(get("nonce")):
             raise UseDPoPNonceError(nonce=policy.nonce.current())
-        return _new(Proof, (jkt, jti, issued))  # no Python-level __new__ or _make
+        return tuple.__new__(Proof, (jkt, jti, issued))  # without Proof's Python __new__
 
     def record_flow(self, proof: Proof, now: float) -> Flow[None]:
         """Record *proof*'s single use in the policy's replay store (RFC 9449 §11.1).

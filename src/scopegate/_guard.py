@@ -694,7 +694,7 @@ class BearerGuard:
         self, request: RequestView, note: dict[str, Any] | None
     ) -> Flow[AccessToken | None]:
         method = request.method
-        # (The method tests first: a GET is neither, without two calls.)
+        # The method tests here, not in the helpers: a GET is neither, without two calls.
         if method == "OPTIONS" and self.options.allow_preflight and self._is_preflight(request):
             return None
         authorization = request.authorization
@@ -788,21 +788,20 @@ class BearerGuard:
         return token
 
     def _is_preflight(self, request: RequestView) -> bool:
-        # Fetch standard, CORS protocol: OPTIONS with Origin and Access-Control-Request-Method.
-        return (
-            request.method == "OPTIONS"
-            and bool(request.header("origin"))
-            and bool(request.header("access-control-request-method"))
+        # Fetch standard, CORS protocol: OPTIONS (the caller's test) with Origin and
+        # Access-Control-Request-Method.
+        return bool(request.header("origin")) and bool(
+            request.header("access-control-request-method")
         )
 
     def _wants_body(self, request: RequestView, has_header: bool) -> bool:
         """Whether the form body must be read: it may carry the token (form transport,
         POST), or a header token is present and a second copy in the body must be
-        refused (RFC 6750 §2: one method per request)."""
-        method = request.method
-        if method not in _BODY_METHODS or not is_form_content_type(request.content_type):
+        refused (RFC 6750 §2: one method per request). The caller has checked that the
+        method is one of _BODY_METHODS."""
+        if not is_form_content_type(request.content_type):
             return False
-        return has_header or (self.options.allow_form_token and method == "POST")
+        return has_header or (self.options.allow_form_token and request.method == "POST")
 
     def _header_credentials(self, value: str) -> Credentials:
         credentials = parse_credentials(value, self.max_token_length, dpop=self._dpop is not None)
