@@ -474,9 +474,9 @@ class RedisCache(ClientOwner):
 
     Args:
         url: ``redis://`` / ``rediss://`` URL (see :class:`RedisConnection`).
+        connection: A :class:`RedisConnection` to share (instead of the URL or clients).
         client: A ``redis.Redis`` to use for the sync path (not closed by us).
         async_client: A ``redis.asyncio.Redis`` for the async path (not closed by us).
-        connection: A :class:`RedisConnection` to share (instead of the three above).
         prefix: Key namespace.
         socket_timeout: Seconds for connecting to and answering from Redis (own clients).
         retry_interval: After a Redis error, seconds during which Redis is not tried
@@ -490,16 +490,17 @@ class RedisCache(ClientOwner):
 
     Raises:
         ImportError: redis-py is not installed (names the ``scopegate[redis]`` extra).
-        ConfigurationError: No ``url``, ``client`` or ``async_client``, or a bad value.
+        ConfigurationError: No ``url``, ``connection``, ``client`` or ``async_client``,
+            or a bad value.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        connection: RedisConnection | None = None,
         client: Any = None,
         async_client: Any = None,
-        connection: RedisConnection | None = None,
         prefix: str = "scopegate:introspection:",
         socket_timeout: float = 1.0,
         retry_interval: float = 2.0,

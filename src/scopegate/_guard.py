@@ -40,7 +40,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from scopegate import _observe
@@ -77,6 +77,7 @@ __all__ = [
     "DEFAULT_MAX_FORM_BODY",
     "BearerGuard",
     "GuardOptions",
+    "GuardedApp",
     "Pending",
     "RequestView",
     "add_vary",
@@ -443,27 +444,6 @@ class BearerGuard:
 
     def __repr__(self) -> str:
         return f"BearerGuard({self.verifier!r}, {self.options!r})"
-
-    @classmethod
-    def build(
-        cls,
-        verifier: TokenVerifier | None = None,
-        options: GuardOptions | None = None,
-        guard: BearerGuard | None = None,
-        **settings: Any,
-    ) -> BearerGuard:
-        """The guard an adapter was given, or the one its arguments describe.
-
-        Raises:
-            ConfigurationError: Both a guard and verifier/options, or neither.
-        """
-        if guard is not None:
-            if verifier is not None or options is not None or settings:
-                raise ConfigurationError("give either guard= or verifier= and options, not both")
-            return guard
-        if verifier is None:
-            raise ConfigurationError("a verifier (or a guard) is required")
-        return cls(verifier, options, **settings)
 
     # -- the decision ------------------------------------------------------------------
 
@@ -867,6 +847,36 @@ _DOCUMENT_PREFLIGHT = HTTPResponse(
     ),
     b"",
 )
+
+
+AppT = TypeVar("AppT")
+
+
+class GuardedApp(Generic[AppT]):
+    """What the ASGI and the WSGI middleware share: the app they wrap and its guard.
+
+    Raises:
+        ConfigurationError: Both a guard and verifier/options, neither, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        app: AppT,
+        *,
+        verifier: TokenVerifier | None = None,
+        options: GuardOptions | None = None,
+        guard: BearerGuard | None = None,
+        **settings: Any,
+    ) -> None:
+        if guard is not None:
+            if verifier is not None or options is not None or settings:
+                raise ConfigurationError("give either guard= or verifier= and options, not both")
+        elif verifier is None:
+            raise ConfigurationError("a verifier (or a guard) is required")
+        else:
+            guard = BearerGuard(verifier, options, **settings)
+        self.app = app
+        self.guard = guard
 
 
 def _forwarded(request: RequestView, scheme: str) -> tuple[str, str | None]:

@@ -516,26 +516,25 @@ class JWTVerifier(ClientOwner):
             InvalidTokenError: Any defect of the token (see the reason codes).
             KeySetUnavailableError: The keys cannot be fetched (503).
         """
-        hit = self.cached(token) if self._cache_enabled else None
-        if hit is not None:
-            return hit
-        # The flow's first step, called directly: a token whose key is in memory (all
-        # but the first after a rotation) is verified without creating the generator
-        # and driver (1.1 µs of the 8 µs around an RS256 signature; RESULTS.md).
-        done = self._attempt(token, None)
+        done = self._first(token)
         if not isinstance(done, tuple):
             return done
         return run(self._fetched_flow(done, token))
 
     async def averify(self, token: str) -> AccessToken:
         """Async twin of :meth:`verify`; key fetches never block the event loop."""
-        hit = self.cached(token) if self._cache_enabled else None
-        if hit is not None:
-            return hit
-        done = self._attempt(token, None)
+        done = self._first(token)
         if not isinstance(done, tuple):
             return done
         return await arun(self._fetched_flow(done, token))
+
+    def _first(self, token: str) -> AccessToken | _Parsed:
+        """The cached token, or the flow's first step called directly: a token whose key
+        is in memory (all but the first after a rotation) is verified without creating
+        the generator and driver (1.1 µs of the 8 µs around an RS256 signature;
+        RESULTS.md). A parsed token (a tuple) needs :meth:`_fetched_flow` to fetch its key."""
+        hit = self.cached(token) if self._cache_enabled else None
+        return hit if hit is not None else self._attempt(token, None)
 
     def verify_flow(self, token: str) -> Flow[AccessToken]:
         """Verify *token* as a flow (either driver runs it; it waits only to fetch keys)."""

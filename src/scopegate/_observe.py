@@ -63,6 +63,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -425,6 +426,7 @@ def decision_parts(
     )
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Incident:
     """Logs trouble once per incident: the first failure at WARNING, the ones that
     follow at DEBUG, and the recovery at INFO.
@@ -439,25 +441,15 @@ class Incident:
             (seconds); ``None``: never.
     """
 
-    __slots__ = ("_active", "_last", "_lock", "failure", "log", "recovery", "remind", "what")
-
-    def __init__(
-        self,
-        log: logging.Logger,
-        what: str,
-        *,
-        failure: str = "failed",
-        recovery: str = "works again",
-        remind: float | None = None,
-    ) -> None:
-        self.log = log
-        self.what = what
-        self.failure = failure
-        self.recovery = recovery
-        self.remind = remind
-        self._active = False
-        self._last = float("-inf")
-        self._lock = threading.Lock()
+    log: logging.Logger
+    what: str
+    _: KW_ONLY
+    failure: str = "failed"
+    recovery: str = "works again"
+    remind: float | None = None
+    _active: bool = field(default=False, init=False)
+    _last: float = field(default=float("-inf"), init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
     def active(self) -> bool:

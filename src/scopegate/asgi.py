@@ -35,9 +35,8 @@ from typing import Any
 
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, HTTPResponse
-from scopegate._guard import BearerGuard, GuardOptions, Pending
+from scopegate._guard import GuardedApp, Pending
 from scopegate._token import AccessToken
-from scopegate._verifier import TokenVerifier
 
 __all__ = ["BearerAuthMiddleware"]
 
@@ -191,7 +190,7 @@ def _patch_headers(message: Message, private: bool) -> Message:
     return patched
 
 
-class BearerAuthMiddleware:
+class BearerAuthMiddleware(GuardedApp[ASGIApp]):
     """ASGI middleware that requires (or, if ``optional``, accepts) an OAuth 2.0 bearer token.
 
     Args:
@@ -209,19 +208,12 @@ class BearerAuthMiddleware:
     token under more keys, e.g. Starlette's ``scope["auth"]`` and ``scope["user"]``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        verifier: TokenVerifier | None = None,
-        options: GuardOptions | None = None,
-        guard: BearerGuard | None = None,
-        **settings: Any,
-    ) -> None:
-        self.app = app
-        self.guard = BearerGuard.build(verifier, options, guard, **settings)
-        # Publishing the token costs one item assignment unless a subclass adds keys.
-        self._plain_scope = type(self).populate_scope is BearerAuthMiddleware.populate_scope
+    # Publishing the token costs one item assignment unless a subclass adds keys.
+    _plain_scope = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_scope = cls.populate_scope is BearerAuthMiddleware.populate_scope
 
     def populate_scope(self, scope: Scope, token: AccessToken | None) -> None:
         """Publish the verified token in *scope* (``scope["scopegate.token"]``).

@@ -28,8 +28,8 @@ override where the keys come from, and passes any other keyword (``leeway``,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from scopegate._errors import ConfigurationError, InvalidTokenError
 
@@ -43,6 +43,9 @@ ClaimsValidator = Callable[[Mapping[str, Any]], None]
 
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+# What the providers always send: Auth0 and Entra ID send no jti.
+_NO_JTI = ("iss", "exp", "aud", "sub", "iat")
+_WITH_JTI = (*_NO_JTI, "jti")
 
 
 def _host(value: str, name: str) -> str:
@@ -73,16 +76,21 @@ def _chain(*validators: ClaimsValidator | None) -> ClaimsValidator | None:
     return run_all
 
 
+class _Shape(NamedTuple):
+    """Where a provider puts what: the claims it always sends, the scopes, the client."""
+
+    required_claims: tuple[str, ...]
+    scope_claims: tuple[str, ...]
+    client_id_claims: tuple[str, ...]
+
+
 def _build(
-    *,
+    shape: _Shape,
     issuer: str,
     audience: str | Sequence[str] | None,
     jwks_uri: str,
-    required_claims: Sequence[str],
-    scope_claims: Iterable[str],
-    client_id_claims: Sequence[str],
-    claims_validator: ClaimsValidator | None,
     options: dict[str, Any],
+    claims_validator: ClaimsValidator | None = None,
 ) -> JWTVerifier:
     from scopegate._jwt import JWTVerifier
 
@@ -90,9 +98,8 @@ def _build(
     if options.get("keys") is None:
         options.setdefault("jwks_uri", jwks_uri)
     options.setdefault("typ", "lenient")
-    options.setdefault("required_claims", tuple(required_claims))
-    options.setdefault("scope_claims", tuple(scope_claims))
-    options.setdefault("client_id_claims", tuple(client_id_claims))
+    for name, value in shape._asdict().items():
+        options.setdefault(name, value)
     return JWTVerifier(
         issuer=issuer,
         audience=audience,
@@ -118,15 +125,9 @@ def auth0(domain: str, audience: str | Sequence[str], **options: Any) -> JWTVeri
         ConfigurationError: A malformed domain or an invalid option.
     """
     host = _host(domain, "domain")
+    shape = _Shape(_NO_JTI, ("scope", "permissions"), ("azp", "client_id"))
     return _build(
-        issuer=f"https://{host}/",
-        audience=audience,
-        jwks_uri=f"https://{host}/.well-known/jwks.json",
-        required_claims=("iss", "exp", "aud", "sub", "iat"),
-        scope_claims=("scope", "permissions"),
-        client_id_claims=("azp", "client_id"),
-        claims_validator=None,
-        options=options,
+        shape, f"https://{host}/", audience, f"https://{host}/.well-known/jwks.json", options
     )
 
 
@@ -179,16 +180,9 @@ def keycloak(
         if kind is not None and kind != "Bearer":
             raise InvalidTokenError("The access token is invalid", reason="wrong_token_type")
 
-    return _build(
-        issuer=issuer,
-        audience=audience,
-        jwks_uri=f"{issuer}/protocol/openid-connect/certs",
-        required_claims=("iss", "exp", "aud", "sub", "iat", "jti"),
-        scope_claims=scope_claims,
-        client_id_claims=("azp", "client_id"),
-        claims_validator=bearer_only,
-        options=options,
-    )
+    shape = _Shape(_WITH_JTI, tuple(scope_claims), ("azp", "client_id"))
+    jwks_uri = f"{issuer}/protocol/openid-connect/certs"
+    return _build(shape, issuer, audience, jwks_uri, options, bearer_only)
 
 
 def entra(
@@ -240,16 +234,8 @@ def entra(
         if claims.get("ver", expected_ver) != expected_ver:
             raise InvalidTokenError("The access token is invalid", reason="wrong_token_version")
 
-    return _build(
-        issuer=issuer,
-        audience=audience,
-        jwks_uri=jwks_uri,
-        required_claims=("iss", "exp", "aud", "sub", "iat"),
-        scope_claims=("scp", "roles"),
-        client_id_claims=client_claims,
-        claims_validator=check_version,
-        options=options,
-    )
+    shape = _Shape(_NO_JTI, ("scp", "roles"), client_claims)
+    return _build(shape, issuer, audience, jwks_uri, options, check_version)
 
 
 def entra_v1_v2(
@@ -318,16 +304,8 @@ def okta(
     else:
         issuer = f"https://{host}/oauth2/{_segment(authorization_server, 'authorization_server')}"
         jwks_uri = f"{issuer}/v1/keys"
-    return _build(
-        issuer=issuer,
-        audience=audience,
-        jwks_uri=jwks_uri,
-        required_claims=("iss", "exp", "aud", "sub", "iat", "jti"),
-        scope_claims=("scp", "scope"),
-        client_id_claims=("cid", "client_id"),
-        claims_validator=None,
-        options=options,
-    )
+    shape = _Shape(_WITH_JTI, ("scp", "scope"), ("cid", "client_id"))
+    return _build(shape, issuer, audience, jwks_uri, options)
 
 
 def cognito(
@@ -366,13 +344,11 @@ def cognito(
         if claims.get("client_id") not in allowed:
             raise InvalidTokenError("The access token is invalid", reason="wrong_client")
 
-    return _build(
-        issuer=issuer,
-        audience=None,
-        jwks_uri=f"{issuer}/.well-known/jwks.json",
-        required_claims=("iss", "exp", "sub", "client_id", "iat", "jti"),
-        scope_claims=("scope", "cognito:groups"),
-        client_id_claims=("client_id",),
-        claims_validator=access_token_for_our_clients,
-        options=options,
+    # No aud: the client_id claim is required and checked instead.
+    shape = _Shape(
+        ("iss", "exp", "sub", "client_id", "iat", "jti"),
+        ("scope", "cognito:groups"),
+        ("client_id",),
     )
+    jwks_uri = f"{issuer}/.well-known/jwks.json"
+    return _build(shape, issuer, None, jwks_uri, options, access_token_for_our_clients)

@@ -48,9 +48,8 @@ from typing import Any
 
 from scopegate._context import reset_current_token, set_current_token
 from scopegate._errors import BearerError, HTTPResponse
-from scopegate._guard import BearerGuard, GuardOptions, raw_path_from_uri
+from scopegate._guard import GuardedApp, raw_path_from_uri
 from scopegate._token import AccessToken
-from scopegate._verifier import TokenVerifier
 
 __all__ = ["BearerAuthMiddleware"]
 
@@ -183,7 +182,7 @@ class _TokenBoundIterable:
             close()
 
 
-class BearerAuthMiddleware:
+class BearerAuthMiddleware(GuardedApp[WSGIApp]):
     """WSGI middleware that requires (or, if ``optional``, accepts) an OAuth 2.0 bearer token.
 
     Args:
@@ -197,18 +196,6 @@ class BearerAuthMiddleware:
     Raises:
         ConfigurationError: An unusable setting.
     """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        verifier: TokenVerifier | None = None,
-        options: GuardOptions | None = None,
-        guard: BearerGuard | None = None,
-        **settings: Any,
-    ) -> None:
-        self.app = app
-        self.guard = BearerGuard.build(verifier, options, guard, **settings)
 
     def populate_environ(self, environ: Environ, token: AccessToken | None) -> None:
         """Publish the verified token as ``environ["scopegate.token"]``; override to add keys."""

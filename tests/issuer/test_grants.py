@@ -180,21 +180,21 @@ def test_password_length_cap(call: Caller, monkeypatch: pytest.MonkeyPatch) -> N
 def test_memory_store_sweeps_expired_entries() -> None:
     """Expired opaque tokens, denylist entries and counters are swept from memory."""
     from scopegate.issuer import MemoryStore
-    from scopegate.issuer._store import AccessTokenRecord
+    from scopegate.issuer._store import AccessTokenRecord, CounterReservation
 
     store = MemoryStore()
     record = AccessTokenRecord("c", "s", ("a",), "aud", 0, 10, "j")
     store.save_access_token("k", record, 0.0)
     store.revoke_jti("j", 10, 0.0)
     for i in range(1100):
-        assert store.reserve_attempts([f"f{i}"], [0], [1.0], "t", 100.0)
+        assert store.reserve_attempts([CounterReservation(f"f{i}", 0, 1.0)], "t", 100.0)
         store.settle_attempts([f"f{i}"], ["fail"], "t", 100.0)
     assert store.get_access_token("k", 5.0) is None  # swept when the clock passed 100 s
     assert store._access == {}
     assert store._denied == {}
     assert store.read_attempts(["f0"], 200.0)[0].count == 0
     for i in range(1100):
-        store.reserve_attempts([f"g{i}"], [0], [1.0], "t", 300.0)
+        store.reserve_attempts([CounterReservation(f"g{i}", 0, 1.0)], "t", 300.0)
     assert "f1" not in store._attempts  # counters forgotten after their window are swept
 
 

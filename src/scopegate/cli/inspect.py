@@ -59,11 +59,7 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``token inspect``; those left out keep the verifier's defaults.
-
-    Args:
-        parser: The sub-command's parser.
-    """
+    """Declare ``token inspect``'s options on *parser*; unset ones keep the verifier's defaults."""
     parser.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
     parser.add_argument("--issuer", help="the issuer the API trusts (iss must match exactly)")
     _repeatable(

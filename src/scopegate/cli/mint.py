@@ -41,11 +41,7 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``token mint``.
-
-    Args:
-        parser: The sub-command's parser.
-    """
+    """Declare the options of ``token mint`` on the sub-command's *parser*."""
     parser.add_argument("--key", metavar="PEM", type=Path, help="private key file (PEM)")
     parser.add_argument(
         "--alg",

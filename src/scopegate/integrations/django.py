@@ -106,6 +106,7 @@ __all__ = [
 ]
 
 V = TypeVar("V", bound=Callable[..., Any])
+_Check = Callable[[AccessToken | None], AccessToken]
 
 #: Request attribute holding the verified token (``None`` when anonymous or skipped).
 REQUEST_ATTR = "access_token"
@@ -369,44 +370,43 @@ class BearerTokenMiddleware:
 
 
 # The decorators' and the mixin's view call: the middleware's token, or the request
-# verified here (no middleware, or a path it skips), checked, then the view with it.
-# Sync and async differ only by the awaits.
-def _run_view(
-    check: Callable[[AccessToken | None], AccessToken],
-    view: Callable[..., Any],
-    request: HttpRequest,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
-    try:
-        if token is None:
-            token = _view_guard().authenticate(DjangoRequest(request))
-            _accept(request, token)
-        token = check(token)
-    except BearerError as error:
-        return render_error(error)
-    with _views.CurrentToken(token):
-        return view(request, *args, **kwargs)
+# decided here (no middleware, or a path it skips), checked, then the view with it.
+# Sync and async differ only by the awaits; the rest is _admitted.
+def _run_view(check: _Check, request: HttpRequest, view: Callable[[], Any]) -> Any:
+    token = getattr(request, REQUEST_ATTR, None)
+    if token is None:
+        token = _view_guard().decide(DjangoRequest(request))
+    admitted = _admitted(check, request, token)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    with _views.CurrentToken(admitted):
+        return view()
 
 
 async def _arun_view(
-    check: Callable[[AccessToken | None], AccessToken],
-    view: Callable[..., Awaitable[Any]],
-    request: HttpRequest,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    check: _Check, request: HttpRequest, view: Callable[[], Awaitable[Any]]
 ) -> Any:
-    token: AccessToken | None = getattr(request, REQUEST_ATTR, None)
+    token = getattr(request, REQUEST_ATTR, None)
+    if token is None:
+        token = await _view_guard().adecide(DjangoRequest(request))
+    admitted = _admitted(check, request, token)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    with _views.CurrentToken(admitted):
+        return await view()
+
+
+def _admitted(
+    check: _Check, request: HttpRequest, decision: AccessToken | HTTPResponse | None
+) -> AccessToken | HttpResponse:
+    """The checked token, or the response that refuses the request."""
+    if isinstance(decision, HTTPResponse):
+        return _response(decision)
+    _accept(request, decision)
     try:
-        if token is None:
-            token = await _view_guard().aauthenticate(DjangoRequest(request))
-            _accept(request, token)
-        token = check(token)
+        return check(decision)
     except BearerError as error:
         return render_error(error)
-    with _views.CurrentToken(token):
-        return await view(request, *args, **kwargs)
 
 
 def _decorator(requirement: Requirement) -> Callable[[V], V]:
@@ -417,7 +417,9 @@ def _decorator(requirement: Requirement) -> Callable[[V], V]:
 
             @functools.wraps(view)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                return await _arun_view(check, view, request, args, kwargs)
+                return await _arun_view(
+                    check, request, functools.partial(view, request, *args, **kwargs)
+                )
 
             # Only a request with a valid bearer token reaches the view, and a bearer
             # token is no ambient credential: CSRF protection does not apply.
@@ -426,7 +428,7 @@ def _decorator(requirement: Requirement) -> Callable[[V], V]:
 
         @functools.wraps(view)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            return _run_view(check, view, request, args, kwargs)
+            return _run_view(check, request, functools.partial(view, request, *args, **kwargs))
 
         sync_view.csrf_exempt = True  # type: ignore[attr-defined]
         return cast("V", sync_view)
@@ -550,7 +552,7 @@ class ScopeRequiredMixin:
         requirement = self._requirement()
         parent = cast("Callable[..., Any]", super().dispatch)  # type: ignore[misc]
         run = _arun_view if self.view_is_async else _run_view
-        return run(requirement.check, parent, request, args, kwargs)
+        return run(requirement.check, request, functools.partial(parent, request, *args, **kwargs))
 
 
 def _mixin_requirement(

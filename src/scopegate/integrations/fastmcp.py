@@ -59,12 +59,7 @@ from scopegate._errors import ConfigurationError, ServiceUnavailableError
 from scopegate._guard import _check_audience
 from scopegate._resource import ProtectedResource
 from scopegate._verifier import TokenVerifier as ScopegateVerifier
-from scopegate.integrations.mcp import (
-    MCPTokenVerifier,
-    VerifierUnavailableError,
-    sdk_access_token,
-    unavailable_handler,
-)
+from scopegate.integrations import mcp as mcp_integration
 
 __all__ = ["ScopegateAuthProvider", "ScopegateTokenVerifier", "VerificationUnavailableError"]
 
@@ -112,7 +107,7 @@ class ScopegateTokenVerifier(TokenVerifier):
         super().__init__(
             base_url=base_url, required_scopes=list(required_scopes) if required_scopes else None
         )
-        self._adapter = MCPTokenVerifier(verifier, resource=resource)
+        self._adapter = mcp_integration.MCPTokenVerifier(verifier, resource=resource)
         self.verifier = verifier
 
     @property
@@ -132,11 +127,11 @@ class ScopegateTokenVerifier(TokenVerifier):
         """
         try:
             verified = await self._adapter.averify(token)
-        except VerifierUnavailableError as exc:
+        except mcp_integration.VerifierUnavailableError as exc:
             raise VerificationUnavailableError(exc.error) from exc
         if verified is None:
             return None
-        sdk = sdk_access_token(verified, self.resource, cls=FastMCPAccessToken)
+        sdk = mcp_integration.sdk_access_token(verified, self.resource, cls=FastMCPAccessToken)
         assert isinstance(sdk, FastMCPAccessToken)
         return sdk
 
@@ -148,10 +143,10 @@ class _UnavailableAwareBackend(BearerAuthBackend):
         try:
             result: tuple[AuthCredentials, BaseUser] | None = await super().authenticate(conn)
         except VerificationUnavailableError as exc:
-            raise VerifierUnavailableError(exc.error) from exc
+            raise mcp_integration.VerifierUnavailableError(exc.error) from exc
         except TokenVerificationError as exc:
             # Another verifier's outage: a 503 with the default Retry-After.
-            raise VerifierUnavailableError(ServiceUnavailableError()) from exc
+            raise mcp_integration.VerifierUnavailableError(ServiceUnavailableError()) from exc
         return result
 
 
@@ -203,7 +198,7 @@ class ScopegateAuthProvider(RemoteAuthProvider):
             "resource_documentation": resource_documentation,
         }
         self.protected_resource = ProtectedResource(resource=self._base, **self._describe)
-        self._on_error = unavailable_handler(realm)
+        self._on_error = mcp_integration.unavailable_handler(realm)
         super().__init__(
             token_verifier=ScopegateTokenVerifier(
                 verifier, required_scopes=required_scopes, base_url=base_url

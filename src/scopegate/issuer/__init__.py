@@ -65,7 +65,13 @@ from scopegate.issuer._grants import (
 from scopegate.issuer._issuer import InsecureGrantWarning, Issuer
 from scopegate.issuer._login import ResourceOwnerLogin
 from scopegate.issuer._passwords import generate_client_secret, hash_secret, verify_secret
-from scopegate.issuer._store import AttemptCounter, IssuerStore, MemoryStore, RedisStore
+from scopegate.issuer._store import (
+    AttemptCounter,
+    CounterReservation,
+    IssuerStore,
+    MemoryStore,
+    RedisStore,
+)
 from scopegate.issuer._users import MemoryUserStore, User, UserStore
 from scopegate.issuer._wsgi import create_wsgi_app
 
@@ -80,6 +86,7 @@ __all__ = [
     "Client",
     "ClientCredentialsGrant",
     "ClientStore",
+    "CounterReservation",
     "HTTPRequest",
     "HTTPResponse",
     "InsecureGrantWarning",

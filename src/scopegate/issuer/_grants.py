@@ -16,7 +16,6 @@ its key: ``invalid_grant`` otherwise.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import logging
@@ -44,7 +43,7 @@ from scopegate.issuer._store import (
     audience_tuple,
     token_hash,
 )
-from scopegate.issuer._tokens import IssuedAccessToken, TokenFactory
+from scopegate.issuer._tokens import AccessGrant, IssuedAccessToken, TokenFactory
 from scopegate.issuer._users import User, UserStore
 
 __all__ = [
@@ -229,14 +228,8 @@ class ClientCredentialsGrant:
             narrow=narrows(self._config, client),
         )
         audience = new_grant_audience(self._config, client, request.resources)
-        token = self._tokens.mint(
-            client_id=client.client_id,
-            subject=client.subject,
-            scopes=scopes,
-            audience=audience,
-            now=request.now,
-            jkt=request.bind(),
-        )
+        grant = AccessGrant(client.client_id, client.subject, scopes, audience, jkt=request.bind())
+        token = self._tokens.mint(grant, request.now)
         assert token is not None  # no refresh family, so it cannot have been revoked
         return _response(token, scopes)
 
@@ -317,25 +310,24 @@ class _FamilyIssuer:
         if record is not None and refresh is not None and not code_family:
             self._store.create_refresh_token(token_hash(refresh), record, now)
             family_id = record.family_id
-        mint = functools.partial(
-            self._tokens.mint,
-            client_id=client.client_id,
-            subject=user.subject,
-            scopes=scopes,
-            audience=audience,
-            now=now,
+        grant = AccessGrant(
+            client.client_id,
+            user.subject,
+            scopes,
+            audience,
+            family_id=family_id,
             username=user.username,
             auth_time=auth_time,
             acr=acr,
             jkt=jkt,
         )
-        token = mint(family_id=family_id)
+        token = self._tokens.mint(grant, now)
         if token is None:
             if family_id is None:  # pragma: no cover - a brand-new family is never revoked
                 raise InvalidGrantError(_BAD_REFRESH)
             # A replay of the code revoked the family before this winner minted: answer
             # the one redemption, with a token that is revoked like the family's others.
-            token = mint()
+            token = self._tokens.mint(replace(grant, family_id=None), now)
             assert token is not None  # not linked to a family: cannot be refused
             self._tokens.discard(token, now)
         if record is not None and refresh is not None and code_family:
@@ -540,18 +532,18 @@ class RefreshTokenGrant(_FamilyIssuer):
         # no longer fail afterwards, so exactly one concurrent request gets a 200. A loser
         # discards what it minted. Requests that arrive after the rotation see a rotated
         # token: that is reuse (strict, no grace window) and revokes the family.
-        token = self._tokens.mint(
-            client_id=client.client_id,
-            subject=record.subject,
-            scopes=scopes,
-            audience=audience,
-            now=now,
+        grant = AccessGrant(
+            client.client_id,
+            record.subject,
+            scopes,
+            audience,
             family_id=record.family_id,
             username=record.username,
             auth_time=record.auth_time,
             acr=record.acr,
             jkt=jkt,
         )
+        token = self._tokens.mint(grant, now)
         if token is None:
             raise InvalidGrantError(_BAD_REFRESH)
         refresh = secrets.token_urlsafe(32)

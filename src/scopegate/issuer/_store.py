@@ -54,6 +54,7 @@ __all__ = [
     "AttemptCounter",
     "Audience",
     "AuthorizationCodeRecord",
+    "CounterReservation",
     "IssuerStore",
     "LoginRequestRecord",
     "MemoryStore",
@@ -235,6 +236,21 @@ class AttemptCounter:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class CounterReservation:
+    """One counter of :meth:`IssuerStore.reserve_attempts`.
+
+    Attributes:
+        key: The counter's storage key.
+        version: Its version as read (the attempt is counted only if it is unchanged).
+        window: Seconds after this attempt at which the counter is forgotten.
+    """
+
+    key: str
+    version: int
+    window: float
+
+
 @runtime_checkable
 class IssuerStore(Protocol):
     """Shared issuer state. Every method may raise :class:`StoreUnavailableError`."""
@@ -317,17 +333,12 @@ class IssuerStore(Protocol):
         ...  # pragma: no cover
 
     def reserve_attempts(
-        self,
-        keys: Sequence[str],
-        versions: Sequence[int],
-        windows: Sequence[float],
-        token: str,
-        now: float,
+        self, counters: Sequence[CounterReservation], token: str, now: float
     ) -> bool:
-        """Atomically: if every counter still has its read *version*, count one attempt.
+        """Atomically: if every counter still has its read ``version``, count one attempt.
 
-        The attempt is counted on every key at once (``count + 1``, ``last = now``, in
-        flight under *token*), and each counter is forgotten its *windows* seconds
+        The attempt is counted on every counter at once (``count + 1``, ``last = now``,
+        in flight under *token*), and each counter is forgotten its ``window`` seconds
         later. Returns ``False``, changing nothing, if any version moved.
         """
         ...  # pragma: no cover
@@ -589,24 +600,19 @@ class MemoryStore:
             return result
 
     def reserve_attempts(
-        self,
-        keys: Sequence[str],
-        versions: Sequence[int],
-        windows: Sequence[float],
-        token: str,
-        now: float,
+        self, counters: Sequence[CounterReservation], token: str, now: float
     ) -> bool:
         """Compare-and-set under the store lock."""
         with self._lock:
             self._tick(now)
-            counters = [self._counter(key, now) for key in keys]
-            if any(a.version != v for a, v in zip(counters, versions, strict=True)):
+            found = [(c, self._counter(c.key, now)) for c in counters]
+            if any(a.version != c.version for c, a in found):
                 return False
-            for a, window in zip(counters, windows, strict=True):
+            for c, a in found:
                 a.count += 1
                 a.last = now
                 a.version += 1
-                a.forget_at = now + window
+                a.forget_at = now + c.window
                 a.pending[token] = now
             return True
 
@@ -1116,18 +1122,13 @@ class RedisStore:
         ]
 
     def reserve_attempts(
-        self,
-        keys: Sequence[str],
-        versions: Sequence[int],
-        windows: Sequence[float],
-        token: str,
-        now: float,
+        self, counters: Sequence[CounterReservation], token: str, now: float
     ) -> bool:
         """Compare-and-set in one Lua script."""
-        redis_keys = self._attempt_keys(keys)
-        args: list[str | int] = [len(keys), repr(now), token, _ms(PENDING_TTL)]
-        for version, window in zip(versions, windows, strict=True):
-            args += [str(version), _ms(window)]
+        redis_keys = self._attempt_keys([c.key for c in counters])
+        args: list[str | int] = [len(counters), repr(now), token, _ms(PENDING_TTL)]
+        for c in counters:
+            args += [str(c.version), _ms(c.window)]
         return bool(self._call(lambda: self._reserve_attempts(keys=redis_keys, args=args)))
 
     def settle_attempts(

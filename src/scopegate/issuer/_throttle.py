@@ -51,14 +51,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from cachetools import TTLCache
 
 from scopegate import _observe
 from scopegate._errors import retry_after_seconds
-from scopegate.issuer._store import AttemptCounter, IssuerStore, Settlement
+from scopegate.issuer._store import AttemptCounter, CounterReservation, IssuerStore, Settlement
 
 if TYPE_CHECKING:
     from scopegate.issuer._config import IssuerConfig
@@ -131,52 +130,21 @@ class Limits:
     @classmethod
     def from_config(cls, config: IssuerConfig) -> Limits:
         """The counters described in the module docstring, from *config*."""
-        window = config.failure_window
+        c, window = config, config.failure_window
+        address_lockout = max(c.lockout_failures, c.address_max_failures * 10)
+        never = sys.maxsize  # a client id is public: its counter never locks (see above)
+        user_lockout = c.lockout_failures
+        misses, lookup_window = c.lookup_max_misses, c.lookup_window
+        # A row each of the docstring's table: Backoff(threshold, base, maximum, lockout, window)
+        address = Backoff(c.address_max_failures, 1, c.backoff_max, address_lockout, window)
+        client = Backoff(c.client_max_failures, 1, c.client_backoff_max, never, window)
+        user = Backoff(c.user_max_failures, c.backoff_base, c.backoff_max, user_lockout, window)
+        lookup = Backoff(misses, lookup_window, lookup_window, misses, lookup_window)
         return cls(
-            address=Limit(
-                "addr",
-                Backoff(
-                    threshold=config.address_max_failures,
-                    base=1,
-                    maximum=config.backoff_max,
-                    lockout=max(config.lockout_failures, config.address_max_failures * 10),
-                    window=window,
-                ),
-                "release",
-            ),
-            client=Limit(
-                "client",
-                Backoff(
-                    threshold=config.client_max_failures,
-                    base=1,
-                    maximum=config.client_backoff_max,
-                    lockout=sys.maxsize,  # never: a client id is public, see above
-                    window=window,
-                ),
-                "clear",
-            ),
-            user=Limit(
-                "user",
-                Backoff(
-                    threshold=config.user_max_failures,
-                    base=config.backoff_base,
-                    maximum=config.backoff_max,
-                    lockout=config.lockout_failures,
-                    window=window,
-                ),
-                "clear",
-            ),
-            lookup=Limit(
-                "lookup",
-                Backoff(
-                    threshold=config.lookup_max_misses,
-                    base=config.lookup_window,
-                    maximum=config.lookup_window,
-                    lockout=config.lookup_max_misses,
-                    window=config.lookup_window,
-                ),
-                "release",
-            ),
+            address=Limit("addr", address, "release"),
+            client=Limit("client", client, "clear"),
+            user=Limit("user", user, "clear"),
+            lookup=Limit("lookup", lookup, "release"),
             known_address_ttl=window,
         )
 
@@ -240,15 +208,10 @@ class Reservation:
     def __enter__(self) -> Reservation:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if self._settled:
             return
-        if exc is None:
+        if exc_type is None:
             self.failed()
             return
         try:
@@ -292,15 +255,17 @@ class Throttle:
             StoreUnavailableError: The store cannot be reached.
         """
         keys = [key for _, key in slots]
-        windows = [limit.backoff.window for limit, _ in slots]
         waited = 0.0
         for _ in range(_MAX_ROUNDS):
             counters = self.store.read_attempts(keys, now)
             refusal = _refusal(slots, counters, now)
             if refusal is None:
                 token = secrets.token_hex(12)
-                versions = [c.version for c in counters]
-                if self.store.reserve_attempts(keys, versions, windows, token, now):
+                reservations = [
+                    CounterReservation(key, counter.version, limit.backoff.window)
+                    for (limit, key), counter in zip(slots, counters, strict=True)
+                ]
+                if self.store.reserve_attempts(reservations, token, now):
                     return Reservation(self, slots, counters, token)
                 continue  # another request changed a counter first: read again
             limit, retry_after, in_flight = refusal

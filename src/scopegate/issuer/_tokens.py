@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from scopegate._errors import BearerError
@@ -26,7 +26,29 @@ from scopegate._signing import SigningKeySet
 from scopegate.issuer._config import IssuerConfig
 from scopegate.issuer._store import AccessTokenRecord, Audience, IssuerStore, token_hash
 
-__all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
+__all__ = ["AccessGrant", "IssuedAccessToken", "TokenFactory", "TokenInfo"]
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """What an access token is minted for: everything but its own times and ``jti``.
+
+    Attributes:
+        family_id: The refresh family it belongs to (revoking the family revokes it).
+        username: Set, with ``auth_time`` and ``acr`` (RFC 9470), after a user login.
+        jkt: The DPoP key it is bound to (``cnf.jkt``, RFC 9449 §6), or ``None``.
+    """
+
+    client_id: str
+    subject: str
+    scopes: frozenset[str]
+    audience: Audience
+    _: KW_ONLY
+    family_id: str | None = None
+    username: str | None = None
+    auth_time: int | None = None
+    acr: str | None = None
+    jkt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,44 +109,32 @@ class TokenFactory:
         self._headers: dict[str, bytes] = {}
         self._verifier: tuple[SigningKeySet, JWTVerifier] | None = None
 
-    def mint(
-        self,
-        *,
-        client_id: str,
-        subject: str,
-        scopes: Iterable[str],
-        audience: Audience,
-        now: float,
-        family_id: str | None = None,
-        username: str | None = None,
-        auth_time: int | None = None,
-        acr: str | None = None,
-        jkt: str | None = None,
-    ) -> IssuedAccessToken | None:
+    def mint(self, grant: AccessGrant, now: float) -> IssuedAccessToken | None:
         """Mint an access token; ``None`` if its refresh family was revoked meanwhile.
 
-        With *jkt* the token is bound to that DPoP key: ``cnf.jkt`` in a JWT, and in the
-        record of an opaque token, which introspection reports (RFC 9449 §6).
+        With ``grant.jkt`` the token is bound to that DPoP key: ``cnf.jkt`` in a JWT, and
+        in the record of an opaque token, which introspection reports (RFC 9449 §6).
         """
         iat = int(now)
         ttl = self._config.access_token_ttl
         exp = iat + ttl
         jti = secrets.token_urlsafe(16)
-        scope_list = tuple(sorted(scopes))
+        scope_list = tuple(sorted(grant.scopes))
+        family_id, jkt = grant.family_id, grant.jkt
         if self._config.token_format == "opaque":  # noqa: S105 - not a secret
             value = secrets.token_urlsafe(32)
             record = AccessTokenRecord(
-                client_id=client_id,
-                subject=subject,
+                client_id=grant.client_id,
+                subject=grant.subject,
                 scopes=scope_list,
-                audience=audience,
+                audience=grant.audience,
                 issued_at=iat,
                 expires_at=exp,
                 jti=jti,
                 family_id=family_id,
-                username=username,
-                auth_time=auth_time,
-                acr=acr,
+                username=grant.username,
+                auth_time=grant.auth_time,
+                acr=grant.acr,
                 jkt=jkt,
             )
             if not self._store.save_access_token(token_hash(value), record, now):
@@ -132,22 +142,23 @@ class TokenFactory:
             return IssuedAccessToken(value, ttl, jti, exp, jkt)
         if family_id is not None and not self._store.link_jti(family_id, jti, exp, now):
             return None
+        audience = grant.audience
         claims: dict[str, Any] = {
             "iss": self._config.issuer,
-            "sub": subject,
+            "sub": grant.subject,
             # RFC 9068 §3 / RFC 8707 §2: one string, or an array for several resources.
             "aud": audience if isinstance(audience, str) else list(audience),
-            "client_id": client_id,
+            "client_id": grant.client_id,
             "iat": iat,
             "exp": exp,
             "jti": jti,
         }
         if scope_list:
             claims["scope"] = " ".join(scope_list)
-        if auth_time is not None:
-            claims["auth_time"] = auth_time
-        if acr is not None:
-            claims["acr"] = acr
+        if grant.auth_time is not None:
+            claims["auth_time"] = grant.auth_time
+        if grant.acr is not None:
+            claims["acr"] = grant.acr
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}
         key = self._keys().current
