@@ -70,13 +70,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from scopegate._errors import ConfigurationError
+from scopegate._settings import number
 from scopegate._verifier import HybridVerifier, TokenVerifier
 
 if TYPE_CHECKING:
@@ -210,9 +210,7 @@ def _seconds(environ: Mapping[str, str], name: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{PREFIX}{name} must be a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{PREFIX}{name} must be a non-negative number of seconds")
-    return value
+    return number(PREFIX + name, value)
 
 
 def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

@@ -39,6 +39,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpcore
 import httpx
 
+from scopegate._settings import number
+
 __all__ = [
     "DEFAULT_MAX_BODY",
     "AsyncSingleFlight",
@@ -326,8 +328,7 @@ class HTTPRunner:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        number("timeout", timeout, low_open=True)
         self.timeout = httpx.Timeout(timeout)
         self.total_timeout = timeout * 2
         self.max_body = max_body

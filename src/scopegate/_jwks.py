@@ -71,6 +71,7 @@ from scopegate._flow import (
 )
 from scopegate._jsonstrict import StrictJSONError, loads_object
 from scopegate._keys import KeySet, UnusableKeyError, VerificationKey, parse_jwks
+from scopegate._settings import number
 
 __all__ = ["JWKSCache"]
 
@@ -126,13 +127,9 @@ class JWKSCache(ClientOwner):
             raise ConfigurationError("JWKSCache needs exactly one of jwks_uri or metadata")
         if jwks_uri is not None and not check_endpoint_url(jwks_uri):
             raise ConfigurationError("jwks_uri must be an https URL (http only for loopback hosts)")
-        for name, value in (
-            ("jwks_ttl", ttl),
-            ("jwks_cooldown", cooldown),
-            ("stale_if_error", stale_if_error),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0")
+        number("jwks_ttl", ttl)
+        number("jwks_cooldown", cooldown)
+        number("stale_if_error", stale_if_error)
         self.algorithms = algorithms
         self.jwks_uri = jwks_uri
         self.metadata = metadata

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scopegate._errors import InvalidTokenError, KeySetUnavailableError
+from scopegate._errors import ConfigurationError, InvalidTokenError, KeySetUnavailableError
 from scopegate._flow import HTTPRunner
 from scopegate._jwt import JWTVerifier
 from tests.core.jwks_server import JWKSServer
@@ -486,3 +486,26 @@ def test_explain_without_fetch_uses_only_keys_in_memory(server: JWKSServer, cloc
     verifier.verify(token)
     assert all(c.passed for c in verifier.explain(token, fetch=False))
     assert server.hits["/jwks"] == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"jwks_ttl": float("inf")}, id="infinite-ttl"),
+        pytest.param({"jwks_ttl": -1}, id="negative-ttl"),
+        pytest.param({"jwks_ttl": "600"}, id="string-ttl"),
+        pytest.param({"jwks_cooldown": True}, id="boolean-cooldown"),
+        pytest.param({"stale_if_error": float("nan")}, id="nan-stale"),
+        pytest.param({"http_timeout": 0}, id="zero-timeout"),
+        pytest.param({"http_timeout": True}, id="boolean-timeout"),
+    ],
+)
+def test_key_fetch_durations_follow_the_settings_rule(settings: dict[str, Any]) -> None:
+    """JWKS durations and the HTTP timeout are checked by the one number rule, by name."""
+    with pytest.raises(ConfigurationError, match=next(iter(settings))):
+        JWTVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            jwks_uri="https://as.example/jwks",
+            **settings,
+        )

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scopegate._errors import ConfigurationError
 from scopegate._flow import AsyncSingleFlight, Flow, HTTPRunner, ResponseTooLargeError, SingleFlight
 from tests.servers import run_asgi
 
@@ -183,3 +184,10 @@ async def test_async_single_flight_exception_shared() -> None:
         return 1
 
     assert await flight.do("k", ok) == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), True, "5"], ids=str)
+def test_runner_timeout_follows_the_settings_rule(timeout: Any) -> None:
+    """A timeout that is not a finite positive number is a ConfigurationError (a ValueError)."""
+    with pytest.raises(ConfigurationError, match="timeout"):
+        HTTPRunner(timeout=timeout)
