@@ -264,7 +264,7 @@ def test_metadata_is_cached_across_jwks_refreshes(server: JWKSServer) -> None:
 
 def test_server_metadata_endpoint(server: JWKSServer) -> None:
     """endpoint() returns a checked URL from the cached document."""
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     _CREATED.append(runner)
     metadata = ServerMetadata(server.url, runner=runner, error=IntrospectionUnavailableError)
     assert metadata.endpoint("introspection_endpoint") == server.url + "/introspect"
@@ -277,7 +277,7 @@ def test_server_metadata_endpoint(server: JWKSServer) -> None:
 @pytest.mark.anyio
 async def test_server_metadata_endpoint_async(server: JWKSServer) -> None:
     """aendpoint() is the async twin."""
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     metadata = ServerMetadata(server.url, runner=runner, error=IntrospectionUnavailableError)
     assert await metadata.aendpoint("introspection_endpoint") == server.url + "/introspect"
     assert (await metadata.aget())["issuer"] == server.url
@@ -288,7 +288,7 @@ async def test_server_metadata_endpoint_async(server: JWKSServer) -> None:
 def test_server_metadata_uses_its_error_class(server: JWKSServer) -> None:
     """Failures raise the configured 503 class (introspection's own here)."""
     server.discovery_mode = "error"
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     _CREATED.append(runner)
     metadata = ServerMetadata(server.url, runner=runner, error=IntrospectionUnavailableError)
     with pytest.raises(IntrospectionUnavailableError):
@@ -298,7 +298,7 @@ def test_server_metadata_uses_its_error_class(server: JWKSServer) -> None:
 def test_server_metadata_serves_stale_document(server: JWKSServer) -> None:
     """A failed refresh keeps the previous document; retries wait retry_interval."""
     clock = Clock()
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     _CREATED.append(runner)
     metadata = ServerMetadata(server.url, runner=runner, ttl=60, timer=clock)
     metadata.get()
@@ -318,7 +318,7 @@ def test_server_metadata_throttles_failures_without_document(server: JWKSServer)
     """With no document yet, failures are not retried before retry_interval."""
     clock = Clock()
     server.discovery_mode = "error"
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     _CREATED.append(runner)
     metadata = ServerMetadata(server.url, runner=runner, timer=clock)
     for _ in range(3):

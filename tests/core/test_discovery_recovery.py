@@ -47,7 +47,7 @@ def test_fixed_jwks_uri_is_picked_up_after_retry_interval(server: JWKSServer) ->
     verifier = JWTVerifier(
         issuer=server.url,
         audience=AUDIENCE,
-        http_timeout=1,
+        http_timeout=10,
         jwks_cooldown=2,
         cache_verified=False,
         clock=clock,
@@ -71,7 +71,7 @@ def test_fixed_jwks_uri_is_picked_up_after_retry_interval(server: JWKSServer) ->
 def test_missing_endpoint_is_not_refetched_per_call(server: JWKSServer) -> None:
     """Callers asking for a missing endpoint cause at most one fetch per retry interval."""
     clock = Clock()
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     metadata = ServerMetadata(
         server.url,
         runner=runner,

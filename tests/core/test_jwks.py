@@ -125,7 +125,7 @@ def test_ttl_expiry_refetches(server: JWKSServer, clock: Clock) -> None:
 
 def test_shared_runner_is_not_closed(server: JWKSServer, clock: Clock) -> None:
     """A runner passed in is used and left open by close()."""
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     verifier = make(server, clock, runner=runner)
     verifier.verify(mint())
     verifier.close()

@@ -656,7 +656,7 @@ def test_shared_runner_is_not_closed(
 ) -> None:
     """A runner passed in stays open after close()."""
     server.tokens[TOKEN] = active()
-    runner = HTTPRunner(timeout=1)
+    runner = HTTPRunner(timeout=10)
     verifier = make_verifier(runner=runner)
     verifier.verify(TOKEN)
     verifier.close()
