@@ -40,10 +40,11 @@ from scopegate.issuer._store import (
     Audience,
     IssuerStore,
     RefreshTokenRecord,
+    TokenGrant,
     audience_tuple,
     token_hash,
 )
-from scopegate.issuer._tokens import AccessGrant, IssuedAccessToken, TokenFactory
+from scopegate.issuer._tokens import IssuedAccessToken, TokenFactory
 from scopegate.issuer._users import User, UserStore
 
 __all__ = [
@@ -228,7 +229,9 @@ class ClientCredentialsGrant:
             narrow=narrows(self._config, client),
         )
         audience = new_grant_audience(self._config, client, request.resources)
-        grant = AccessGrant(client.client_id, client.subject, scopes, audience, jkt=request.bind())
+        grant = TokenGrant(
+            client.client_id, client.subject, tuple(sorted(scopes)), audience, jkt=request.bind()
+        )
         token = self._tokens.mint(grant, request.now)
         assert token is not None  # no refresh family, so it cannot have been revoked
         return _response(token, scopes)
@@ -310,24 +313,23 @@ class _FamilyIssuer:
         if record is not None and refresh is not None and not code_family:
             self._store.create_refresh_token(token_hash(refresh), record, now)
             family_id = record.family_id
-        grant = AccessGrant(
+        grant = TokenGrant(
             client.client_id,
             user.subject,
-            scopes,
+            tuple(sorted(scopes)),
             audience,
-            family_id=family_id,
             username=user.username,
             auth_time=auth_time,
             acr=acr,
             jkt=jkt,
         )
-        token = self._tokens.mint(grant, now)
+        token = self._tokens.mint(grant, now, family_id)
         if token is None:
             if family_id is None:  # pragma: no cover - a brand-new family is never revoked
                 raise InvalidGrantError(_BAD_REFRESH)
             # A replay of the code revoked the family before this winner minted: answer
             # the one redemption, with a token that is revoked like the family's others.
-            token = self._tokens.mint(replace(grant, family_id=None), now)
+            token = self._tokens.mint(grant, now)
             assert token is not None  # not linked to a family: cannot be refused
             self._tokens.discard(token, now)
         if record is not None and refresh is not None and code_family:
@@ -532,18 +534,9 @@ class RefreshTokenGrant(_FamilyIssuer):
         # no longer fail afterwards, so exactly one concurrent request gets a 200. A loser
         # discards what it minted. Requests that arrive after the rotation see a rotated
         # token: that is reuse (strict, no grace window) and revokes the family.
-        grant = AccessGrant(
-            client.client_id,
-            record.subject,
-            scopes,
-            audience,
-            family_id=record.family_id,
-            username=record.username,
-            auth_time=record.auth_time,
-            acr=record.acr,
-            jkt=jkt,
-        )
-        token = self._tokens.mint(grant, now)
+        # The stored grant, narrowed to what this refresh asked for and bound to its proof.
+        grant = replace(record, scopes=tuple(sorted(scopes)), audience=audience, jkt=jkt)
+        token = self._tokens.mint(grant, now, record.family_id)
         if token is None:
             raise InvalidGrantError(_BAD_REFRESH)
         refresh = secrets.token_urlsafe(32)

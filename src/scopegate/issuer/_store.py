@@ -36,7 +36,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import KW_ONLY, asdict, dataclass, field, replace
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, cast, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -62,6 +62,7 @@ __all__ = [
     "RefreshTokenRecord",
     "RotationOutcome",
     "Settlement",
+    "TokenGrant",
     "audience_tuple",
     "token_hash",
 ]
@@ -114,8 +115,8 @@ class _Stored:
 
 
 @dataclass(frozen=True)
-class _TokenGrant(_Stored):
-    """What an access or a refresh token stands for: the one field list both records share.
+class TokenGrant:
+    """What a token is minted for: the one field list of access and refresh tokens.
 
     The user fields (set after a user authenticated, RFC 9470) and the DPoP binding are
     keyword-only, after each record's own fields.
@@ -125,8 +126,6 @@ class _TokenGrant(_Stored):
     subject: str
     scopes: tuple[str, ...]
     audience: Audience
-    issued_at: int
-    expires_at: int
     _: KW_ONLY
     username: str | None = None
     auth_time: int | None = None
@@ -134,16 +133,39 @@ class _TokenGrant(_Stored):
     jkt: str | None = None  # the DPoP key it is bound to (cnf.jkt, RFC 9449 §6)
 
 
+_GRANT_FIELDS = tuple(f.name for f in fields(TokenGrant))
+
+
 @dataclass(frozen=True)
-class AccessTokenRecord(_TokenGrant):
+class _StoredGrant(TokenGrant, _Stored):
+    """A grant as stored, with its lifetimes."""
+
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AccessTokenRecord(_StoredGrant):
     """What the issuer remembers about an opaque access token (never its value)."""
 
     jti: str
     family_id: str | None = None
 
+    @classmethod
+    def of(
+        cls, grant: TokenGrant, issued_at: int, expires_at: int, jti: str, family_id: str | None
+    ) -> AccessTokenRecord:
+        """The record of a token minted for *grant* (its scopes sorted; the fields of a
+        refresh token record beyond the grant's left out)."""
+        granted = {name: getattr(grant, name) for name in _GRANT_FIELDS}
+        granted["scopes"] = tuple(sorted(grant.scopes))
+        return cls(
+            **granted, issued_at=issued_at, expires_at=expires_at, jti=jti, family_id=family_id
+        )
+
 
 @dataclass(frozen=True)
-class RefreshTokenRecord(_TokenGrant):
+class RefreshTokenRecord(_StoredGrant):
     """A refresh token's grant: client, user, original scope, family and lifetimes.
 
     ``expires_at`` is the family's absolute expiry (rotation never extends it, RT-8);

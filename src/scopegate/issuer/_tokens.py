@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from scopegate._errors import BearerError
@@ -24,31 +24,9 @@ from scopegate._jose import encode_compact, looks_like_jws
 from scopegate._jwt import JWTVerifier
 from scopegate._signing import SigningKeySet
 from scopegate.issuer._config import IssuerConfig
-from scopegate.issuer._store import AccessTokenRecord, Audience, IssuerStore, token_hash
+from scopegate.issuer._store import AccessTokenRecord, IssuerStore, TokenGrant, token_hash
 
-__all__ = ["AccessGrant", "IssuedAccessToken", "TokenFactory", "TokenInfo"]
-
-
-@dataclass(frozen=True)
-class AccessGrant:
-    """What an access token is minted for: everything but its own times and ``jti``.
-
-    Attributes:
-        family_id: The refresh family it belongs to (revoking the family revokes it).
-        username: Set, with ``auth_time`` and ``acr`` (RFC 9470), after a user login.
-        jkt: The DPoP key it is bound to (``cnf.jkt``, RFC 9449 §6), or ``None``.
-    """
-
-    client_id: str
-    subject: str
-    scopes: frozenset[str]
-    audience: Audience
-    _: KW_ONLY
-    family_id: str | None = None
-    username: str | None = None
-    auth_time: int | None = None
-    acr: str | None = None
-    jkt: str | None = None
+__all__ = ["IssuedAccessToken", "TokenFactory", "TokenInfo"]
 
 
 @dataclass(frozen=True)
@@ -109,8 +87,11 @@ class TokenFactory:
         self._headers: dict[str, bytes] = {}
         self._verifier: tuple[SigningKeySet, JWTVerifier] | None = None
 
-    def mint(self, grant: AccessGrant, now: float) -> IssuedAccessToken | None:
-        """Mint an access token; ``None`` if its refresh family was revoked meanwhile.
+    def mint(
+        self, grant: TokenGrant, now: float, family_id: str | None = None
+    ) -> IssuedAccessToken | None:
+        """Mint an access token for *grant*, in the refresh family *family_id* if any;
+        ``None`` if that family was revoked meanwhile.
 
         With ``grant.jkt`` the token is bound to that DPoP key: ``cnf.jkt`` in a JWT, and
         in the record of an opaque token, which introspection reports (RFC 9449 §6).
@@ -120,23 +101,10 @@ class TokenFactory:
         exp = iat + ttl
         jti = secrets.token_urlsafe(16)
         scope_list = tuple(sorted(grant.scopes))
-        family_id, jkt = grant.family_id, grant.jkt
+        jkt = grant.jkt
         if self._config.token_format == "opaque":  # noqa: S105 - not a secret
             value = secrets.token_urlsafe(32)
-            record = AccessTokenRecord(
-                client_id=grant.client_id,
-                subject=grant.subject,
-                scopes=scope_list,
-                audience=grant.audience,
-                issued_at=iat,
-                expires_at=exp,
-                jti=jti,
-                family_id=family_id,
-                username=grant.username,
-                auth_time=grant.auth_time,
-                acr=grant.acr,
-                jkt=jkt,
-            )
+            record = AccessTokenRecord.of(grant, iat, exp, jti, family_id)
             if not self._store.save_access_token(token_hash(value), record, now):
                 return None
             return IssuedAccessToken(value, ttl, jti, exp, jkt)
