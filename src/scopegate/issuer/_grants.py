@@ -289,30 +289,6 @@ class _FamilyIssuer:
         concurrent replay revoked the family first: its tokens are then issued revoked
         (the access token denied at once, the refresh token born revoked).
         """
-        acr = user.acr or self._config.acr
-        record = None
-        if self.refresh_allowed(client):
-            iat = int(now)
-            expires_at = iat + self._config.refresh_token_ttl
-            record = RefreshTokenRecord(
-                client_id=client.client_id,
-                subject=user.subject,
-                scopes=tuple(sorted(scopes)),
-                audience=audience,
-                family_id=family_id or secrets.token_urlsafe(16),
-                issued_at=iat,
-                expires_at=expires_at,
-                idle_expires_at=self.idle_expiry(expires_at, iat),
-                username=user.username,
-                auth_time=auth_time,
-                acr=acr,
-                jkt=jkt if client.public else None,
-            )
-        refresh = secrets.token_urlsafe(32) if record is not None else None
-        code_family = family_id is not None
-        if record is not None and refresh is not None and not code_family:
-            self._store.create_refresh_token(token_hash(refresh), record, now)
-            family_id = record.family_id
         grant = TokenGrant(
             client.client_id,
             user.subject,
@@ -320,9 +296,26 @@ class _FamilyIssuer:
             audience,
             username=user.username,
             auth_time=auth_time,
-            acr=acr,
+            acr=user.acr or self._config.acr,
             jkt=jkt,
         )
+        record = None
+        if self.refresh_allowed(client):
+            iat = int(now)
+            expires_at = iat + self._config.refresh_token_ttl
+            record = RefreshTokenRecord.of(
+                grant,
+                family_id=family_id or secrets.token_urlsafe(16),
+                issued_at=iat,
+                expires_at=expires_at,
+                idle_expires_at=self.idle_expiry(expires_at, iat),
+                jkt=jkt if client.public else None,
+            )
+        refresh = secrets.token_urlsafe(32) if record is not None else None
+        code_family = family_id is not None
+        if record is not None and refresh is not None and not code_family:
+            self._store.create_refresh_token(token_hash(refresh), record, now)
+            family_id = record.family_id
         token = self._tokens.mint(grant, now, family_id)
         if token is None:
             if family_id is None:  # pragma: no cover - a brand-new family is never revoked

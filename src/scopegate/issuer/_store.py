@@ -118,7 +118,8 @@ class _Stored:
 class TokenGrant:
     """What a token is minted for: the one field list of access and refresh tokens.
 
-    The user fields (set after a user authenticated, RFC 9470) and the DPoP binding are
+    ``scopes`` are sorted (the order of the ``scope`` claim and of stored records). The
+    user fields (set after a user authenticated, RFC 9470) and the DPoP binding are
     keyword-only, after each record's own fields.
     """
 
@@ -143,6 +144,14 @@ class _StoredGrant(TokenGrant, _Stored):
     issued_at: int
     expires_at: int
 
+    @classmethod
+    def of(cls, grant: TokenGrant, **fields: Any) -> Self:
+        """The record of *grant*: its fields, then the record's own *fields* (which may
+        also override a grant field, e.g. an unbound refresh token's ``jkt=None``)."""
+        record = {name: getattr(grant, name) for name in _GRANT_FIELDS}
+        record.update(fields)
+        return cls(**record)
+
 
 @dataclass(frozen=True)
 class AccessTokenRecord(_StoredGrant):
@@ -150,18 +159,6 @@ class AccessTokenRecord(_StoredGrant):
 
     jti: str
     family_id: str | None = None
-
-    @classmethod
-    def of(
-        cls, grant: TokenGrant, issued_at: int, expires_at: int, jti: str, family_id: str | None
-    ) -> AccessTokenRecord:
-        """The record of a token minted for *grant* (its scopes sorted; the fields of a
-        refresh token record beyond the grant's left out)."""
-        granted = {name: getattr(grant, name) for name in _GRANT_FIELDS}
-        granted["scopes"] = tuple(sorted(grant.scopes))
-        return cls(
-            **granted, issued_at=issued_at, expires_at=expires_at, jti=jti, family_id=family_id
-        )
 
 
 @dataclass(frozen=True)

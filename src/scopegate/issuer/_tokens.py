@@ -100,11 +100,13 @@ class TokenFactory:
         ttl = self._config.access_token_ttl
         exp = iat + ttl
         jti = secrets.token_urlsafe(16)
-        scope_list = tuple(sorted(grant.scopes))
+        scope_list = grant.scopes
         jkt = grant.jkt
         if self._config.token_format == "opaque":  # noqa: S105 - not a secret
             value = secrets.token_urlsafe(32)
-            record = AccessTokenRecord.of(grant, iat, exp, jti, family_id)
+            record = AccessTokenRecord.of(
+                grant, issued_at=iat, expires_at=exp, jti=jti, family_id=family_id
+            )
             if not self._store.save_access_token(token_hash(value), record, now):
                 return None
             return IssuedAccessToken(value, ttl, jti, exp, jkt)
