@@ -73,7 +73,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from scopegate._errors import ConfigurationError
 from scopegate._settings import number
@@ -92,6 +92,10 @@ __all__ = [
 ]
 
 PREFIX = "SCOPEGATE_"
+
+_Choice = TypeVar("_Choice", bound=str)
+_TYPS: tuple[Literal["strict", "lenient"], ...] = ("strict", "lenient")
+_DPOP_MODES: tuple[Literal["off", "allowed", "required"], ...] = ("off", "allowed", "required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +217,25 @@ def _seconds(environ: Mapping[str, str], name: str) -> float | None:
     return number(PREFIX + name, value)
 
 
-def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+@overload
+def _choice(
+    environ: Mapping[str, str], name: str, choices: tuple[_Choice, ...], default: _Choice
+) -> _Choice: ...
+@overload
+def _choice(
+    environ: Mapping[str, str], name: str, choices: tuple[_Choice, ...], default: None
+) -> _Choice | None: ...
+def _choice(
+    environ: Mapping[str, str], name: str, choices: tuple[_Choice, ...], default: _Choice | None
+) -> _Choice | None:
+    """The variable's value among *choices* (any case), or *default* when it is unset."""
     raw = _get(environ, name)
     if raw is None:
         return default
-    if raw.lower() not in choices:
-        raise ConfigurationError(f"{PREFIX}{name} must be one of: {', '.join(choices)}")
-    return raw.lower()
+    for choice in choices:
+        if raw.lower() == choice:
+            return choice
+    raise ConfigurationError(f"{PREFIX}{name} must be one of: {', '.join(choices)}")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -320,22 +336,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         if not algorithms:
             raise ConfigurationError(f"{PREFIX}ALGORITHMS lists no algorithm")
 
-    leeway = _seconds(env, "LEEWAY")
     max_lifetime = _seconds(env, "MAX_LIFETIME")
     if max_lifetime == 0:
         raise ConfigurationError(f"{PREFIX}MAX_LIFETIME must be a positive number of seconds")
-    jwks_cooldown = _seconds(env, "JWKS_COOLDOWN")
-
-    typ: Literal["strict", "lenient"] | None = None
-    raw_typ = _get(env, "TYP")
-    if raw_typ is not None:
-        if raw_typ.lower() == "strict":
-            typ = "strict"
-        elif raw_typ.lower() == "lenient":
-            typ = "lenient"
-        else:
-            raise ConfigurationError(f"{PREFIX}TYP must be 'strict' or 'lenient'")
-
     introspection = _introspection_settings(env)
     return EnvSettings(
         issuer=issuers[0],
@@ -343,10 +346,10 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         audience=audience,
         jwks_uri=jwks_uri,
         algorithms=algorithms,
-        leeway=leeway,
+        leeway=_seconds(env, "LEEWAY"),
         max_lifetime=max_lifetime,
-        jwks_cooldown=jwks_cooldown,
-        typ=typ,
+        jwks_cooldown=_seconds(env, "JWKS_COOLDOWN"),
+        typ=_choice(env, "TYP", _TYPS, None),
         realm=realm_from_env(env),
         **introspection,
         redis_url=_get(env, "REDIS_URL"),
@@ -355,7 +358,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         scopes_supported=tuple((_get(env, "SCOPES_SUPPORTED") or "").split()),
         resource_name=_get(env, "RESOURCE_NAME"),
         resource_documentation=_get(env, "RESOURCE_DOCUMENTATION"),
-        dpop=_choice(env, "DPOP", ("off", "allowed", "required"), "off"),  # type: ignore[arg-type]
+        dpop=_choice(env, "DPOP", _DPOP_MODES, "off"),
         public_url=_get(env, "PUBLIC_URL"),
         trust_forwarded=_choice(env, "TRUST_FORWARDED", ("true", "false"), "false") == "true",
     )

@@ -95,6 +95,28 @@ def test_errors_name_the_variable(env: dict[str, str], variable: str) -> None:
         settings_from_env(env)
 
 
+@pytest.mark.parametrize(
+    ("variable", "choices"),
+    [
+        ("SCOPEGATE_TYP", "strict, lenient"),
+        ("SCOPEGATE_DPOP", "off, allowed, required"),
+        ("SCOPEGATE_INTROSPECTION_AUTH_METHOD", "client_secret_basic, client_secret_post"),
+    ],
+)
+def test_choice_variables_share_one_rule(variable: str, choices: str) -> None:
+    """Every choice variable takes any case and refuses anything else, listing the choices
+    (never echoing the value)."""
+    first = choices.split(", ")[0]
+    settings = settings_from_env({**BASE, variable: first.upper()})
+    field = variable.removeprefix("SCOPEGATE_").lower()
+    assert getattr(settings, field) == first
+    with pytest.raises(
+        ConfigurationError, match=f"{variable} must be one of: {choices}$"
+    ) as caught:
+        settings_from_env({**BASE, variable: "bogus-value"})
+    assert "bogus-value" not in str(caught.value)
+
+
 def test_from_env_builds_a_jwt_verifier() -> None:
     """Without introspection variables from_env returns a JWTVerifier."""
     verifier = from_env({**BASE, "SCOPEGATE_JWKS_URI": "https://issuer.example/jwks"})
